@@ -1,0 +1,127 @@
+# Salvage — plain GNU make. `make` builds ./salvage; `make check` installs what
+# is missing, builds and runs every test; `make demo` runs the sample recovery.
+# Project flags live in SALVAGE_* so `make CFLAGS=...` (sanitizers, coverage)
+# keeps the Lua and library headers.
+
+CC      ?= cc
+CFLAGS  ?= -O2 -g
+LDFLAGS ?=
+PREFIX  ?= /usr/local
+DESTDIR ?=
+BUILD   ?= build
+WERROR  ?=
+SANITIZE ?=
+
+PKGS := lua5.4 libmariadb libcurl libcrypto
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+SALVAGE_CFLAGS := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wno-unused-parameter \
+	-Isrc -I$(BUILD) $(PKG_CFLAGS) $(if $(WERROR),-Werror)
+ifneq ($(SANITIZE),)
+SALVAGE_CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+SALVAGE_LDFLAGS += -fsanitize=address,undefined
+endif
+SALVAGE_LIBS := $(PKG_LIBS) -lreadline -lm -lpthread
+
+# Layers: pure C in src/<area>/ (no lua.h), bindings src/l<area>.c, host src/*.c.
+PURE_SRCS    := $(sort $(wildcard src/*/*.c))
+BINDING_SRCS := $(sort $(wildcard src/l*.c))
+HOST_SRCS    := src/host.c src/repl.c src/errname.c
+STDLIB_LUA   := $(sort $(shell find lua/stdlib -name '*.lua' 2>/dev/null))
+
+CORE_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(PURE_SRCS) $(BINDING_SRCS) $(HOST_SRCS)) \
+	$(BUILD)/gen/stdlib.o $(BUILD)/gen/preload.o
+
+CTEST_SRCS := $(sort $(wildcard tests/c/test_*.c))
+CTESTS     := $(patsubst tests/c/%.c,$(BUILD)/tests/%,$(CTEST_SRCS))
+
+MODULES := $(patsubst src/l%.c,$(BUILD)/lua/salvage/%.so,$(BINDING_SRCS))
+
+.PHONY: all deps check test demo bench fuzz modules install clean asan-check
+all: salvage
+
+salvage: $(BUILD)/salvage
+	cp $< $@
+
+$(BUILD)/salvage: $(BUILD)/src/main.o $(BUILD)/libsalvage.a
+	$(CC) $(CFLAGS) $(SALVAGE_LDFLAGS) $(LDFLAGS) -Wl,-E -o $@ $^ $(SALVAGE_LIBS)
+
+$(BUILD)/libsalvage.a: $(CORE_OBJS)
+	rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/%.o: %.c $(wildcard src/*.h src/*/*.h) | $(BUILD)/gen/preload.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(SALVAGE_CFLAGS) -c -o $@ $<
+
+$(BUILD)/gen/%.o: $(BUILD)/gen/%.c src/host.h
+	$(CC) $(CFLAGS) $(SALVAGE_CFLAGS) -Wno-overlength-strings -c -o $@ $<
+
+$(BUILD)/tools/embed: tools/embed.c
+	@mkdir -p $(dir $@)
+	cc -O1 -o $@ $<
+
+$(BUILD)/gen/stdlib.c: $(BUILD)/tools/embed $(STDLIB_LUA) Makefile
+	@mkdir -p $(dir $@)
+	$(BUILD)/tools/embed $@ $(STDLIB_LUA)
+
+$(BUILD)/gen/preload.c: $(BINDING_SRCS) tools/genpreload.sh
+	@mkdir -p $(dir $@)
+	sh tools/genpreload.sh $@ $(BINDING_SRCS)
+
+# C unit tests (cmocka) link the core library, never main.c.
+$(BUILD)/tests/%: tests/c/%.c $(BUILD)/libsalvage.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(SALVAGE_CFLAGS) $(SALVAGE_LDFLAGS) $(LDFLAGS) -Wl,-E -o $@ $< $(BUILD)/libsalvage.a $(SALVAGE_LIBS) -lcmocka
+
+ctests: $(CTESTS)
+
+# Each binding as a loadable module for stock lua5.4: lua5.4 -e 'package.cpath="build/lua/?.so;"..package.cpath'
+modules: $(MODULES)
+$(BUILD)/lua/salvage/%.so: src/l%.c $(PURE_SRCS) src/errname.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(SALVAGE_CFLAGS) -fPIC -shared -o $@ $< $(PURE_SRCS) src/errname.c $(PKG_LIBS)
+
+deps:
+	@sh tools/deps.sh
+
+check: deps
+	$(MAKE) all ctests modules
+	sh tests/run
+
+test: all ctests modules
+	sh tests/run
+
+asan-check: deps
+	$(MAKE) BUILD=build-asan CC=clang SANITIZE=1 build-asan/salvage
+	SALVAGE=$(CURDIR)/build-asan/salvage SALVAGE_SUITES="lua cram" sh tests/run
+
+demo: deps
+	$(MAKE) all
+	sh scripts/demo.sh
+
+bench: deps
+	$(MAKE) all
+	sh bench/run
+
+FUZZ_SECONDS ?= 20
+FUZZ_SRCS := $(sort $(wildcard fuzz/fuzz_*.c))
+fuzz: deps
+	@mkdir -p build-fuzz
+	@set -e; for f in $(FUZZ_SRCS); do \
+		n=$$(basename $$f .c); \
+		clang -g -O1 -fsanitize=fuzzer,address,undefined -std=c11 -D_GNU_SOURCE -Isrc -o build-fuzz/$$n $$f $(PURE_SRCS); \
+		mkdir -p build-fuzz/corpus-$$n; \
+		echo "fuzz: $$n for $(FUZZ_SECONDS)s"; \
+		./build-fuzz/$$n -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 build-fuzz/corpus-$$n $$( [ -d fuzz/seeds/$$n ] && echo fuzz/seeds/$$n ) 2>&1 | tail -3; \
+	done
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/salvage/examples $(DESTDIR)$(PREFIX)/share/man/man1
+	install -m 755 salvage $(DESTDIR)$(PREFIX)/bin/salvage
+	install -m 644 scripts/examples/*.lua $(DESTDIR)$(PREFIX)/share/salvage/examples/
+	install -m 644 man/salvage.1 $(DESTDIR)$(PREFIX)/share/man/man1/salvage.1
+
+clean:
+	rm -rf build build-asan build-fuzz salvage

@@ -1,0 +1,455 @@
+/*
+ * salvage.sys: the few POSIX services the Lua stdlib needs that stock Lua
+ * lacks (stat, directories, processes, fsync'ed writes, clocks, terminals).
+ * Failures of the world return nil, "what: why", "ECODE".
+ */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <dirent.h>
+#include <sys/ioctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lua.h"
+#include "lauxlib.h"
+
+#include "errname.h"
+
+static int fail(lua_State *L, const char *what, int err)
+{
+	lua_pushnil(L);
+	lua_pushfstring(L, "%s: %s", what, strerror(err));
+	lua_pushstring(L, salvage_errname(err));
+	return 3;
+}
+
+static int sys_isatty(lua_State *L)
+{
+	lua_pushboolean(L, isatty((int)luaL_checkinteger(L, 1)));
+	return 1;
+}
+
+static int sys_clock(lua_State *L)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
+	return 1;
+}
+
+static int sys_time(lua_State *L)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
+	return 1;
+}
+
+static int sys_sleep(lua_State *L)
+{
+	lua_Number s = luaL_checknumber(L, 1);
+	struct timespec ts;
+	if (s < 0)
+		s = 0;
+	ts.tv_sec = (time_t)s;
+	ts.tv_nsec = (long)((s - (lua_Number)ts.tv_sec) * 1e9);
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+	return 0;
+}
+
+static const char *file_type(mode_t m)
+{
+	if (S_ISREG(m)) return "file";
+	if (S_ISDIR(m)) return "directory";
+	if (S_ISLNK(m)) return "link";
+	if (S_ISBLK(m)) return "block";
+	if (S_ISCHR(m)) return "char";
+	if (S_ISFIFO(m)) return "fifo";
+	if (S_ISSOCK(m)) return "socket";
+	return "other";
+}
+
+static int push_stat(lua_State *L, const char *path, int follow)
+{
+	struct stat st;
+	if ((follow ? stat(path, &st) : lstat(path, &st)) != 0)
+		return fail(L, path, errno);
+	lua_createtable(L, 0, 8);
+	lua_pushstring(L, file_type(st.st_mode));
+	lua_setfield(L, -2, "type");
+	lua_pushinteger(L, (lua_Integer)st.st_size);
+	lua_setfield(L, -2, "size");
+	lua_pushinteger(L, (lua_Integer)st.st_mtime);
+	lua_setfield(L, -2, "mtime");
+	lua_pushinteger(L, (lua_Integer)(st.st_mode & 07777));
+	lua_setfield(L, -2, "mode");
+	lua_pushinteger(L, (lua_Integer)st.st_ino);
+	lua_setfield(L, -2, "ino");
+	lua_pushinteger(L, (lua_Integer)st.st_dev);
+	lua_setfield(L, -2, "dev");
+	lua_pushinteger(L, (lua_Integer)st.st_blocks * 512);
+	lua_setfield(L, -2, "allocated");
+	lua_pushinteger(L, (lua_Integer)st.st_nlink);
+	lua_setfield(L, -2, "nlink");
+	return 1;
+}
+
+static int sys_stat(lua_State *L) { return push_stat(L, luaL_checkstring(L, 1), 1); }
+static int sys_lstat(lua_State *L) { return push_stat(L, luaL_checkstring(L, 1), 0); }
+
+static int sys_dir(lua_State *L)
+{
+	const char *path = luaL_checkstring(L, 1);
+	DIR *d = opendir(path);
+	if (d == NULL)
+		return fail(L, path, errno);
+	lua_newtable(L);
+	lua_Integer n = 0;
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL) {
+		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+			continue;
+		lua_pushstring(L, e->d_name);
+		lua_rawseti(L, -2, ++n);
+	}
+	closedir(d);
+	return 1;
+}
+
+#define SIMPLE_PATH_CALL(name, expr)                   \
+	static int sys_##name(lua_State *L)            \
+	{                                              \
+		const char *path = luaL_checkstring(L, 1); \
+		if ((expr) != 0)                       \
+			return fail(L, path, errno);   \
+		lua_pushboolean(L, 1);                 \
+		return 1;                              \
+	}
+
+SIMPLE_PATH_CALL(mkdir, mkdir(path, (mode_t)luaL_optinteger(L, 2, 0777)))
+SIMPLE_PATH_CALL(rmdir, rmdir(path))
+SIMPLE_PATH_CALL(unlink, unlink(path))
+SIMPLE_PATH_CALL(chmod, chmod(path, (mode_t)luaL_checkinteger(L, 2)))
+
+static int sys_rename(lua_State *L)
+{
+	const char *from = luaL_checkstring(L, 1);
+	const char *to = luaL_checkstring(L, 2);
+	if (rename(from, to) != 0)
+		return fail(L, from, errno);
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
+static int sys_symlink(lua_State *L)
+{
+	const char *target = luaL_checkstring(L, 1);
+	const char *path = luaL_checkstring(L, 2);
+	if (symlink(target, path) != 0)
+		return fail(L, path, errno);
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
+static int sys_realpath(lua_State *L)
+{
+	const char *path = luaL_checkstring(L, 1);
+	char *r = realpath(path, NULL);
+	if (r == NULL)
+		return fail(L, path, errno);
+	lua_pushstring(L, r);
+	free(r);
+	return 1;
+}
+
+static int sys_mkdtemp(lua_State *L)
+{
+	const char *prefix = luaL_optstring(L, 1, "/tmp/salvage-");
+	lua_pushfstring(L, "%sXXXXXX", prefix);
+	char *buf = strdup(lua_tostring(L, -1));
+	if (buf == NULL)
+		return luaL_error(L, "out of memory");
+	if (mkdtemp(buf) == NULL) {
+		int err = errno;
+		free(buf);
+		return fail(L, prefix, err);
+	}
+	lua_pushstring(L, buf);
+	free(buf);
+	return 1;
+}
+
+static int write_all(int fd, const char *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t w = write(fd, p, n);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+static int fsync_dir_of(const char *path)
+{
+	char *copy = strdup(path);
+	if (copy == NULL)
+		return -1;
+	char *slash = strrchr(copy, '/');
+	const char *dir = ".";
+	if (slash == copy)
+		dir = "/";
+	else if (slash) {
+		*slash = '\0';
+		dir = copy;
+	}
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int rc = -1;
+	if (fd >= 0) {
+		rc = fsync(fd);
+		close(fd);
+	}
+	free(copy);
+	return rc;
+}
+
+/* append_sync(path, data): one record appended and on disk before we return —
+ * what a journal needs to survive kill -9 and power loss. */
+static int sys_append_sync(lua_State *L)
+{
+	const char *path = luaL_checkstring(L, 1);
+	size_t n;
+	const char *data = luaL_checklstring(L, 2, &n);
+	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return fail(L, path, errno);
+	if (write_all(fd, data, n) != 0 || fsync(fd) != 0) {
+		int err = errno;
+		close(fd);
+		return fail(L, path, err);
+	}
+	close(fd);
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
+/* write_atomic(path, data): temporary name, fsync, rename, fsync the directory,
+ * so the final name holds either the old or the whole new content. */
+static int sys_write_atomic(lua_State *L)
+{
+	const char *path = luaL_checkstring(L, 1);
+	size_t n;
+	const char *data = luaL_checklstring(L, 2, &n);
+	lua_pushfstring(L, "%s.tmp-%d", path, (int)getpid());
+	const char *tmp = lua_tostring(L, -1);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return fail(L, tmp, errno);
+	if (write_all(fd, data, n) != 0 || fsync(fd) != 0) {
+		int err = errno;
+		close(fd);
+		unlink(tmp);
+		return fail(L, path, err);
+	}
+	close(fd);
+	if (rename(tmp, path) != 0) {
+		int err = errno;
+		unlink(tmp);
+		return fail(L, path, err);
+	}
+	fsync_dir_of(path);
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
+static int sys_getpid(lua_State *L)
+{
+	lua_pushinteger(L, (lua_Integer)getpid());
+	return 1;
+}
+
+static int sys_kill(lua_State *L)
+{
+	pid_t pid = (pid_t)luaL_checkinteger(L, 1);
+	int sig = (int)luaL_optinteger(L, 2, SIGTERM);
+	if (kill(pid, sig) != 0)
+		return fail(L, "kill", errno);
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
+static int redirect(const char *path, int fd, int flags)
+{
+	int f = open(path, flags, 0644);
+	if (f < 0)
+		return -1;
+	if (dup2(f, fd) < 0)
+		return -1;
+	close(f);
+	return 0;
+}
+
+/* spawn{argv..., stdin=, stdout=, stderr=, env={K=V}, cwd=, setsid=} -> pid */
+static int sys_spawn(lua_State *L)
+{
+	luaL_checktype(L, 1, LUA_TTABLE);
+	lua_Integer argc = (lua_Integer)luaL_len(L, 1);
+	luaL_argcheck(L, argc >= 1, 1, "argv must not be empty");
+	const char **argv = lua_newuserdatauv(L, sizeof(char *) * (size_t)(argc + 1), 0);
+	for (lua_Integer i = 1; i <= argc; i++) {
+		lua_rawgeti(L, 1, i);
+		argv[i - 1] = luaL_checkstring(L, -1);
+		lua_pop(L, 1);  /* the string stays alive in the table */
+	}
+	argv[argc] = NULL;
+	const char *in = NULL, *out = NULL, *err = NULL, *cwd = NULL;
+	int new_session = 0;
+	if (lua_getfield(L, 1, "stdin") == LUA_TSTRING) in = lua_tostring(L, -1);
+	if (lua_getfield(L, 1, "stdout") == LUA_TSTRING) out = lua_tostring(L, -1);
+	if (lua_getfield(L, 1, "stderr") == LUA_TSTRING) err = lua_tostring(L, -1);
+	if (lua_getfield(L, 1, "cwd") == LUA_TSTRING) cwd = lua_tostring(L, -1);
+	lua_getfield(L, 1, "setsid");
+	new_session = lua_toboolean(L, -1);
+	lua_pop(L, 1);
+	/* environment additions, resolved before fork */
+	int nenv = 0;
+	const char *envk[64], *envv[64];
+	if (lua_getfield(L, 1, "env") == LUA_TTABLE) {
+		lua_pushnil(L);
+		while (lua_next(L, -2) && nenv < 64) {
+			if (lua_type(L, -2) == LUA_TSTRING) {
+				envk[nenv] = lua_tostring(L, -2);
+				envv[nenv] = lua_tostring(L, -1);
+				nenv++;
+			}
+			lua_pop(L, 1);
+		}
+	}
+	fflush(NULL);
+	pid_t pid = fork();
+	if (pid < 0)
+		return fail(L, argv[0], errno);
+	if (pid == 0) {
+		signal(SIGINT, SIG_DFL);
+		if (new_session)
+			setsid();
+		if (cwd && chdir(cwd) != 0)
+			_exit(127);
+		if (in && redirect(in, 0, O_RDONLY) != 0) _exit(127);
+		if (out && redirect(out, 1, O_WRONLY | O_CREAT | O_APPEND) != 0) _exit(127);
+		if (err && redirect(err, 2, O_WRONLY | O_CREAT | O_APPEND) != 0) _exit(127);
+		for (int i = 0; i < nenv; i++) {
+			if (envv[i])
+				setenv(envk[i], envv[i], 1);
+			else
+				unsetenv(envk[i]);
+		}
+		execvp(argv[0], (char *const *)argv);
+		_exit(127);
+	}
+	lua_pushinteger(L, (lua_Integer)pid);
+	return 1;
+}
+
+/* wait(pid [, nohang]) -> "exited"|"signaled", code   |  nil when still running */
+static int sys_wait(lua_State *L)
+{
+	pid_t pid = (pid_t)luaL_checkinteger(L, 1);
+	int nohang = lua_toboolean(L, 2);
+	int status;
+	pid_t r;
+	do
+		r = waitpid(pid, &status, nohang ? WNOHANG : 0);
+	while (r < 0 && errno == EINTR);
+	if (r < 0)
+		return fail(L, "wait", errno);
+	if (r == 0) {
+		lua_pushnil(L);
+		lua_pushliteral(L, "running");
+		return 2;
+	}
+	if (WIFEXITED(status)) {
+		lua_pushliteral(L, "exited");
+		lua_pushinteger(L, WEXITSTATUS(status));
+	} else {
+		lua_pushliteral(L, "signaled");
+		lua_pushinteger(L, WTERMSIG(status));
+	}
+	return 2;
+}
+
+static int sys_terminal_width(lua_State *L)
+{
+	struct winsize ws;
+	int fd = (int)luaL_optinteger(L, 1, 2);
+	if (ioctl(fd, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
+		lua_pushinteger(L, ws.ws_col);
+	else
+		lua_pushinteger(L, 80);
+	return 1;
+}
+
+static int sys_peak_rss(lua_State *L)
+{
+	struct rusage ru;
+	getrusage(luaL_optinteger(L, 1, 0) ? RUSAGE_CHILDREN : RUSAGE_SELF, &ru);
+	lua_pushinteger(L, (lua_Integer)ru.ru_maxrss * 1024);
+	return 1;
+}
+
+static int sys_setenv(lua_State *L)
+{
+	const char *k = luaL_checkstring(L, 1);
+	const char *v = luaL_optstring(L, 2, NULL);
+	if ((v ? setenv(k, v, 1) : unsetenv(k)) != 0)
+		return fail(L, k, errno);
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
+static const luaL_Reg sys_funcs[] = {
+	{"isatty", sys_isatty},
+	{"clock", sys_clock},
+	{"time", sys_time},
+	{"sleep", sys_sleep},
+	{"stat", sys_stat},
+	{"lstat", sys_lstat},
+	{"dir", sys_dir},
+	{"mkdir", sys_mkdir},
+	{"rmdir", sys_rmdir},
+	{"unlink", sys_unlink},
+	{"chmod", sys_chmod},
+	{"rename", sys_rename},
+	{"symlink", sys_symlink},
+	{"realpath", sys_realpath},
+	{"mkdtemp", sys_mkdtemp},
+	{"append_sync", sys_append_sync},
+	{"write_atomic", sys_write_atomic},
+	{"getpid", sys_getpid},
+	{"kill", sys_kill},
+	{"spawn", sys_spawn},
+	{"wait", sys_wait},
+	{"terminal_width", sys_terminal_width},
+	{"peak_rss", sys_peak_rss},
+	{"setenv", sys_setenv},
+	{NULL, NULL},
+};
+
+LUAMOD_API int luaopen_salvage_sys(lua_State *L)
+{
+	luaL_newlib(L, sys_funcs);
+	return 1;
+}
