@@ -103,7 +103,7 @@ demo: deps
 
 bench: deps
 	$(MAKE) all
-	sh bench/run
+	@for b in bench/*.sh; do echo "== $$b"; sh $$b || exit 1; done
 
 FUZZ_SECONDS ?= 20
 FUZZ_SRCS := $(sort $(wildcard fuzz/fuzz_*.c))

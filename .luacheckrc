@@ -1,0 +1,7 @@
+std = "lua54"
+max_line_length = 120
+files["tests/lua"] = {
+  std = "+busted",
+  globals = { "TOP", "SALVAGE", "SHARED", "RUN" },
+}
+files["scripts"] = { globals = { "salvage" } }
