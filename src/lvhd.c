@@ -424,13 +424,15 @@ static int l_check(lua_State *L)
 		lua_rawseti(L, -2, ++n);
 	} else {
 		vhd_resolve_chain(h->f, &o, &e);
-		lua_newtable(L);
-		int k = 0;
 		for (vhd_file *c = h->f; c; c = c->parent) {
 			vhd_validate(c);
 			push_problems(L, c, &n);
+		}
+		lua_newtable(L);
+		int k = 0;
+		for (vhd_file *c = h->f; c; c = c->parent) {
 			lua_pushstring(L, c->path);
-			lua_rawseti(L, -3, ++k);
+			lua_rawseti(L, -2, ++k);
 		}
 		lua_setfield(L, -3, "chain");
 	}

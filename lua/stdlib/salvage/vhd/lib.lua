@@ -58,7 +58,8 @@ local function scan(vhd, paths, opts)
       for _, p in ipairs(info.problems) do
         e.problems[#e.problems + 1] = { code = p.code, severity = p.severity, message = p.message }
       end
-      by_uuid[e.uuid] = by_uuid[e.uuid] or e
+      by_uuid[e.uuid] = by_uuid[e.uuid] or {}
+      table.insert(by_uuid[e.uuid], e)
     end
     by_real[sys.realpath(path) or path] = e
     list[#list + 1] = e
@@ -91,7 +92,11 @@ local function scan(vhd, paths, opts)
       if named_entry and named_entry.uuid == e.parent_uuid then
         e.parent = named_entry.path
       else
-        local found = by_uuid[e.parent_uuid]
+        -- several copies may share a UUID: prefer one beside the child
+        local found
+        for _, c in ipairs(by_uuid[e.parent_uuid] or {}) do
+          if c ~= e and (not found or dirname(c.path) == dirname(e.path)) then found = c end
+        end
         if found then
           e.parent = found.path
           e.problems[#e.problems + 1] = {
