@@ -496,6 +496,7 @@ static int l_flatten(lua_State *L)
 			return luaL_error(L, "format must be \"vhd\" or \"raw\", got \"%s\"", fmt);
 		lua_pop(L, 1);
 		fo.force = opt_bool(L, 3, "force");
+		fo.overwrite = opt_bool(L, 3, "overwrite");
 		lua_getfield(L, 3, "progress");
 		if (!lua_isnil(L, -1)) {
 			luaL_checktype(L, -1, LUA_TFUNCTION);

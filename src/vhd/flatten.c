@@ -132,8 +132,18 @@ int vhd_flatten(vhd_file *leaf, const char *out, const vhd_flatten_opts *o, vhd_
 		}
 	struct stat ost;
 	if (lstat(out, &ost) == 0) {
-		vhd_seterr(e, "EEXIST", "%s: output already exists; refusing to replace it", out);
-		return -1;
+		if (!o->overwrite) {
+			vhd_seterr(e, "EEXIST", "%s: output already exists; refusing to replace it", out);
+			return -1;
+		}
+		/* never replace a file of the chain being read */
+		for (vhd_file *c = leaf; c; c = c->parent) {
+			struct stat cst;
+			if (fstat(c->fd, &cst) == 0 && cst.st_dev == ost.st_dev && cst.st_ino == ost.st_ino) {
+				vhd_seterr(e, "EINVAL", "%s: output is %s, a file of the chain being flattened", out, c->path);
+				return -1;
+			}
+		}
 	}
 	uint64_t size = leaf->footer.current_size;
 	uint64_t total = size / 512;

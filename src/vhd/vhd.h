@@ -182,6 +182,7 @@ typedef struct vhd_range { uint64_t sector, count; int kind; char reason[160]; }
 typedef struct vhd_flatten_opts {
 	int raw;
 	int force;
+	int overwrite;            /* replace an existing OUT (never a file of the chain) */
 	vhd_progress_fn progress;
 	void *progress_ctx;
 } vhd_flatten_opts;

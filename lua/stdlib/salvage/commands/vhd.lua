@@ -280,7 +280,9 @@ subcommands.create = {
   },
   run = function(opts)
     local size = opts.size and parse_size(opts.size)
-    if opts.size and not size then cli.usage_error("vhd create: --size expects bytes or N[K|M|G|T], got " .. opts.size) end
+    if opts.size and not size then
+      cli.usage_error("vhd create: --size expects bytes or N[K|M|G|T], got " .. opts.size)
+    end
     if not size and not opts.parent then cli.usage_error("vhd create: --size is required (or --parent)") end
     local bs = opts.block_size and parse_size(opts.block_size)
     if opts.block_size and not bs then cli.usage_error("vhd create: bad --block-size " .. opts.block_size) end
@@ -316,7 +318,9 @@ function M.run(argv)
     return name and 0 or 2
   end
   local sub = subcommands[name]
-  if not sub then cli.usage_error(("vhd: unknown subcommand '%s' (read, scan, check, flatten, coalesce, create)"):format(name)) end
+  if not sub then
+    cli.usage_error(("vhd: unknown subcommand '%s' (read, scan, check, flatten, coalesce, create)"):format(name))
+  end
   local opts, err = args.parse(sub.spec, { table.unpack(argv, 2) })
   if not opts then cli.usage_error("vhd " .. name .. ": " .. err) end
   if opts.help then

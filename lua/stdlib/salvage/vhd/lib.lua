@@ -32,7 +32,7 @@ local function scan(vhd, paths, opts)
   local files = {}
   for _, p in ipairs(paths) do
     local st = sys.stat(p)
-    if st and st.type == "file" then files[#files + 1] = p else walk(p, pattern, files, 0) end
+    if st and st.type == "file" then files[#files + 1] = p else walk((p:gsub("(.)/+$", "%1")), pattern, files, 0) end
   end
   local list, by_uuid, by_real = {}, {}, {}
   for _, path in ipairs(files) do
