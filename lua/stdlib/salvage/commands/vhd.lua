@@ -257,7 +257,7 @@ subcommands.coalesce = {
   },
   run = function(opts)
     local ok, msg, code = vhd.coalesce(opts[1], { force = opts.force, search = opts.search })
-    if not ok then cli.fail(1, ("coalesce: %s (%s)"):format(msg, code)) end
+    if not ok then cli.fail(1, ("%s (%s)"):format(msg, code)) end
     out(("%s coalesced into its parent\n"):format(opts[1]))
     return 0
   end,
