@@ -383,7 +383,7 @@ describe("vhd.flatten safety", function()
     assert.is_true(calls >= 32)
     assert.are.equal(67108864, last)
     os.remove(r.path)
-    local code
+    local _, code
     r, _, code = vhd.flatten(FX .. "/chain_d1/c1.vhd", out, { progress = function(done) return done < 8 << 20 end })
     assert.is_nil(r)
     assert.are.equal("ECANCELED", code)
