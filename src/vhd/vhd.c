@@ -761,6 +761,7 @@ int vhd_resolve_parent(vhd_file *f, const vhd_open_opts *o, vhd_err *e)
 		cand[nc++] = join_dir(f->path, f->header.parent_name);
 	char named[1024] = "";
 	char mismatch[600] = "";
+	char unreadable[600] = "";
 	vhd_file *p = NULL;
 	for (int i = 0; i < nc && !p; i++) {
 		if (!cand[i])
@@ -772,8 +773,8 @@ int vhd_resolve_parent(vhd_file *f, const vhd_open_opts *o, vhd_err *e)
 		vhd_err pe;
 		vhd_file *c = vhd_open(cand[i], NULL, &pe);
 		if (c == NULL) {
-			if (!mismatch[0])
-				snprintf(mismatch, sizeof mismatch, "%s", pe.msg);
+			if (!unreadable[0])
+				snprintf(unreadable, sizeof unreadable, "%s", pe.msg);
 			continue;
 		}
 		if (memcmp(c->footer.uuid, f->header.parent_uuid, 16) == 0) {
@@ -799,11 +800,19 @@ int vhd_resolve_parent(vhd_file *f, const vhd_open_opts *o, vhd_err *e)
 		if (p)
 			vhd_problem_add(f, VHD_WARNING, 0, mismatch[0] ? "PARENT_UUID_MISMATCH" : "PARENT_FOUND_BY_UUID", -1,
 					"%s: parent %s %s; using %s, found by its UUID %s", bn,
-					named[0] ? named : "(unnamed)", mismatch[0] ? "is wrong" : "is missing", p->path, want);
+					named[0] ? named : "(unnamed)",
+					mismatch[0] ? "has another UUID" : unreadable[0] ? "is unreadable" : "is missing",
+					p->path, want);
 	}
 	if (p == NULL) {
 		f->parent_state = -1;
-		if (mismatch[0]) {
+		if (unreadable[0] && !mismatch[0]) {
+			vhd_problem_add(f, VHD_ERROR, 2, "PARENT_UNREADABLE", -1,
+					"%s: parent cannot be read (%s), and no other VHD with UUID %s was found", bn,
+					unreadable, want);
+			vhd_seterr(e, "EPARENT", "%s: parent cannot be read (%s), and no other VHD with UUID %s was found",
+				   f->path, unreadable, want);
+		} else if (mismatch[0]) {
 			vhd_problem_add(f, VHD_ERROR, 2, "PARENT_UUID_MISMATCH", -1,
 					"%s: parent mismatch: %s, and no VHD with that UUID was found", bn, mismatch);
 			vhd_seterr(e, "EPARENT", "%s: parent mismatch: %s, and no VHD with that UUID was found", f->path,
