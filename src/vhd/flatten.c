@@ -118,6 +118,8 @@ static const char *problem_errcode(const vhd_problem *p)
 int vhd_flatten(vhd_file *leaf, const char *out, const vhd_flatten_opts *o, vhd_flatten_result *r, vhd_err *e)
 {
 	memset(r, 0, sizeof *r);
+	for (vhd_file *c = leaf; c; c = c->parent)
+		vhd_validate(c);
 	const vhd_file *where = NULL;
 	const vhd_problem *bp = vhd_chain_blocker(leaf, o->force, &where);
 	if (bp) {
@@ -335,6 +337,8 @@ int vhd_coalesce(vhd_file *child, vhd_progress_fn progress, void *pctx, vhd_err 
 		return -1;
 	}
 	const vhd_file *where = NULL;
+	for (vhd_file *c = child; c; c = c->parent)
+		vhd_validate(c);
 	const vhd_problem *bp = vhd_chain_blocker(child, 0, &where);
 	if (bp) {
 		vhd_seterr(e, problem_errcode(bp), "%s; refusing to coalesce %s", bp->message, child->path);

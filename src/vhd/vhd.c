@@ -390,8 +390,9 @@ static int cmp(const void *a, const void *b)
 /* Deeper checks than open: overlaps, alignment, batmap against bitmaps. */
 void vhd_validate(vhd_file *f)
 {
-	if (!f->has_header)
+	if (!f->has_header || f->validated)
 		return;
+	f->validated = 1;
 	const char *bn = base_name(f->path);
 	/* overlaps: sort allocated block offsets */
 	uint32_t n = 0;
@@ -405,11 +406,16 @@ void vhd_validate(vhd_file *f)
 	uint64_t span = f->bitmap_bytes + (uint64_t)f->header.block_size;
 	for (uint32_t k = 1; k < n; k++) {
 		uint64_t pa = (offs[k - 1] >> 32) * 512, pb = (offs[k] >> 32) * 512;
-		if (pb < pa + span)
+		if (pb < pa + span) {
+			/* which of the two entries is right cannot be known: both are unusable */
+			f->bad_block[offs[k] & 0xFFFFFFFF] = VHD_BAD_BAT;
+			f->bad_block[offs[k - 1] & 0xFFFFFFFF] = VHD_BAD_BAT;
+			f->cached_block = -1;
 			vhd_problem_add(f, VHD_ERROR, 1, "BLOCK_OVERLAP", (int64_t)(offs[k] & 0xFFFFFFFF),
 					"%s: block %u (byte %llu) overlaps block %u (byte %llu)", bn,
 					(unsigned)(offs[k] & 0xFFFFFFFF), (unsigned long long)pb,
 					(unsigned)(offs[k - 1] & 0xFFFFFFFF), (unsigned long long)pa);
+		}
 	}
 	free(offs);
 	/* batmap: a set bit claims the block is fully written; content follows bitmaps regardless. */

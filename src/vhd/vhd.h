@@ -125,6 +125,7 @@ struct vhd_file {
 	vhd_problem *problems;
 	size_t nproblems, cproblems;
 	uint64_t next_free;      /* writer: where the next block goes */
+	int validated;           /* vhd_validate ran */
 };
 
 typedef struct vhd_open_opts {

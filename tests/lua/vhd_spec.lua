@@ -303,6 +303,72 @@ describe("vhd damage handling", function()
   end)
 end)
 
+describe("vhd damage made here", function()
+  local dir
+  before_each(function()
+    dir = OUT .. "/dmg"
+    os.execute(("rm -rf %s && mkdir -p %s && cp %s/chain_d1/*.vhd %s/"):format(sh(dir), sh(dir), sh(FX), sh(dir)))
+  end)
+  local function poke(file, off, bytes)
+    local f = assert(io.open(dir .. "/" .. file, "r+b"))
+    f:seek("set", off)
+    f:write(bytes)
+    f:close()
+  end
+  local function codes(r)
+    local t = {}
+    for _, p in ipairs(r.problems) do t[p.code] = p.severity end
+    return t
+  end
+  local BAT = 1536
+
+  it("reports a damaged footer copy as an error and still reads exactly", function()
+    poke("c1.vhd", 100, "\1")
+    local c = vhd.check(dir .. "/c1.vhd")
+    assert.are.equal("error", codes(c).FOOTER_COPY_BAD)
+    local r = assert(vhd.flatten(dir .. "/c1.vhd", dir .. "/o.raw", { format = "raw" }))
+    assert.are.equal(C1, fx.sha256(r.path))
+  end)
+
+  it("refuses a BAT entry into metadata; forced, treats the block as unallocated", function()
+    poke("c1.vhd", BAT + 4 * 21, "\0\0\0\1") -- block 21 (unused) -> sector 1: the header
+    local c = vhd.check(dir .. "/c1.vhd")
+    assert.are.equal("error", codes(c).BAT_INTO_METADATA)
+    local r, msg, code = vhd.flatten(dir .. "/c1.vhd", dir .. "/o.raw", { format = "raw" })
+    assert.is_nil(r)
+    assert.are.equal("EDAMAGED", code)
+    assert.matches("block 21", msg)
+    r = assert(vhd.flatten(dir .. "/c1.vhd", dir .. "/o.raw", { format = "raw", force = true }))
+    assert.are.equal(C1, fx.sha256(r.path))
+    assert.are.equal(21 * 4096, r.assumed_unallocated[1].sector)
+  end)
+
+  it("refuses blocks that overlap each other", function()
+    local h = assert(vhd.open(dir .. "/c1.vhd"))
+    local b = h:blocks()[1]
+    h:close()
+    local s = b.offset // 512
+    poke("c1.vhd", BAT + 4 * 22, string.char(s >> 24, (s >> 16) & 255, (s >> 8) & 255, s & 255))
+    local c = vhd.check(dir .. "/c1.vhd")
+    assert.are.equal("error", codes(c).BLOCK_OVERLAP)
+    local r, msg = vhd.flatten(dir .. "/c1.vhd", dir .. "/o.raw", { format = "raw" })
+    assert.is_nil(r)
+    assert.matches("overlaps", msg)
+  end)
+
+  it("refuses a parent whose footers are both unreadable", function()
+    poke("base.vhd", 100, "\1")
+    local st = sys.stat(dir .. "/base.vhd")
+    poke("base.vhd", st.size - 400, "\1")
+    local c = vhd.check(dir .. "/c1.vhd")
+    assert.are.equal("error", codes(c).PARENT_UNREADABLE)
+    local r, msg, code = vhd.flatten(dir .. "/c1.vhd", dir .. "/o.raw", { format = "raw", force = true })
+    assert.is_nil(r)
+    assert.are.equal("EPARENT", code)
+    assert.matches("no valid footer", msg)
+  end)
+end)
+
 describe("vhd.check and vhd.scan", function()
   it("passes XenServer's clean chains, mtime differences are info only", function()
     local c = vhd.check(FX .. "/chain_d2/c2.vhd")
