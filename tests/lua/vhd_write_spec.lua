@@ -11,10 +11,12 @@ setup(function() DIR = assert(sys.mkdtemp("/tmp/salvage-vhd-w-")) end)
 teardown(function() os.execute("rm -rf " .. sh(DIR)) end)
 
 -- a raw reference image receiving the same writes
-local function reference(path, size)
-  local f = assert(io.open(path, "w+b"))
-  f:seek("set", size - 1)
-  f:write("\0")
+local function reference(path, size, keep)
+  local f = assert(io.open(path, keep and "r+b" or "w+b"))
+  if not keep then
+    f:seek("set", size - 1)
+    f:write("\0")
+  end
   return {
     write = function(_, off, data)
       f:seek("set", off)
@@ -178,6 +180,35 @@ describe("vhd.create", function()
     assert.are.equal(("b"):rep(100) .. ("\0"):rep(412), h:read(6 << 20, 512))
     h:close()
     assert.is_true(vhd.check(path).ok)
+  end)
+end)
+
+describe("vhd writes into XenServer-made files", function()
+  it("keeps a vhd-util chain exact when opened for writing", function()
+    local FX = fx.unpack()
+    local dir = DIR .. "/xs"
+    os.execute(("mkdir -p %s && cp %s/chain_d1/*.vhd %s/"):format(sh(dir), sh(FX), sh(dir)))
+    assert(vhd.flatten(dir .. "/c1.vhd", dir .. "/ref.raw", { format = "raw" }))
+    local ref = reference(dir .. "/ref.raw", 64 << 20, true)
+    local h = assert(vhd.open(dir .. "/c1.vhd", { write = true }))
+    local writes = {
+      { 10 * 512 + 3, ("w"):rep(700) },        -- inside c1's written area, partial sectors
+      { (20 << 20) + 100, ("n"):rep(5000) },   -- a block c1 never had
+      { (64 << 20) - 3, "end" },               -- last bytes of the disk
+      { 4096 * 512 - 10, ("\0"):rep(20) },     -- zeros across a block boundary
+    }
+    for _, w in ipairs(writes) do
+      assert(h:write(w[1], w[2]))
+      ref:write(w[1], w[2])
+    end
+    assert(h:set_hidden(false))
+    h:close()
+    ref:close()
+    local c = vhd.check(dir .. "/c1.vhd")
+    for _, p in ipairs(c.problems) do assert.are_not.equal("error", p.severity, p.message) end
+    assert(vhd.flatten(dir .. "/c1.vhd", dir .. "/got.raw", { format = "raw" }))
+    assert.are.equal(fx.sha256(dir .. "/ref.raw"), fx.sha256(dir .. "/got.raw"))
+    fx.cleanup()
   end)
 end)
 
