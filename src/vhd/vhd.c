@@ -418,6 +418,16 @@ void vhd_validate(vhd_file *f)
 		}
 	}
 	free(offs);
+	/* XenServer puts block data on 4 KiB; others (qemu) need not: harmless, said once */
+	uint32_t unaligned = 0, first_un = 0;
+	for (uint32_t i = 0; i < f->bat_entries; i++)
+		if (f->bat[i] != VHD_BAT_FREE && !f->bad_block[i] && ((uint64_t)f->bat[i] * 512 + f->bitmap_bytes) % 4096 != 0)
+			if (unaligned++ == 0)
+				first_un = i;
+	if (unaligned)
+		vhd_problem_add(f, VHD_INFO, 0, "BLOCK_UNALIGNED", first_un,
+				"%s: data of %u block%s (first: block %u) not aligned on 4 KiB as XenServer writes it; "
+				"harmless for reading", bn, unaligned, unaligned > 1 ? "s" : "", first_un);
 	/* batmap: a set bit claims the block is fully written; content follows bitmaps regardless. */
 	if (f->batmap.present && f->batmap.map) {
 		uint32_t bad = 0, first = 0;
