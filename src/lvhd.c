@@ -4,8 +4,20 @@
  * runs under lua_pcall and an error in it is re-raised after C has cleaned up.
  *
  *   local vhd = require "salvage.vhd"
- *   local h <close> = assert(vhd.open("c1.vhd"))
- *   print(h:info().footer.disk_type, #h:read(0, 512))
+ *   local h <close> = assert(vhd.open("c1.vhd" [, {search = {DIR...}, write = bool}]))
+ *   h:info()            -> {path, file_size, footer = {...}, header = {...} | nil, allocated_blocks, problems}
+ *   h:parent()          -> handle | nil (not differencing) | nil, msg, code
+ *   h:chain()           -> {leaf path, ..., base path} | nil, msg, code
+ *   h:read(off, len)    -> bytes through the chain (sector bitmaps decide) | nil, msg, code
+ *   h:blocks()          -> {{index, offset, damaged}...}, block_size
+ *   h:write(off, data)  -> true | nil, msg, code   (vhd.create handles, or opened {write = true})
+ *   h:set_hidden(bool), h:sync(), h:close()   (close/__close/__gc: one idempotent function)
+ *   vhd.check(path [, {search}])                    -> {path, ok, chain, problems = {{code, severity, message, file, block}}}
+ *   vhd.flatten(leaf, out [, {format, force, overwrite, search, progress}])
+ *                                                   -> {path, virtual_size, bytes_written, blocks_written, format, uuid,
+ *                                                       zero_filled, assumed_unallocated, problems} | nil, msg, code
+ *   vhd.create(path, {size, type, parent, block_size, hidden}) -> writable handle | nil, msg, code
+ *   vhd.scan(paths [, {match}]), vhd.coalesce(child [, {force, search}])   (Lua, salvage/vhd/lib.lua)
  */
 #include <stdlib.h>
 #include <string.h>
