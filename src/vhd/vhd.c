@@ -863,11 +863,14 @@ int vhd_resolve_chain(vhd_file *f, const vhd_open_opts *o, vhd_err *e)
 	for (vhd_file *c = f; c; c = c->parent) {
 		if (++depth > MAX_CHAIN) {
 			vhd_seterr(e, "ELOOP", "%s: chain deeper than %d levels (a loop?)", f->path, MAX_CHAIN);
+			vhd_problem_add(f, VHD_ERROR, 2, "CHAIN_LOOP", -1, "%s", e ? e->msg : "chain too deep");
 			return -1;
 		}
 		for (vhd_file *a = f; a != c; a = a->parent)
 			if (memcmp(a->footer.uuid, c->footer.uuid, 16) == 0) {
-				vhd_seterr(e, "ELOOP", "%s: chain loops back to %s", f->path, c->path);
+				vhd_seterr(e, "ELOOP", "%s: chain loops back to %s (same UUID)", f->path, c->path);
+				vhd_problem_add(f, VHD_ERROR, 2, "CHAIN_LOOP", -1, "%s: chain loops back to %s (same UUID)",
+						base_name(f->path), c->path);
 				return -1;
 			}
 		if (vhd_resolve_parent(c, o, e) != 0)

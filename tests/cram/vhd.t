@@ -64,6 +64,14 @@ read:
       "disk_type": "fixed",
     "header": null,
 
+A damaged end footer: read through the copy at offset 0, and say so:
+
+  $ "$SALVAGE" vhd read damaged/bad_footer_checksum/c1.vhd | grep -E '^(Checksum|Footer used|error)'
+  Checksum            : 0xfffff076|0xfffff076 (Good!)
+  Footer used         : copy at offset 0
+  Checksum            : 0xffffe236|0xffffe236 (Good!)
+  error FOOTER_EOF_BAD: c1.vhd: footer at the end of the file is damaged (bad checksum or fields); reading through the intact copy at offset 0
+
 scan, like vhd-util scan -p:
 
   $ "$SALVAGE" vhd scan chain_d2
