@@ -199,6 +199,7 @@ int vhd_flatten(vhd_file *leaf, const char *out, const vhd_flatten_opts *o, vhd_
 	(void)fchmod(fd, 0644);
 	uint8_t *buf = NULL;
 	uint32_t *bat = NULL;
+	uint8_t *batmap = NULL;
 	vhd_rctx ctx = { .force = o->force, .e = e };
 	if (posix_memalign((void **)&buf, 4096, (size_t)bmbytes + OUT_BLOCK) != 0)
 		buf = NULL;
@@ -213,7 +214,13 @@ int vhd_flatten(vhd_file *leaf, const char *out, const vhd_flatten_opts *o, vhd_
 	uint8_t *bitmap = buf, *data = buf + bmbytes;
 	writeback wb = { 0 };
 	uint64_t batpad = align_up(entries * 4, 512);
-	uint64_t next = align_up(1536 + batpad + bmbytes, 4096) - bmbytes;
+	/* XenServer layout: BAT, batmap header, batmap, then blocks with data on 4 KiB */
+	uint64_t mapbytes = align_up((entries + 7) / 8, 512);
+	uint64_t next = align_up(1536 + batpad + 512 + mapbytes + bmbytes, 4096) - bmbytes;
+	if (!o->raw && (batmap = calloc(1, mapbytes)) == NULL) {
+		vhd_seterr(e, "ENOMEM", "out of memory");
+		goto fail;
+	}
 	for (uint64_t b = 0; b < entries; b++) {
 		uint64_t s0 = b * spb;
 		uint64_t n = total - s0 < spb ? total - s0 : spb;
@@ -242,6 +249,7 @@ int vhd_flatten(vhd_file *leaf, const char *out, const vhd_flatten_opts *o, vhd_
 						goto fail;
 					}
 					bat[b] = (uint32_t)(next / 512);
+					vhd_setbit(batmap, b); /* every sector of the block is written */
 					wb_note(fd, &wb, next + bmbytes + OUT_BLOCK);
 					next = align_up(next + bmbytes + OUT_BLOCK + bmbytes, 4096) - bmbytes;
 					r->bytes_written += bmbytes + (uint64_t)OUT_BLOCK;
@@ -284,6 +292,22 @@ int vhd_flatten(vhd_file *leaf, const char *out, const vhd_flatten_opts *o, vhd_
 			}
 			i += k;
 		}
+		vhd_batmap bm;
+		memset(&bm, 0, sizeof bm);
+		bm.offset = 1536 + batpad + 512;
+		bm.size_sectors = (uint32_t)(mapbytes / 512);
+		bm.version = 0x00010002;
+		uint32_t sum = 0;
+		for (uint64_t i = 0; i < mapbytes; i++)
+			sum += batmap[i];
+		bm.checksum = ~sum;
+		uint8_t bh[512];
+		vhd_batmap_header_build(&bm, bh);
+		if (pwriten(fd, bh, 512, 1536 + batpad) != 0 || pwriten(fd, batmap, (size_t)mapbytes, bm.offset) != 0) {
+			ferr(e, "writing batmap", tmp);
+			goto fail;
+		}
+		r->bytes_written += 512 + mapbytes;
 		vhd_header h;
 		memset(&h, 0, sizeof h);
 		memcpy(h.cookie, "cxsparse", 9);
@@ -344,6 +368,7 @@ int vhd_flatten(vhd_file *leaf, const char *out, const vhd_flatten_opts *o, vhd_
 		posix_fadvise(c->fd, 0, 0, POSIX_FADV_NORMAL);
 	free(buf);
 	free(bat);
+	free(batmap);
 	free(tmp);
 	r->virtual_size = size;
 	r->zero_filled = ctx.ranges;
@@ -356,6 +381,7 @@ fail:
 	free(tmp);
 	free(buf);
 	free(bat);
+	free(batmap);
 	free(ctx.ranges);
 	return -1;
 }

@@ -281,6 +281,32 @@ int vhd_batmap_header_parse(const uint8_t b[512], vhd_batmap *bm)
 	return 0;
 }
 
+void vhd_batmap_header_build(const vhd_batmap *bm, uint8_t b[512])
+{
+	memset(b, 0, 512);
+	memcpy(b, "tdbatmap", 8);
+	put64(b + 8, bm->offset);
+	put32(b + 16, bm->size_sectors);
+	put32(b + 20, bm->version);
+	put32(b + 24, bm->checksum);
+}
+
+int vhd_block_full(const uint8_t *bitmap, uint64_t block, uint32_t spb, uint64_t total_sectors)
+{
+	uint64_t first = block * spb;
+	uint64_t n = first >= total_sectors ? 0 : total_sectors - first;
+	if (n > spb)
+		n = spb;
+	uint64_t i = 0;
+	for (; i + 8 <= n; i += 8)
+		if (bitmap[i / 8] != 0xFF)
+			return 0;
+	for (; i < n; i++)
+		if (!vhd_bit(bitmap, i))
+			return 0;
+	return 1;
+}
+
 /* CHS from the VHD specification's algorithm. */
 void vhd_geometry(uint64_t size, uint16_t *cyl, uint8_t *heads, uint8_t *spt)
 {

@@ -209,6 +209,7 @@ static int open_dynamic(vhd_file *f, vhd_err *e)
 	uint8_t bb[512];
 	if (bmh + 512 <= f->file_size && preadn(f->fd, bb, 512, bmh) == 512 &&
 	    vhd_batmap_header_parse(bb, &f->batmap) == 0) {
+		f->batmap.hdr_offset = bmh;
 		uint64_t len = (uint64_t)f->batmap.size_sectors * 512;
 		uint64_t want = (f->bat_entries + 7) / 8;
 		if (len < want || len > (64u << 20) || f->batmap.offset + len > f->file_size) {

@@ -73,6 +73,7 @@ typedef struct vhd_header {
 
 typedef struct vhd_batmap {
 	int present;
+	uint64_t hdr_offset;      /* where the "tdbatmap" header is */
 	uint64_t offset;
 	uint32_t size_sectors, version, checksum, checksum_computed;
 	uint8_t *map;             /* bit per block, MSB first */
@@ -90,6 +91,9 @@ void vhd_header_build(const vhd_header *h, uint8_t buf[1024]);
 int vhd_locator_decode(const char *code, const uint8_t *data, size_t len, char *out, size_t outlen);
 size_t vhd_utf16_encode(const char *s, uint8_t *out, size_t outlen, int big);
 int vhd_batmap_header_parse(const uint8_t buf[512], vhd_batmap *bm);
+void vhd_batmap_header_build(const vhd_batmap *bm, uint8_t buf[512]);
+/* 1 when every sector of block b that lies inside the disk has its bit set */
+int vhd_block_full(const uint8_t *bitmap, uint64_t block, uint32_t spb, uint64_t total_sectors);
 /* bit i of a sector bitmap (MSB first) */
 static inline int vhd_bit(const uint8_t *map, uint64_t i) { return (map[i >> 3] >> (7 - (i & 7))) & 1; }
 static inline void vhd_setbit(uint8_t *map, uint64_t i) { map[i >> 3] |= (uint8_t)(0x80u >> (i & 7)); }

@@ -227,6 +227,32 @@ vhd_file *vhd_create(const char *path, const vhd_create_opts *o, vhd_err *e)
 			if (pwriten(f->fd, zero, (size_t)(batbytes - left), h->table_offset + left) != 0)
 				goto syserr;
 		}
+		/* XenServer's batmap right after the BAT: tapdisk expects one from a "tap" 1.3 file */
+		{
+			vhd_batmap *bm = &f->batmap;
+			uint64_t mapbytes = align_up(((uint64_t)f->bat_entries + 7) / 8, 512);
+			bm->present = 1;
+			bm->hdr_offset = next;
+			bm->offset = next + 512;
+			bm->size_sectors = (uint32_t)(mapbytes / 512);
+			bm->version = 0x00010002;
+			bm->checksum = bm->checksum_computed = 0xFFFFFFFFu; /* ~sum of an all-zero map */
+			bm->map = calloc(1, mapbytes);
+			if (bm->map == NULL) {
+				vhd_seterr(e, "ENOMEM", "out of memory");
+				goto fail;
+			}
+			uint8_t bh[512];
+			vhd_batmap_header_build(bm, bh);
+			if (pwriten(f->fd, bh, 512, bm->hdr_offset) != 0)
+				goto syserr;
+			for (uint64_t off = 0; off < mapbytes; off += 512) {
+				uint8_t zero[512] = { 0 };
+				if (pwriten(f->fd, zero, 512, bm->offset + off) != 0)
+					goto syserr;
+			}
+			next = bm->offset + mapbytes;
+		}
 		if (parent) {
 			memcpy(h->parent_uuid, parent->footer.uuid, 16);
 			h->parent_timestamp = (uint32_t)((int64_t)pst.st_mtime - VHD_EPOCH);
@@ -349,6 +375,27 @@ static int alloc_block(vhd_file *f, uint32_t b, vhd_err *e)
 	return 0;
 }
 
+/* A block whose sectors are now all written gets its batmap bit, as tapdisk does. */
+static int batmap_update(vhd_file *f, uint32_t b, const uint8_t *bitmap, vhd_err *e)
+{
+	vhd_batmap *bm = &f->batmap;
+	if (!bm->present || bm->map == NULL || vhd_bit(bm->map, b))
+		return 0;
+	if (!vhd_block_full(bitmap, b, f->spb, f->footer.current_size / 512))
+		return 0;
+	uint8_t old = bm->map[b / 8];
+	vhd_setbit(bm->map, b);
+	uint32_t sum = ~bm->checksum + (uint32_t)bm->map[b / 8] - old;
+	bm->checksum = ~sum;
+	bm->checksum_computed = bm->checksum;
+	uint8_t cs[4];
+	put32(cs, bm->checksum);
+	if (pwriten(f->fd, bm->map + b / 8, 1, bm->offset + b / 8) != 0 ||
+	    pwriten(f->fd, cs, 4, bm->hdr_offset + 24) != 0)
+		return werr(e, "writing batmap", f->path);
+	return 0;
+}
+
 int vhd_write(vhd_file *f, uint64_t off, const uint8_t *data, uint64_t len, vhd_err *e)
 {
 	if (!f->writable) {
@@ -417,6 +464,8 @@ int vhd_write(vhd_file *f, uint64_t off, const uint8_t *data, uint64_t len, vhd_
 			vhd_setbit(bm, s);
 		if (pwriten(f->fd, bm + lo, hi - lo + 1, bstart + lo) != 0)
 			return werr(e, "writing bitmap", f->path);
+		if (batmap_update(f, b, bm, e) != 0)
+			return -1;
 		off += n;
 		data += n;
 		len -= n;

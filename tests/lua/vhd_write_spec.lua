@@ -140,6 +140,7 @@ describe("vhd.create", function()
     assert.are.equal("differencing", info.footer.disk_type)
     assert.are.equal(4 << 20, info.footer.current_size)
     assert.are.equal("base.vhd", info.header.parent_name)
+    assert.is_true(info.header.batmap) -- tapdisk expects one in a "tap" 1.3 file
     local got = {}
     for _, l in ipairs(info.header.locators) do got[#got + 1] = l.code .. "=" .. l.path end
     assert.are.same({ "MacX=../base.vhd", "W2ku=../base.vhd", "W2ru=../base.vhd" }, got)
@@ -288,5 +289,24 @@ describe("vhd sizes", function()
     f:close()
     os.remove(path)
     os.remove(DIR .. "/max-flat.vhd")
+  end)
+end)
+
+describe("vhd batmap of our files", function()
+  it("marks exactly the blocks whose sectors are all written", function()
+    local path = DIR .. "/bm.vhd"
+    local h = assert(vhd.create(path, { size = 10 << 20 }))
+    assert(h:write(0, ("x"):rep(2 << 20)))            -- block 0: full in one write
+    assert(h:write(4 << 20, ("y"):rep(100)))          -- block 2: partial
+    assert(h:write(8 << 20, ("z"):rep(1 << 20)))      -- block 4: full in two writes
+    assert(h:write((9 << 20), ("z"):rep(1 << 20)))
+    h:close()
+    local f = assert(io.open(path, "rb"))
+    f:seek("set", 2048)
+    assert.are.equal("tdbatmap", f:read(8))
+    f:seek("set", 2560)
+    assert.are.equal(0x88, f:read(1):byte())
+    f:close()
+    assert.is_true(vhd.check(path).ok)
   end)
 end)
