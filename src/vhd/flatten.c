@@ -216,6 +216,8 @@ int vhd_flatten(vhd_file *leaf, const char *out, const vhd_flatten_opts *o, vhd_
 	uint64_t batpad = align_up(entries * 4, 512);
 	/* XenServer layout: BAT, batmap header, batmap, then blocks with data on 4 KiB */
 	uint64_t mapbytes = align_up((entries + 7) / 8, 512);
+	if (mapbytes == 0)
+		mapbytes = 512;
 	uint64_t next = align_up(1536 + batpad + 512 + mapbytes + bmbytes, 4096) - bmbytes;
 	if (!o->raw && (batmap = calloc(1, mapbytes)) == NULL) {
 		vhd_seterr(e, "ENOMEM", "out of memory");
