@@ -166,8 +166,9 @@ static void push_problems(lua_State *L, vhd_file *f, int *n)
 		set_str(L, "file", f->path);
 		if (p->block >= 0)
 			set_int(L, "block", p->block);
-		set_bool(L, "blocks_flatten", p->fatal == 2);
-		set_bool(L, "needs_force", p->fatal == 1);
+		/* for planners: does this finding stop vhd.flatten, and would force get past it? */
+		set_bool(L, "blocks_flatten", p->fatal >= 1);
+		set_bool(L, "force_allows", p->fatal == 1);
 		lua_rawseti(L, -2, ++*n);
 	}
 }
