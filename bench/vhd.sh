@@ -64,28 +64,37 @@ chain_bytes=$(cat "$DIR"/base.vhd "$DIR"/c1.vhd "$DIR"/c2.vhd | wc -c)
 # Start both from the same cache state where allowed.
 sync; (echo 3 > /proc/sys/vm/drop_caches) 2>/dev/null || true
 
-mkdir "$DIR/copy"
-t0=$(date +%s.%N)
-cp "$DIR"/base.vhd "$DIR"/c1.vhd "$DIR"/c2.vhd "$DIR/copy/"
-sync
-t1=$(date +%s.%N)
-rm -rf "$DIR/copy"
-sync; (echo 3 > /proc/sys/vm/drop_caches) 2>/dev/null || true
-
-/usr/bin/time -v -o "$DIR/time.txt" "$SALVAGE" vhd flatten -q "$DIR/c2.vhd" -o "$DIR/flat.vhd" --json > "$DIR/flat.json"
+# Two alternating rounds (cp+sync, flatten, cp+sync, flatten): the disk may be
+# shared, so each figure is printed and the best of each is compared.
+best_cp=""; best_fl=""
+for round in 1 2; do
+	mkdir "$DIR/copy"
+	t0=$(date +%s.%N)
+	cp "$DIR"/base.vhd "$DIR"/c1.vhd "$DIR"/c2.vhd "$DIR/copy/"
+	sync
+	t1=$(date +%s.%N)
+	rm -rf "$DIR/copy"
+	sync; (echo 3 > /proc/sys/vm/drop_caches) 2>/dev/null || true
+	cps=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
+	rm -f "$DIR/flat.vhd"
+	/usr/bin/time -v -o "$DIR/time.txt" "$SALVAGE" vhd flatten -q "$DIR/c2.vhd" -o "$DIR/flat.vhd" --json > "$DIR/flat.json"
+	fls=$(awk '/Elapsed \(wall clock\)/ { n = split($NF, p, ":"); s = 0; for (i = 1; i <= n; i++) s = s * 60 + p[i]; printf "%.3f", s }' "$DIR/time.txt")
+	sync; (echo 3 > /proc/sys/vm/drop_caches) 2>/dev/null || true
+	echo "  round $round: cp+sync ${cps} s, flatten ${fls} s"
+	best_cp=$(awk -v a="$best_cp" -v b="$cps" 'BEGIN { print (a == "" || b < a) ? b : a }')
+	best_fl=$(awk -v a="$best_fl" -v b="$fls" 'BEGIN { print (a == "" || b < a) ? b : a }')
+done
 rss_kb=$(awk -F: '/Maximum resident set size/ { gsub(/ /, "", $2); print $2 }' "$DIR/time.txt")
-wall=$(awk '/Elapsed \(wall clock\)/ { print $NF }' "$DIR/time.txt")
 written=$(grep '"bytes_written"' "$DIR/flat.json" | tr -dc 0-9)
 blocks=$(grep '"blocks_written"' "$DIR/flat.json" | tr -dc 0-9)
 virtual=$(grep '"virtual_size"' "$DIR/flat.json" | tr -dc 0-9)
 out_size=$(stat -c %s "$DIR/flat.vhd")
 "$SALVAGE" vhd check "$DIR/flat.vhd" > /dev/null && echo "  flat.vhd: salvage vhd check: valid"
 
-awk -v t0="$t0" -v t1="$t1" -v cb="$chain_bytes" -v wall="$wall" -v rss="$rss_kb" -v w="$written" \
+awk -v cps="$best_cp" -v s="$best_fl" -v cb="$chain_bytes" -v rss="$rss_kb" -v w="$written" \
     -v blocks="$blocks" -v virt="$virtual" -v os="$out_size" 'BEGIN {
-  n = split(wall, p, ":"); s = 0; for (i = 1; i <= n; i++) s = s * 60 + p[i]
-  cps = t1 - t0
   data = blocks * 2097152
+  printf "best of 2 rounds:\n"
   printf "cp+sync of chain files: %.2f s, %.0f MB/s (%.2f GB copied)\n", cps, cb / cps / 1e6, cb / 1e9
   printf "salvage vhd flatten:    %.2f s, %.0f MB/s written (%.2f GB), %.0f MB/s of virtual disk (%.1f GiB)\n", \
     s, w / s / 1e6, w / 1e9, virt / s / 1e6, virt / 1073741824

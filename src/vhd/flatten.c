@@ -51,7 +51,7 @@ static uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
  * written, wait for the previous one and drop it from the page cache. Dirty
  * memory stays bounded, the disk stays busy, and the final fsync is short.
  */
-#define WB_CHUNK (32ull << 20)
+#define WB_CHUNK (128ull << 20)
 typedef struct writeback { uint64_t start, end, prev_start, prev_end; } writeback;
 
 static void wb_note(int fd, writeback *w, uint64_t end)
