@@ -8,7 +8,7 @@ Every subcommand answers --help:
   usage: salvage vhd read FILE [--json]
   usage: salvage vhd scan PATH... [--match GLOB] [--json]
   usage: salvage vhd check FILE [--search DIR]... [--json]
-  usage: salvage vhd flatten LEAF -o OUT [--format vhd|raw] [--force] [--search DIR]... [--json]
+  usage: salvage vhd flatten LEAF -o OUT [--format vhd|raw] [--force] [--overwrite] [--search DIR]... [--json]
   usage: salvage vhd coalesce CHILD [--force] [--search DIR]...
   usage: salvage vhd create OUT --size N [--type dynamic|fixed] [--parent P] [--block-size N] [--hidden]
   $ "$SALVAGE" vhd bogus
@@ -131,6 +131,10 @@ flatten refuses what it cannot read exactly, leaving nothing:
     "blocks_written": 8,
     "format": "vhd",
     "virtual_size": 67108864,
+  $ "$SALVAGE" vhd flatten -q damaged/parent_renamed/c1.vhd -o renamed.vhd > /dev/null
+  salvage: flatten: renamed.vhd: output already exists; refusing to replace it (EEXIST)
+  [1]
+  $ "$SALVAGE" vhd flatten -q damaged/parent_renamed/c1.vhd -o renamed.vhd --overwrite > /dev/null
   $ qemu-img convert -f vpc -O raw renamed.vhd renamed.raw && sha256sum renamed.raw | grep -c "$(grep chain_d1/c1.vhd EXPECTED_VIRTUAL.sha256 | cut -c1-64)"
   1
 

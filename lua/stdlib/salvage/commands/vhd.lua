@@ -194,7 +194,7 @@ subcommands.check = {
 -- flatten ------------------------------------------------------------------
 subcommands.flatten = {
   spec = {
-    usage = "salvage vhd flatten LEAF -o OUT [--format vhd|raw] [--force] [--search DIR]... [--json]",
+    usage = "salvage vhd flatten LEAF -o OUT [--format vhd|raw] [--force] [--overwrite] [--search DIR]... [--json]",
     summary = "Write the full content of LEAF's chain into a new standalone file",
     description = "Sources are opened read-only. OUT is written under a temporary name, fsynced and renamed; "
       .. "on failure nothing is left under OUT. Refuses (exit 1) when the chain cannot be read exactly; "
@@ -203,6 +203,7 @@ subcommands.flatten = {
       { "output", short = "o", value = "OUT", required = true, help = "the new file (must not exist)" },
       { "format", value = "F", choices = { "vhd", "raw" }, default = "vhd", help = "dynamic VHD or raw image" },
       { "force", help = "go past damage whose loss can be listed exactly" },
+      { "overwrite", help = "replace OUT if it exists (never a file of the chain)" },
       { "search", value = "DIR", multi = true, help = "also look here for a missing parent (by UUID)" },
       { "json", help = "machine-readable result" },
     },
@@ -211,7 +212,7 @@ subcommands.flatten = {
   run = function(opts)
     local p
     local r, msg, code = vhd.flatten(opts[1], opts.output, {
-      format = opts.format, force = opts.force, search = opts.search,
+      format = opts.format, force = opts.force, overwrite = opts.overwrite, search = opts.search,
       progress = function(done, total)
         if not p then p = progress.new { label = "flatten " .. basename(opts[1]), total = total, unit = "bytes" } end
         p:update(done)
