@@ -302,10 +302,15 @@ static int h_parent(lua_State *L)
 	return 1;
 }
 
+/* The chain, checked once (overlapping blocks become unreadable rather than wrong). */
 static int resolve(lua_State *L, handle *h, vhd_err *e)
 {
 	vhd_open_opts o = opts_of(h);
-	return vhd_resolve_chain(h->f, &o, e);
+	if (vhd_resolve_chain(h->f, &o, e) != 0)
+		return -1;
+	for (vhd_file *c = h->f; c; c = c->parent)
+		vhd_validate(c);
+	return 0;
 }
 
 static int h_chain(lua_State *L)
