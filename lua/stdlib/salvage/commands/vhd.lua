@@ -1,0 +1,334 @@
+--- salvage vhd read|scan|check|flatten|coalesce|create: the VHD engine on the command line.
+local args = require "salvage.args"
+local cli = require "salvage.cli"
+local json = require "salvage.json"
+local log = require "salvage.log"
+local progress = require "salvage.progress"
+local vhd = require "salvage.vhd"
+
+local M = { summary = "VHD disks: read, scan, check, flatten, coalesce, create" }
+
+local function out(...) io.stdout:write(...) end
+
+local function emit_json(v) out(json.pretty(v)) end
+
+local function arrays(problems)
+  local list = {}
+  for i, p in ipairs(problems or {}) do
+    list[i] = { code = p.code, severity = p.severity, message = p.message, block = p.block }
+  end
+  return json.array(list)
+end
+
+local function basename(p) return p:match("([^/]+)$") or p end
+
+--- "16G", "512M", "1048576" -> bytes
+local function parse_size(s)
+  local n, unit = tostring(s):match("^(%d+)([KMGTkmgt]?)i?[Bb]?$")
+  n = math.tointeger(tonumber(n))
+  if not n then return nil end
+  local mul = ({ [""] = 1, k = 1 << 10, m = 1 << 20, g = 1 << 30, t = 1 << 40 })[unit:lower()]
+  return n * mul
+end
+
+local function mb(n) return ("%d MB (%d Bytes)"):format(n // (1 << 20), n) end
+
+local function date(unix) return os.date("!%a %b %e %H:%M:%S %Y", unix) end
+
+local subcommands = {}
+
+-- read ---------------------------------------------------------------------
+subcommands.read = {
+  spec = {
+    usage = "salvage vhd read FILE [--json]",
+    summary = "Show a VHD's footer and header (like vhd-util read -p -n)",
+    options = { { "json", help = "machine-readable output" } },
+    positionals = { min = 1, max = 1 },
+  },
+  run = function(opts)
+    local h, msg = vhd.open(opts[1])
+    if not h then cli.fail(1, msg) end
+    local info = h:info()
+    h:close()
+    if opts.json then
+      local header = info.header
+      if header then header.locators = json.array(header.locators) end
+      info.problems = arrays(info.problems)
+      info.header = header or json.null
+      emit_json(info)
+      return 0
+    end
+    local f = info.footer
+    local function row(k, v) out(("%-20s: %s\n"):format(k, tostring(v))) end
+    out("VHD Footer Summary:\n-------------------\n")
+    row("Cookie", f.cookie)
+    row("Features", "(" .. f.features .. ")")
+    row("File format version", f.version)
+    row("Data offset", f.data_offset or "none (fixed disk)")
+    row("Timestamp", date(f.timestamp_unix))
+    row("Creator Application", "'" .. f.creator_app .. "'")
+    row("Creator version", f.creator_version)
+    row("Creator OS", f.creator_os)
+    row("Original disk size", mb(f.original_size))
+    row("Current disk size", mb(f.current_size))
+    local g = f.geometry
+    row("Geometry", ("Cyl: %d, Hds: %d, Sctrs: %d"):format(g.cylinders, g.heads, g.sectors))
+    row("", ("= %s"):format(mb(g.cylinders * g.heads * g.sectors * 512)))
+    row("Disk type", ({ fixed = "Fixed hard disk", dynamic = "Dynamic hard disk",
+      differencing = "Differencing hard disk" })[f.disk_type] or f.disk_type)
+    row("Checksum", ("0x%08x|0x%08x (%s)"):format(f.checksum, f.checksum_computed, f.checksum_ok and "Good!" or "Bad!"))
+    row("UUID", f.uuid)
+    row("Saved state", f.saved_state ~= 0 and "Yes" or "No")
+    row("Hidden", f.hidden_byte)
+    row("Footer used", f.source == "copy" and "copy at offset 0" or "end of file")
+    if info.header then
+      local hd = info.header
+      out("\nVHD Header Summary:\n-------------------\n")
+      row("Cookie", "cxsparse")
+      row("Table offset", hd.table_offset)
+      row("Header version", hd.version)
+      row("Max BAT size", hd.max_bat_entries)
+      row("Block size", ("%d (%d MB)"):format(hd.block_size, hd.block_size >> 20))
+      row("Parent name", hd.parent_name or "")
+      row("Parent UUID", hd.parent_uuid or "")
+      row("Parent timestamp", hd.parent_timestamp and date(hd.parent_timestamp + 946684800) or "")
+      row("Checksum", ("0x%08x|0x%08x (%s)"):format(hd.checksum, hd.checksum_computed,
+        hd.checksum_ok and "Good!" or "Bad!"))
+      for i, l in ipairs(hd.locators) do
+        row("Parent locator " .. (i - 1), ("%s offset %d length %d space %d: %s"):format(l.code, l.data_offset,
+          l.data_length, l.data_space, l.path or "?"))
+      end
+      row("Allocated blocks", ("%d of %d"):format(info.allocated_blocks, hd.bat_entries))
+      row("Batmap", hd.batmap and "present" or "none")
+    end
+    for _, p in ipairs(info.problems) do out(("%s %s: %s\n"):format(p.severity, p.code, p.message)) end
+    return 0
+  end,
+}
+
+-- scan ---------------------------------------------------------------------
+subcommands.scan = {
+  spec = {
+    usage = "salvage vhd scan PATH... [--match GLOB] [--json]",
+    summary = "Every VHD under the given paths, as chain trees (like vhd-util scan -p)",
+    description = "A parent is found by the child's parent name and verified by UUID; when that file is "
+      .. "missing or wrong, the scanned files are searched for the parent UUID.",
+    options = {
+      { "match", value = "GLOB", default = "*.vhd", help = "file names to consider" },
+      { "json", help = "machine-readable output" },
+    },
+    positionals = { min = 1 },
+  },
+  run = function(opts)
+    local list = vhd.scan({ table.unpack(opts) }, { match = opts.match })
+    if opts.json then
+      for _, e in ipairs(list) do
+        e.problems = arrays(e.problems)
+        if e.parent == nil then e.parent = json.null end
+      end
+      emit_json(json.array(list))
+      return 0
+    end
+    local kids, roots, by_path = {}, {}, {}
+    for _, e in ipairs(list) do by_path[e.path] = e end
+    for _, e in ipairs(list) do
+      if e.parent and by_path[e.parent] then
+        kids[e.parent] = kids[e.parent] or {}
+        table.insert(kids[e.parent], e)
+      else
+        roots[#roots + 1] = e
+      end
+    end
+    -- names relative to the one scanned directory, as vhd-util prints them; else paths
+    local root = #opts == 1 and opts[1]:gsub("/+$", "") .. "/" or nil
+    local function name(p)
+      if root and p:sub(1, #root) == root then return p:sub(#root + 1) end
+      return p
+    end
+    local function show(e, depth)
+      out(("%svhd=%s capacity=%s size=%s hidden=%s parent=%s\n"):format(("   "):rep(depth), name(e.path),
+        tostring(e.capacity or "?"), tostring(e.size or "?"), e.hidden and 1 or 0,
+        e.parent and name(e.parent) or "none"))
+      for _, p in ipairs(e.problems) do
+        out(("%s   ! %s %s: %s\n"):format(("   "):rep(depth), p.severity, p.code, p.message))
+      end
+      for _, k in ipairs(kids[e.path] or {}) do show(k, depth + 1) end
+    end
+    for _, r in ipairs(roots) do show(r, 0) end
+    return 0
+  end,
+}
+
+-- check --------------------------------------------------------------------
+subcommands.check = {
+  spec = {
+    usage = "salvage vhd check FILE [--search DIR]... [--json]",
+    summary = "Validate a VHD and its whole chain",
+    description = "Both footer copies, checksums, header, BAT bounds, overlaps, blocks clobbering the footer, "
+      .. "truncation, batmap against bitmaps, parent presence, UUID and timestamp.\n"
+      .. "Exit 0 when nothing (beyond info) was found, 1 when any error or warning was.",
+    options = {
+      { "search", value = "DIR", multi = true, help = "also look here for a missing parent (by UUID)" },
+      { "json", help = "machine-readable output" },
+    },
+    positionals = { min = 1, max = 1 },
+  },
+  run = function(opts)
+    local r = vhd.check(opts[1], { search = opts.search })
+    if opts.json then
+      r.problems = arrays(r.problems)
+      r.chain = r.chain and json.array(r.chain) or nil
+      emit_json(r)
+    else
+      for _, p in ipairs(r.problems) do out(("%s %s: %s\n"):format(p.severity, p.code, p.message)) end
+      if r.ok then
+        out(("%s is valid\n"):format(opts[1]))
+      else
+        out(("%s is NOT valid\n"):format(opts[1]))
+      end
+    end
+    return r.ok and 0 or 1
+  end,
+}
+
+-- flatten ------------------------------------------------------------------
+subcommands.flatten = {
+  spec = {
+    usage = "salvage vhd flatten LEAF -o OUT [--format vhd|raw] [--force] [--overwrite] [--search DIR]... [--json]",
+    summary = "Write the full content of LEAF's chain into a new standalone file",
+    description = "Sources are opened read-only. OUT is written under a temporary name, fsynced and renamed; "
+      .. "on failure nothing is left under OUT. Refuses (exit 1) when the chain cannot be read exactly; "
+      .. "--force proceeds only where the loss can be stated, and lists the affected sectors.",
+    options = {
+      { "output", short = "o", value = "OUT", required = true, help = "the new file (must not exist)" },
+      { "format", value = "F", choices = { "vhd", "raw" }, default = "vhd", help = "dynamic VHD or raw image" },
+      { "force", help = "go past damage whose loss can be listed exactly" },
+      { "overwrite", help = "replace OUT if it exists (never a file of the chain)" },
+      { "search", value = "DIR", multi = true, help = "also look here for a missing parent (by UUID)" },
+      { "json", help = "machine-readable result" },
+    },
+    positionals = { min = 1, max = 1 },
+  },
+  run = function(opts)
+    local p
+    local r, msg, code = vhd.flatten(opts[1], opts.output, {
+      format = opts.format, force = opts.force, overwrite = opts.overwrite, search = opts.search,
+      progress = function(done, total)
+        if not p then p = progress.new { label = "flatten " .. basename(opts[1]), total = total, unit = "bytes" } end
+        p:update(done)
+        return true
+      end,
+    })
+    if p then p:finish() end
+    if not r then cli.fail(1, ("flatten: %s (%s)"):format(msg, code)) end
+    for _, pr in ipairs(r.problems) do
+      if pr.severity ~= "info" then log.warn(pr.message, { code = pr.code }) end
+    end
+    if opts.json then
+      r.problems = arrays(r.problems)
+      r.zero_filled = json.array(r.zero_filled)
+      r.assumed_unallocated = json.array(r.assumed_unallocated)
+      emit_json(r)
+      return 0
+    end
+    out(("%s: %s %d bytes virtual, %d bytes written, %d blocks allocated\n"):format(r.path, r.format,
+      r.virtual_size, r.bytes_written, r.blocks_written))
+    for _, z in ipairs(r.zero_filled) do
+      out(("zero-filled sectors %d-%d: %s\n"):format(z.sector, z.sector + z.count - 1, z.reason))
+    end
+    for _, z in ipairs(r.assumed_unallocated) do
+      out(("sectors %d-%d read from below: %s\n"):format(z.sector, z.sector + z.count - 1, z.reason))
+    end
+    return 0
+  end,
+}
+
+-- coalesce -----------------------------------------------------------------
+subcommands.coalesce = {
+  spec = {
+    usage = "salvage vhd coalesce CHILD [--force] [--search DIR]...",
+    summary = "Write CHILD's sectors into its parent in place (vhd-util coalesce)",
+    description = "Refuses when the parent has other children among the VHDs of its directory: coalescing "
+      .. "would corrupt them. Prefer 'salvage vhd flatten', which changes nothing.",
+    options = {
+      { "force", help = "coalesce even though the parent has other children" },
+      { "search", value = "DIR", multi = true, help = "also look here for a missing parent (by UUID)" },
+    },
+    positionals = { min = 1, max = 1 },
+  },
+  run = function(opts)
+    local ok, msg, code = vhd.coalesce(opts[1], { force = opts.force, search = opts.search })
+    if not ok then cli.fail(1, ("%s (%s)"):format(msg, code)) end
+    out(("%s coalesced into its parent\n"):format(opts[1]))
+    return 0
+  end,
+}
+
+-- create -------------------------------------------------------------------
+subcommands.create = {
+  spec = {
+    usage = "salvage vhd create OUT --size N [--type dynamic|fixed] [--parent P] [--block-size N] [--hidden]",
+    summary = "Create an empty VHD (dynamic, fixed, or differencing on --parent)",
+    options = {
+      { "size", value = "N", help = "virtual size in bytes, or with K/M/G/T (default with --parent: the parent's)" },
+      { "type", value = "T", choices = { "dynamic", "fixed" }, help = "dynamic (default) or fixed" },
+      { "parent", value = "P", help = "make a differencing disk on this parent" },
+      { "block-size", value = "N", help = "block size (default 2M)" },
+      { "hidden", help = "set XenServer's hidden flag" },
+      { "json", help = "machine-readable result" },
+    },
+    positionals = { min = 1, max = 1 },
+  },
+  run = function(opts)
+    local size = opts.size and parse_size(opts.size)
+    if opts.size and not size then
+      cli.usage_error("vhd create: --size expects bytes or N[K|M|G|T], got " .. opts.size)
+    end
+    if not size and not opts.parent then cli.usage_error("vhd create: --size is required (or --parent)") end
+    local bs = opts.block_size and parse_size(opts.block_size)
+    if opts.block_size and not bs then cli.usage_error("vhd create: bad --block-size " .. opts.block_size) end
+    if opts.parent and opts.type then cli.usage_error("vhd create: --type does not go with --parent") end
+    local h, msg, code = vhd.create(opts[1], { size = size, type = opts.type, parent = opts.parent,
+      block_size = bs, hidden = opts.hidden })
+    if not h then cli.fail(1, ("create: %s (%s)"):format(msg, code)) end
+    local info = h:info()
+    h:close()
+    if opts.json then
+      emit_json({ path = info.path, uuid = info.footer.uuid, disk_type = info.footer.disk_type,
+        current_size = info.footer.current_size })
+    else
+      out(("%s: %s, %d bytes, uuid %s\n"):format(info.path, info.footer.disk_type, info.footer.current_size,
+        info.footer.uuid))
+    end
+    return 0
+  end,
+}
+
+local order = { "read", "scan", "check", "flatten", "coalesce", "create" }
+
+local function usage()
+  local lines = { "usage: salvage vhd <subcommand> [args]   (salvage vhd <subcommand> --help)", "", "subcommands:" }
+  for _, n in ipairs(order) do lines[#lines + 1] = ("  %-9s %s"):format(n, subcommands[n].spec.summary) end
+  return table.concat(lines, "\n") .. "\n"
+end
+
+function M.run(argv)
+  local name = argv[1]
+  if name == nil or name == "--help" or name == "-h" or name == "help" then
+    out(usage())
+    return name and 0 or 2
+  end
+  local sub = subcommands[name]
+  if not sub then
+    cli.usage_error(("vhd: unknown subcommand '%s' (read, scan, check, flatten, coalesce, create)"):format(name))
+  end
+  local opts, err = args.parse(sub.spec, { table.unpack(argv, 2) })
+  if not opts then cli.usage_error("vhd " .. name .. ": " .. err) end
+  if opts.help then
+    out(args.help(sub.spec))
+    return 0
+  end
+  return sub.run(opts)
+end
+
+return M

@@ -1,0 +1,175 @@
+--- The Lua half of salvage.vhd: scan (chain trees of many files) and coalesce
+-- (policy around the C copy loop). luaopen_salvage_vhd calls the returned
+-- function with the module table, so `require "salvage.vhd"` has them all.
+local sys = require "salvage.sys"
+
+local function glob_pattern(glob)
+  local p = glob:gsub("[%^%$%(%)%%%.%[%]%+%-]", "%%%0"):gsub("%*", "[^/]*"):gsub("%?", "[^/]")
+  return "^" .. p .. "$"
+end
+
+local function basename(p) return p:match("([^/]+)$") or p end
+local function dirname(p) return p:match("^(.*)/[^/]*$") or "." end
+
+local function walk(path, pattern, out, depth)
+  local st = sys.stat(path)
+  if not st then return end
+  if st.type == "directory" then
+    if depth > 32 then return end
+    local names = sys.dir(path) or {}
+    table.sort(names)
+    for _, n in ipairs(names) do walk(path .. "/" .. n, pattern, out, depth + 1) end
+  elseif st.type == "file" and basename(path):match(pattern) then
+    out[#out + 1] = path
+  end
+end
+
+--- vhd.scan(paths [, {match = GLOB}]) -> array of {path, capacity, size, hidden, uuid, parent_uuid, parent, problems}
+local function scan(vhd, paths, opts)
+  opts = opts or {}
+  if type(paths) == "string" then paths = { paths } end
+  local pattern = glob_pattern(opts.match or "*.vhd")
+  local files = {}
+  for _, p in ipairs(paths) do
+    local st = sys.stat(p)
+    if st and st.type == "file" then files[#files + 1] = p else walk((p:gsub("(.)/+$", "%1")), pattern, files, 0) end
+  end
+  local list, by_uuid, by_real = {}, {}, {}
+  for _, path in ipairs(files) do
+    local st = sys.stat(path)
+    local e = { path = path, size = st and st.size, problems = {} }
+    local h, msg, code = vhd.open(path)
+    if not h then
+      e.problems[1] = { code = code == "ECHECKSUM" and "FOOTER_BOTH_BAD" or "UNREADABLE", severity = "error",
+        message = msg }
+    else
+      local info = h:info()
+      h:close()
+      e.capacity = info.footer.current_size
+      e.hidden = info.footer.hidden
+      e.uuid = info.footer.uuid
+      e.disk_type = info.footer.disk_type
+      e.allocated_blocks = info.allocated_blocks
+      if info.header and info.footer.disk_type == "differencing" then
+        e.parent_uuid = info.header.parent_uuid
+        e.parent_name = info.header.parent_name
+        e.locators = info.header.locators
+      end
+      for _, p in ipairs(info.problems) do
+        e.problems[#e.problems + 1] = { code = p.code, severity = p.severity, message = p.message }
+      end
+      by_uuid[e.uuid] = by_uuid[e.uuid] or {}
+      table.insert(by_uuid[e.uuid], e)
+    end
+    by_real[sys.realpath(path) or path] = e
+    list[#list + 1] = e
+  end
+  for _, e in ipairs(list) do
+    if e.parent_uuid then
+      -- the named file first (locators, then the header's name), verified by UUID
+      local named, named_entry = nil, nil
+      local cands = {}
+      for _, l in ipairs(e.locators or {}) do if l.path then cands[#cands + 1] = l.path end end
+      if e.parent_name and e.parent_name ~= "" then cands[#cands + 1] = e.parent_name end
+      for _, c in ipairs(cands) do
+        local full = c:sub(1, 1) == "/" and c or (dirname(e.path) .. "/" .. c:gsub("^%./", ""))
+        local real = sys.realpath(full)
+        if real then
+          named = named or full
+          named_entry = by_real[real]
+          if not named_entry then
+            local h = vhd.open(full)
+            if h then
+              local info = h:info()
+              h:close()
+              named_entry = { path = full, uuid = info.footer.uuid, outside = true }
+            end
+          end
+          if named_entry then break end
+        end
+      end
+      named = named or (e.parent_name and dirname(e.path) .. "/" .. e.parent_name)
+      if named_entry and named_entry.uuid == e.parent_uuid then
+        e.parent = named_entry.path
+      else
+        -- several copies may share a UUID: prefer one beside the child
+        local found
+        for _, c in ipairs(by_uuid[e.parent_uuid] or {}) do
+          if c ~= e and (not found or dirname(c.path) == dirname(e.path)) then found = c end
+        end
+        if found then
+          e.parent = found.path
+          e.problems[#e.problems + 1] = {
+            code = named_entry and "PARENT_UUID_MISMATCH" or "PARENT_FOUND_BY_UUID",
+            severity = "warning",
+            message = ("%s: parent %s %s; %s has the parent UUID %s"):format(basename(e.path), tostring(named),
+              named_entry and ("has UUID " .. tostring(named_entry.uuid)) or "is missing", found.path, e.parent_uuid),
+          }
+        else
+          e.problems[#e.problems + 1] = {
+            code = named_entry and "PARENT_UUID_MISMATCH" or "PARENT_MISSING",
+            severity = "error",
+            message = ("%s: parent %s %s, and no scanned VHD has UUID %s"):format(basename(e.path), tostring(named),
+              named_entry and ("has UUID " .. tostring(named_entry.uuid)) or "is missing", e.parent_uuid),
+          }
+        end
+      end
+    end
+    e.locators = nil
+  end
+  table.sort(list, function(a, b) return a.path < b.path end)
+  return list
+end
+
+--- Children of the VHD with UUID `uuid` among the VHDs of directory `dir`.
+local function children_in(vhd, dir, uuid)
+  local kids = {}
+  for _, e in ipairs(scan(vhd, { dir }, { match = "*" })) do
+    if e.parent_uuid == uuid then kids[#kids + 1] = e.path end
+  end
+  return kids
+end
+
+--- vhd.coalesce(child, {force = bool}) -> true | nil, msg, code
+local function coalesce(vhd, child, opts)
+  opts = opts or {}
+  local h, msg, code = vhd.open(child, { search = opts.search })
+  if not h then return nil, msg, code end
+  local info = h:info()
+  if info.footer.disk_type ~= "differencing" then
+    h:close()
+    return nil, ("coalesce: %s is a %s disk, not differencing: it has no parent"):format(child,
+      info.footer.disk_type), "EINVAL"
+  end
+  local p, pmsg, pcode = h:parent()
+  if not p then
+    h:close()
+    return nil, pmsg, pcode
+  end
+  local pinfo = p:info()
+  p:close()
+  local mine = sys.realpath(child)
+  local others = {}
+  -- only files in the parent's directory; a parent shared across directories is the caller's business
+  local st = sys.stat(dirname(pinfo.path))
+  if st then
+    for _, k in ipairs(children_in(vhd, dirname(pinfo.path), pinfo.footer.uuid)) do
+      if sys.realpath(k) ~= mine then others[#others + 1] = k end
+    end
+  end
+  if #others > 0 and not opts.force then
+    h:close()
+    return nil, ("coalesce: %s has %d other child%s (%s); writing %s into it would corrupt them "
+      .. "(flatten instead, or --force)"):format(pinfo.path, #others, #others > 1 and "ren" or "",
+      table.concat(others, ", "), child), "ECHILDREN"
+  end
+  local ok, cmsg, ccode = vhd._coalesce(h)
+  h:close()
+  if not ok then return nil, cmsg, ccode end
+  return true
+end
+
+return function(M)
+  M.scan = function(paths, opts) return scan(M, paths, opts) end
+  M.coalesce = function(child, opts) return coalesce(M, child, opts) end
+end

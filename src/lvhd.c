@@ -1,0 +1,688 @@
+/*
+ * salvage.vhd: the VHD engine (src/vhd/) for Lua. Thin: types and errors in,
+ * tables out. Hot loops (flatten, coalesce) stay in C; the progress callback
+ * runs under lua_pcall and an error in it is re-raised after C has cleaned up.
+ *
+ *   local vhd = require "salvage.vhd"
+ *   local h <close> = assert(vhd.open("c1.vhd" [, {search = {DIR...}, write = bool}]))
+ *   h:info()            -> {path, file_size, footer = {...}, header = {...} | nil, allocated_blocks, problems}
+ *   h:parent()          -> handle | nil (not differencing) | nil, msg, code
+ *   h:chain()           -> {leaf path, ..., base path} | nil, msg, code
+ *   h:read(off, len)    -> bytes through the chain (sector bitmaps decide) | nil, msg, code
+ *   h:blocks()          -> {{index, offset, damaged}...}, block_size
+ *   h:write(off, data)  -> true | nil, msg, code   (vhd.create handles, or opened {write = true})
+ *   h:set_hidden(bool), h:sync(), h:close()   (close/__close/__gc: one idempotent function)
+ *   vhd.check(path [, {search}])                    -> {path, ok, chain, problems = {{code, severity, message, file, block}}}
+ *   vhd.flatten(leaf, out [, {format, force, overwrite, search, progress}])
+ *                                                   -> {path, virtual_size, bytes_written, blocks_written, format, uuid,
+ *                                                       zero_filled, assumed_unallocated, problems} | nil, msg, code
+ *   vhd.create(path, {size, type, parent, block_size, hidden}) -> writable handle | nil, msg, code
+ *   vhd.scan(paths [, {match}]), vhd.coalesce(child [, {force, search}])   (Lua, salvage/vhd/lib.lua)
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "lua.h"
+#include "lauxlib.h"
+
+#include "vhd/vhd.h"
+
+#define MT "salvage.vhd"
+
+typedef struct handle {
+	vhd_file *f;
+	char **search;
+	size_t nsearch;
+} handle;
+
+static int fail(lua_State *L, const vhd_err *e)
+{
+	lua_pushnil(L);
+	lua_pushstring(L, e->msg);
+	lua_pushstring(L, e->code[0] ? e->code : "EIO");
+	return 3;
+}
+
+static handle *check(lua_State *L, int i)
+{
+	handle *h = luaL_checkudata(L, i, MT);
+	if (h->f == NULL)
+		luaL_error(L, "attempt to use a closed salvage.vhd handle");
+	return h;
+}
+
+static void free_search(handle *h)
+{
+	for (size_t i = 0; i < h->nsearch; i++)
+		free(h->search[i]);
+	free(h->search);
+	h->search = NULL;
+	h->nsearch = 0;
+}
+
+static int h_close(lua_State *L)
+{
+	handle *h = luaL_checkudata(L, 1, MT);
+	if (h->f) {
+		vhd_err e;
+		if (h->f->writable)
+			vhd_sync(h->f, &e);
+		vhd_close(h->f);
+		h->f = NULL;
+	}
+	free_search(h);
+	return 0;
+}
+
+static handle *new_handle(lua_State *L)
+{
+	handle *h = lua_newuserdatauv(L, sizeof *h, 0);
+	memset(h, 0, sizeof *h);
+	luaL_setmetatable(L, MT);
+	return h;
+}
+
+/* opts.search = {DIR, ...} into the handle */
+static void read_search(lua_State *L, int idx, handle *h)
+{
+	if (!lua_istable(L, idx))
+		return;
+	if (lua_getfield(L, idx, "search") == LUA_TTABLE) {
+		size_t n = luaL_len(L, -1);
+		h->search = calloc(n + 1, sizeof *h->search);
+		for (size_t i = 1; h->search && i <= n; i++) {
+			lua_geti(L, -1, (lua_Integer)i);
+			const char *s = lua_tostring(L, -1);
+			if (s)
+				h->search[h->nsearch++] = strdup(s);
+			lua_pop(L, 1);
+		}
+	} else if (lua_isstring(L, -1)) {
+		h->search = calloc(1, sizeof *h->search);
+		if (h->search) {
+			h->search[0] = strdup(lua_tostring(L, -1));
+			h->nsearch = 1;
+		}
+	}
+	lua_pop(L, 1);
+}
+
+static vhd_open_opts opts_of(const handle *h)
+{
+	vhd_open_opts o = { 0 };
+	o.search = (const char *const *)h->search;
+	o.nsearch = h->nsearch;
+	return o;
+}
+
+static int opt_bool(lua_State *L, int idx, const char *k)
+{
+	if (!lua_istable(L, idx))
+		return 0;
+	lua_getfield(L, idx, k);
+	int v = lua_toboolean(L, -1);
+	lua_pop(L, 1);
+	return v;
+}
+
+static int l_open(lua_State *L)
+{
+	const char *path = luaL_checkstring(L, 1);
+	if (!lua_isnoneornil(L, 2))
+		luaL_checktype(L, 2, LUA_TTABLE);
+	handle *h = new_handle(L);
+	read_search(L, 2, h);
+	vhd_open_opts o = opts_of(h);
+	o.writable = opt_bool(L, 2, "write");
+	vhd_err e;
+	h->f = vhd_open(path, &o, &e);
+	if (h->f == NULL) {
+		free_search(h);
+		return fail(L, &e);
+	}
+	return 1;
+}
+
+static void set_int(lua_State *L, const char *k, lua_Integer v) { lua_pushinteger(L, v); lua_setfield(L, -2, k); }
+static void set_str(lua_State *L, const char *k, const char *v) { lua_pushstring(L, v); lua_setfield(L, -2, k); }
+static void set_bool(lua_State *L, const char *k, int v) { lua_pushboolean(L, v); lua_setfield(L, -2, k); }
+
+static void push_uuid(lua_State *L, const uint8_t u[16])
+{
+	char s[37];
+	vhd_uuid_str(u, s);
+	lua_pushstring(L, s);
+}
+
+static void push_problems(lua_State *L, vhd_file *f, int *n)
+{
+	for (size_t i = 0; i < f->nproblems; i++) {
+		vhd_problem *p = &f->problems[i];
+		lua_createtable(L, 0, 6);
+		set_str(L, "code", p->code);
+		set_str(L, "severity", p->severity == VHD_ERROR ? "error" : p->severity == VHD_WARNING ? "warning" : "info");
+		set_str(L, "message", p->message);
+		set_str(L, "file", f->path);
+		if (p->block >= 0)
+			set_int(L, "block", p->block);
+		/* for planners: does this finding stop vhd.flatten, and would force get past it? */
+		set_bool(L, "blocks_flatten", p->fatal >= 1);
+		set_bool(L, "force_allows", p->fatal == 1);
+		lua_rawseti(L, -2, ++*n);
+	}
+}
+
+static void push_info(lua_State *L, handle *h)
+{
+	vhd_file *f = h->f;
+	vhd_footer *ft = &f->footer;
+	char buf[64];
+	lua_createtable(L, 0, 8);
+	set_str(L, "path", f->path);
+	set_int(L, "file_size", (lua_Integer)f->file_size);
+	lua_createtable(L, 0, 24);
+	set_str(L, "disk_type", vhd_type_name(ft->disk_type));
+	set_int(L, "current_size", (lua_Integer)ft->current_size);
+	set_int(L, "original_size", (lua_Integer)ft->original_size);
+	push_uuid(L, ft->uuid);
+	lua_setfield(L, -2, "uuid");
+	set_bool(L, "hidden", ft->hidden != 0);
+	set_int(L, "hidden_byte", ft->hidden);
+	char app[5];
+	memcpy(app, ft->creator_app, 5);
+	for (int i = 3; i >= 0 && (app[i] == 0 || app[i] == ' '); i--)
+		app[i] = 0;
+	set_str(L, "creator_app", app);
+	snprintf(buf, sizeof buf, "%u.%u", ft->creator_version >> 16, ft->creator_version & 0xFFFF);
+	set_str(L, "creator_version", buf);
+	snprintf(buf, sizeof buf, "0x%08x", ft->creator_os);
+	set_str(L, "creator_os", buf);
+	set_int(L, "timestamp", ft->timestamp);
+	set_int(L, "timestamp_unix", (lua_Integer)ft->timestamp + 946684800);
+	set_bool(L, "checksum_ok", ft->checksum == ft->checksum_computed);
+	set_int(L, "checksum", ft->checksum);
+	set_int(L, "checksum_computed", ft->checksum_computed);
+	set_str(L, "cookie", ft->cookie);
+	snprintf(buf, sizeof buf, "0x%08x", ft->features);
+	set_str(L, "features", buf);
+	snprintf(buf, sizeof buf, "%u.%u", ft->version >> 16, ft->version & 0xFFFF);
+	set_str(L, "version", buf);
+	if (ft->data_offset != VHD_NONE64)
+		set_int(L, "data_offset", (lua_Integer)ft->data_offset);
+	lua_createtable(L, 0, 3);
+	set_int(L, "cylinders", ft->cylinders);
+	set_int(L, "heads", ft->heads);
+	set_int(L, "sectors", ft->sectors);
+	lua_setfield(L, -2, "geometry");
+	set_int(L, "saved_state", ft->saved_state);
+	set_str(L, "source", f->footer_from_copy ? "copy" : "end");
+	set_bool(L, "end_ok", f->footer_eof_ok);
+	set_bool(L, "copy_ok", f->footer_copy_ok);
+	lua_setfield(L, -2, "footer");
+	if (f->has_header) {
+		vhd_header *hd = &f->header;
+		lua_createtable(L, 0, 12);
+		set_int(L, "block_size", hd->block_size);
+		set_int(L, "max_bat_entries", hd->max_bat_entries);
+		set_int(L, "bat_entries", f->bat_entries);
+		set_int(L, "table_offset", (lua_Integer)hd->table_offset);
+		snprintf(buf, sizeof buf, "%u.%u", hd->version >> 16, hd->version & 0xFFFF);
+		set_str(L, "version", buf);
+		set_bool(L, "checksum_ok", hd->checksum == hd->checksum_computed);
+		set_int(L, "checksum", hd->checksum);
+		set_int(L, "checksum_computed", hd->checksum_computed);
+		set_int(L, "bitmap_bytes", f->bitmap_bytes);
+		if (ft->disk_type == VHD_DIFF || !vhd_uuid_is_null(hd->parent_uuid)) {
+			set_str(L, "parent_name", hd->parent_name);
+			push_uuid(L, hd->parent_uuid);
+			lua_setfield(L, -2, "parent_uuid");
+			set_int(L, "parent_timestamp", hd->parent_timestamp);
+		}
+		lua_newtable(L);
+		int n = 0;
+		for (int i = 0; i < 8; i++) {
+			vhd_locator *l = &hd->loc[i];
+			if (l->code[0] == 0)
+				continue;
+			lua_createtable(L, 0, 5);
+			set_str(L, "code", l->code);
+			set_int(L, "data_space", l->data_space);
+			set_int(L, "data_length", l->data_length);
+			set_int(L, "data_offset", (lua_Integer)l->data_offset);
+			if (l->data_length > 0 && l->data_length <= 4096 && l->data_offset + l->data_length <= f->file_size) {
+				uint8_t d[4096];
+				char out[2048];
+				if (pread(f->fd, d, l->data_length, (off_t)l->data_offset) == (ssize_t)l->data_length &&
+				    vhd_locator_decode(l->code, d, l->data_length, out, sizeof out) == 0)
+					set_str(L, "path", out);
+			}
+			lua_rawseti(L, -2, ++n);
+		}
+		lua_setfield(L, -2, "locators");
+		set_bool(L, "batmap", f->batmap.present);
+		lua_setfield(L, -2, "header");
+		set_int(L, "allocated_blocks", vhd_allocated_blocks(f));
+	} else {
+		set_int(L, "allocated_blocks", 0);
+	}
+	lua_newtable(L);
+	int n = 0;
+	push_problems(L, f, &n);
+	lua_setfield(L, -2, "problems");
+}
+
+static int h_info(lua_State *L)
+{
+	push_info(L, check(L, 1));
+	return 1;
+}
+
+static int h_parent(lua_State *L)
+{
+	handle *h = check(L, 1);
+	vhd_err e;
+	vhd_open_opts o = opts_of(h);
+	if (h->f->footer.disk_type != VHD_DIFF) {
+		lua_pushnil(L);
+		return 1;
+	}
+	if (vhd_resolve_parent(h->f, &o, &e) != 0)
+		return fail(L, &e);
+	handle *p = new_handle(L);
+	vhd_ref(h->f->parent);
+	p->f = h->f->parent;
+	for (size_t i = 0; i < h->nsearch; i++) {
+		char **s = realloc(p->search, (p->nsearch + 1) * sizeof *s);
+		if (!s)
+			break;
+		p->search = s;
+		p->search[p->nsearch++] = strdup(h->search[i]);
+	}
+	return 1;
+}
+
+/* The chain, checked once (overlapping blocks become unreadable rather than wrong). */
+static int resolve(lua_State *L, handle *h, vhd_err *e)
+{
+	vhd_open_opts o = opts_of(h);
+	if (vhd_resolve_chain(h->f, &o, e) != 0)
+		return -1;
+	for (vhd_file *c = h->f; c; c = c->parent)
+		vhd_validate(c);
+	return 0;
+}
+
+static int h_chain(lua_State *L)
+{
+	handle *h = check(L, 1);
+	vhd_err e;
+	if (resolve(L, h, &e) != 0)
+		return fail(L, &e);
+	lua_newtable(L);
+	int n = 0;
+	for (vhd_file *c = h->f; c; c = c->parent) {
+		lua_pushstring(L, c->path);
+		lua_rawseti(L, -2, ++n);
+	}
+	return 1;
+}
+
+static int h_read(lua_State *L)
+{
+	handle *h = check(L, 1);
+	lua_Integer off = luaL_checkinteger(L, 2);
+	lua_Integer len = luaL_checkinteger(L, 3);
+	luaL_argcheck(L, off >= 0, 2, "negative offset");
+	luaL_argcheck(L, len >= 0 && len <= (1 << 30), 3, "length out of range (0..1 GiB)");
+	vhd_err e;
+	if (resolve(L, h, &e) != 0)
+		return fail(L, &e);
+	uint64_t size = vhd_size(h->f);
+	if ((uint64_t)off >= size)
+		len = 0;
+	else if ((uint64_t)(off + len) > size)
+		len = (lua_Integer)(size - (uint64_t)off);
+	luaL_Buffer b;
+	char *p = luaL_buffinitsize(L, &b, (size_t)len);
+	if (vhd_read(h->f, (uint64_t)off, (uint64_t)len, (uint8_t *)p, &e) != 0)
+		return fail(L, &e);
+	luaL_pushresultsize(&b, (size_t)len);
+	return 1;
+}
+
+static int h_blocks(lua_State *L)
+{
+	handle *h = check(L, 1);
+	vhd_file *f = h->f;
+	lua_newtable(L);
+	int n = 0;
+	for (uint32_t i = 0; f->has_header && i < f->bat_entries; i++) {
+		if (f->bat[i] == VHD_BAT_FREE)
+			continue;
+		lua_createtable(L, 0, 3);
+		set_int(L, "index", i);
+		set_int(L, "offset", (lua_Integer)f->bat[i] * 512);
+		if (f->bad_block[i])
+			set_bool(L, "damaged", 1);
+		lua_rawseti(L, -2, ++n);
+	}
+	lua_pushinteger(L, f->has_header ? f->header.block_size : 0);
+	return 2;
+}
+
+static int h_write(lua_State *L)
+{
+	handle *h = check(L, 1);
+	lua_Integer off = luaL_checkinteger(L, 2);
+	size_t len;
+	const char *data = luaL_checklstring(L, 3, &len);
+	luaL_argcheck(L, off >= 0, 2, "negative offset");
+	if (!h->f->writable)
+		return luaL_error(L, "salvage.vhd handle is read-only (open with {write = true} or use vhd.create)");
+	vhd_err e;
+	if (h->f->footer.disk_type == VHD_DIFF && resolve(L, h, &e) != 0)
+		return fail(L, &e);
+	if (vhd_write(h->f, (uint64_t)off, (const uint8_t *)data, len, &e) != 0)
+		return fail(L, &e);
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
+static int h_set_hidden(lua_State *L)
+{
+	handle *h = check(L, 1);
+	vhd_err e;
+	if (vhd_set_hidden(h->f, lua_toboolean(L, 2), &e) != 0)
+		return fail(L, &e);
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
+static int h_sync(lua_State *L)
+{
+	handle *h = check(L, 1);
+	vhd_err e;
+	if (vhd_sync(h->f, &e) != 0)
+		return fail(L, &e);
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
+static int h_tostring(lua_State *L)
+{
+	handle *h = luaL_checkudata(L, 1, MT);
+	if (h->f == NULL)
+		lua_pushstring(L, "salvage.vhd (closed)");
+	else
+		lua_pushfstring(L, "salvage.vhd (%s %s, %I bytes)", vhd_type_name(h->f->footer.disk_type), h->f->path,
+				(lua_Integer)vhd_size(h->f));
+	return 1;
+}
+
+/* vhd.check(path [, {search}]) */
+static int l_check(lua_State *L)
+{
+	const char *path = luaL_checkstring(L, 1);
+	handle *h = new_handle(L);
+	read_search(L, 2, h);
+	vhd_open_opts o = opts_of(h);
+	vhd_err e;
+	lua_createtable(L, 0, 4);
+	set_str(L, "path", path);
+	lua_newtable(L);
+	int n = 0;
+	h->f = vhd_open(path, &o, &e);
+	if (h->f == NULL) {
+		lua_createtable(L, 0, 4);
+		set_str(L, "code", strcmp(e.code, "ENOENT") == 0 ? "FILE_MISSING" : strcmp(e.code, "ECHECKSUM") == 0 ? "FOOTER_BOTH_BAD" : "UNREADABLE");
+		set_str(L, "severity", "error");
+		set_str(L, "message", e.msg);
+		set_str(L, "file", path);
+		lua_rawseti(L, -2, ++n);
+	} else {
+		vhd_resolve_chain(h->f, &o, &e);
+		for (vhd_file *c = h->f; c; c = c->parent) {
+			vhd_validate(c);
+			push_problems(L, c, &n);
+		}
+		lua_newtable(L);
+		int k = 0;
+		for (vhd_file *c = h->f; c; c = c->parent) {
+			lua_pushstring(L, c->path);
+			lua_rawseti(L, -2, ++k);
+		}
+		lua_setfield(L, -3, "chain");
+	}
+	int ok = 1;
+	for (int i = 1; i <= n; i++) {
+		lua_geti(L, -1, i);
+		lua_getfield(L, -1, "severity");
+		if (strcmp(lua_tostring(L, -1), "info") != 0)
+			ok = 0;
+		lua_pop(L, 2);
+	}
+	lua_setfield(L, -2, "problems");
+	set_bool(L, "ok", ok);
+	if (h->f) {
+		vhd_close(h->f);
+		h->f = NULL;
+	}
+	free_search(h);
+	return 1;
+}
+
+typedef struct pcb {
+	lua_State *L;
+	int fn;     /* stack index of the callback */
+	int error;  /* an error object was left at stack index err_ref */
+	int err_ref;
+} pcb;
+
+static int progress_cb(void *ctx, uint64_t done, uint64_t total)
+{
+	pcb *c = ctx;
+	lua_State *L = c->L;
+	lua_pushvalue(L, c->fn);
+	lua_pushinteger(L, (lua_Integer)done);
+	lua_pushinteger(L, (lua_Integer)total);
+	if (lua_pcall(L, 2, 1, 0) != LUA_OK) {
+		c->error = 1;
+		c->err_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+		return 0;
+	}
+	int go = !(lua_isboolean(L, -1) && !lua_toboolean(L, -1));
+	lua_pop(L, 1);
+	return go;
+}
+
+/* vhd.flatten(leaf, out, {format, progress, force, search}) */
+static int l_flatten(lua_State *L)
+{
+	const char *leaf = luaL_checkstring(L, 1);
+	const char *out = luaL_checkstring(L, 2);
+	if (!lua_isnoneornil(L, 3))
+		luaL_checktype(L, 3, LUA_TTABLE);
+	vhd_flatten_opts fo = { 0 };
+	pcb cb = { L, 0, 0, LUA_NOREF };
+	if (lua_istable(L, 3)) {
+		lua_getfield(L, 3, "format");
+		const char *fmt = lua_isnil(L, -1) ? "vhd" : luaL_checkstring(L, -1);
+		if (strcmp(fmt, "raw") == 0)
+			fo.raw = 1;
+		else if (strcmp(fmt, "vhd") != 0)
+			return luaL_error(L, "format must be \"vhd\" or \"raw\", got \"%s\"", fmt);
+		lua_pop(L, 1);
+		fo.force = opt_bool(L, 3, "force");
+		fo.overwrite = opt_bool(L, 3, "overwrite");
+		lua_getfield(L, 3, "progress");
+		if (!lua_isnil(L, -1)) {
+			luaL_checktype(L, -1, LUA_TFUNCTION);
+			cb.fn = lua_gettop(L);
+			fo.progress = progress_cb;
+			fo.progress_ctx = &cb;
+		} else {
+			lua_pop(L, 1);
+		}
+	}
+	handle *h = new_handle(L);
+	read_search(L, 3, h);
+	vhd_open_opts o = opts_of(h);
+	vhd_err e;
+	h->f = vhd_open(leaf, &o, &e);
+	if (h->f == NULL)
+		return fail(L, &e);
+	vhd_flatten_result r;
+	int rc = vhd_resolve_chain(h->f, &o, &e);
+	if (rc == 0)
+		rc = vhd_flatten(h->f, out, &fo, &r, &e);
+	/* warnings of the chain, for the caller to show */
+	lua_newtable(L);
+	int n = 0;
+	for (vhd_file *c = h->f; c; c = c->parent)
+		push_problems(L, c, &n);
+	int wi = lua_gettop(L);
+	vhd_close(h->f);
+	h->f = NULL;
+	free_search(h);
+	if (cb.error) {
+		lua_rawgeti(L, LUA_REGISTRYINDEX, cb.err_ref);
+		luaL_unref(L, LUA_REGISTRYINDEX, cb.err_ref);
+		if (rc == 0)
+			vhd_flatten_result_free(&r);
+		return lua_error(L);
+	}
+	if (rc != 0)
+		return fail(L, &e);
+	lua_createtable(L, 0, 8);
+	set_str(L, "path", out);
+	set_int(L, "virtual_size", (lua_Integer)r.virtual_size);
+	set_int(L, "bytes_written", (lua_Integer)r.bytes_written);
+	set_int(L, "blocks_written", (lua_Integer)r.blocks_written);
+	set_str(L, "format", fo.raw ? "raw" : "vhd");
+	if (!fo.raw)
+		set_str(L, "uuid", r.uuid);
+	lua_newtable(L);
+	lua_newtable(L);
+	int z = 0, u = 0;
+	for (size_t i = 0; i < r.nzero; i++) {
+		lua_createtable(L, 0, 3);
+		set_int(L, "sector", (lua_Integer)r.zero_filled[i].sector);
+		set_int(L, "count", (lua_Integer)r.zero_filled[i].count);
+		set_str(L, "reason", r.zero_filled[i].reason);
+		lua_rawseti(L, r.zero_filled[i].kind == 0 ? -3 : -2, r.zero_filled[i].kind == 0 ? ++z : ++u);
+	}
+	lua_setfield(L, -3, "assumed_unallocated");
+	lua_setfield(L, -2, "zero_filled");
+	lua_pushvalue(L, wi);
+	lua_setfield(L, -2, "problems");
+	vhd_flatten_result_free(&r);
+	return 1;
+}
+
+/* vhd.create(path, {size, type, parent, block_size, hidden}) */
+static int l_create(lua_State *L)
+{
+	const char *path = luaL_checkstring(L, 1);
+	luaL_checktype(L, 2, LUA_TTABLE);
+	vhd_create_opts co = { 0 };
+	lua_getfield(L, 2, "size");
+	if (!lua_isnil(L, -1)) {
+		lua_Integer s = luaL_checkinteger(L, -1);
+		luaL_argcheck(L, s > 0, 2, "size must be positive");
+		co.size = (uint64_t)s;
+	}
+	lua_pop(L, 1);
+	lua_getfield(L, 2, "block_size");
+	if (!lua_isnil(L, -1))
+		co.block_size = (uint32_t)luaL_checkinteger(L, -1);
+	lua_pop(L, 1);
+	lua_getfield(L, 2, "type");
+	if (!lua_isnil(L, -1)) {
+		const char *t = luaL_checkstring(L, -1);
+		if (strcmp(t, "dynamic") == 0) co.type = VHD_DYNAMIC;
+		else if (strcmp(t, "fixed") == 0) co.type = VHD_FIXED;
+		else if (strcmp(t, "differencing") == 0) co.type = VHD_DIFF;
+		else return luaL_error(L, "type must be \"dynamic\", \"fixed\" or \"differencing\", got \"%s\"", t);
+	}
+	lua_pop(L, 1);
+	lua_getfield(L, 2, "parent");
+	if (!lua_isnil(L, -1))
+		co.parent = luaL_checkstring(L, -1);
+	int pidx = lua_gettop(L); /* keeps the parent string alive */
+	(void)pidx;
+	co.hidden = opt_bool(L, 2, "hidden");
+	if (co.parent == NULL && co.size == 0)
+		return luaL_error(L, "vhd.create needs size (or parent)");
+	if (co.type == VHD_DIFF && co.parent == NULL)
+		return luaL_error(L, "a differencing disk needs parent");
+	handle *h = new_handle(L);
+	vhd_err e;
+	h->f = vhd_create(path, &co, &e);
+	if (h->f == NULL)
+		return fail(L, &e);
+	return 1;
+}
+
+/* Internal: the C half of vhd.coalesce (policy lives in Lua). */
+static int l_coalesce_raw(lua_State *L)
+{
+	handle *h = check(L, 1);
+	vhd_err e;
+	if (resolve(L, h, &e) != 0)
+		return fail(L, &e);
+	if (vhd_coalesce(h->f, NULL, NULL, &e) != 0)
+		return fail(L, &e);
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
+static const luaL_Reg methods[] = {
+	{ "info", h_info },
+	{ "parent", h_parent },
+	{ "chain", h_chain },
+	{ "read", h_read },
+	{ "blocks", h_blocks },
+	{ "write", h_write },
+	{ "set_hidden", h_set_hidden },
+	{ "sync", h_sync },
+	{ "close", h_close },
+	{ NULL, NULL },
+};
+
+static const luaL_Reg funcs[] = {
+	{ "open", l_open },
+	{ "check", l_check },
+	{ "flatten", l_flatten },
+	{ "create", l_create },
+	{ "_coalesce", l_coalesce_raw },
+	{ NULL, NULL },
+};
+
+LUAMOD_API int luaopen_salvage_vhd(lua_State *L)
+{
+	if (luaL_newmetatable(L, MT)) {
+		luaL_newlib(L, methods);
+		lua_setfield(L, -2, "__index");
+		lua_pushcfunction(L, h_close);
+		lua_setfield(L, -2, "__gc");
+		lua_pushcfunction(L, h_close);
+		lua_setfield(L, -2, "__close");
+		lua_pushcfunction(L, h_tostring);
+		lua_setfield(L, -2, "__tostring");
+		lua_pushstring(L, MT);
+		lua_setfield(L, -2, "__name");
+	}
+	lua_pop(L, 1);
+	luaL_newlib(L, funcs);
+	/* scan and coalesce are policy, written in Lua: salvage.vhd.lib adds them */
+	lua_getglobal(L, "require");
+	lua_pushstring(L, "salvage.vhd.lib");
+	if (lua_pcall(L, 1, 1, 0) == LUA_OK && lua_isfunction(L, -1)) {
+		lua_pushvalue(L, -2);
+		lua_call(L, 1, 0);
+	} else {
+		lua_pop(L, 1);
+	}
+	return 1;
+}

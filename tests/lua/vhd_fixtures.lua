@@ -1,0 +1,54 @@
+--- Test fixtures for the VHD specs: ../shared/vhd/fixtures unpacked (with its
+-- own unpack.sh, which checks their byte hashes) into a private temp dir.
+--   local fx = dofile(TOP .. "/tests/lua/vhd_fixtures.lua")
+--   local dir = fx.unpack()        -- once per spec file; fx.cleanup() in teardown
+local sys = require "salvage.sys"
+
+local M = {}
+
+local function sh(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+M.sh = sh
+
+function M.unpack()
+  if M.dir then return M.dir end
+  local dir = assert(sys.mkdtemp("/tmp/salvage-vhd-fx-"))
+  local code, _, err = RUN(("sh %s %s"):format(sh(SHARED .. "/vhd/fixtures/unpack.sh"), sh(dir)))
+  assert(code == 0, "unpack.sh failed: " .. tostring(err))
+  M.dir = dir
+  return dir
+end
+
+function M.cleanup()
+  if M.dir then os.execute("rm -rf " .. sh(M.dir)) end
+  M.dir = nil
+end
+
+--- {["chain_d1/c1.vhd"] = sha256, ...}
+function M.expected()
+  local t = {}
+  for line in io.lines(SHARED .. "/vhd/fixtures/EXPECTED_VIRTUAL.sha256") do
+    local h, p = line:match("^(%x+)%s+%*?(%S+)$")
+    if h then t[p] = h end
+  end
+  return t
+end
+
+function M.sha256(path)
+  local code, out = RUN("sha256sum " .. sh(path))
+  assert(code == 0, "sha256sum " .. path)
+  return out:match("^(%x+)")
+end
+
+function M.sha256_string(s)
+  local tmp = os.tmpname()
+  local f = assert(io.open(tmp, "wb"))
+  f:write(s)
+  f:close()
+  local h = M.sha256(tmp)
+  os.remove(tmp)
+  return h
+end
+
+function M.have(cmd) return (RUN("command -v " .. cmd)) == 0 end
+
+return M
