@@ -95,6 +95,7 @@ test: all ctests modules
 
 asan-check: deps
 	$(MAKE) BUILD=build-asan CC=clang SANITIZE=1 build-asan/salvage
+	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	SALVAGE=$(CURDIR)/build-asan/salvage SALVAGE_SUITES="lua cram" sh tests/run
 
 demo: deps

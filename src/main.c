@@ -326,8 +326,10 @@ static int pmain(lua_State *L)
 	createargtable(L, argv, argc, script);
 	if (!(args & has_E) && handle_init(L) != LUA_OK)
 		return 0;
-	if (!runargs(L, argv, script))
+	if (!runargs(L, argv, script)) {
+		res->code = salvage_interrupted() ? 130 : 1;
 		return 0;
+	}
 	if (script < argc) {
 		int status = handle_script(L, argv + script);
 		if (status != LUA_OK) {

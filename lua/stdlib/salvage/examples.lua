@@ -33,13 +33,11 @@ function M.describe(path)
   if not f then return "" end
   local lines = {}
   for line in f:lines() do
-    if line:match("^#!") then
-      -- shebang
-    elseif line:match("^%-%-") then
+    if line:match("^%-%-") then
       local text = line:gsub("^%-%-+%s?", "")
       if text == "" and #lines > 0 then break end
       if text ~= "" then lines[#lines + 1] = text end
-    else
+    elseif not line:match("^#!") then
       break
     end
   end

@@ -9,7 +9,9 @@ M.LEVELS = LEVELS
 
 local state = { level = LEVELS.info, json = false, quiet = false, sink = nil }
 
-local SECRET_NAMES = { "password", "secretkey", "secret_key", "apikey", "api_key", "signature", "passwd", "x-signature" }
+local SECRET_NAMES = {
+  "password", "secretkey", "secret_key", "apikey", "api_key", "signature", "passwd", "x-signature",
+}
 local SECRET = {}
 for _, n in ipairs(SECRET_NAMES) do SECRET[n] = true end
 
