@@ -1,0 +1,389 @@
+--- The inventory of a dead CloudStack: every user VM, its owner, its spec and
+-- its disks, read from the old `cloud` database (live, or an ephemeral server
+-- loaded from a dump) on any release 4.2 .. 4.22.
+--
+--   local vms, meta = inventory.load(conn, { policy = policy.new(), database = "cloud" })
+--
+-- vms: array of records, by VM id:
+--   {id, uuid, name, instance_name, display_name, state, hypervisor, removed,
+--    account = {id, uuid, name, type, state, removed},
+--    domain = {id, uuid, name, path, parent, removed},
+--    offering = {id, uuid, name, cpu, speed, ram, custom, removed},
+--    guest_os = "<guest_os.display_name>", guest_os_id,
+--    template = {id, uuid, name, removed, requires_hvm, password_enabled, format},
+--    volumes = { ROOT first, then data disks by device_id:
+--      {id, uuid, name, type, state, size, path, device_id, format, template_id,
+--       pool = {id, uuid, name, host, path, type, removed},
+--       parent_base = "<base copy>.vhd" (ROOT disks made from a template) or nil,
+--       recoverable, problems = {...}} },
+--    problems = { {code, severity = "error"|"warning", message}, ... }}
+-- meta: {version = "4.5.2", database, schema = {details_table, offering_names},
+--   skipped = { {id, name, kind = "vm"|"volume", vm_id, reason}, ... },
+--   detached = { volume records with account and domain } (policy.include_detached),
+--   counts = {vms, volumes, bytes, problems}}
+--
+-- What it fixes in the seed article's query (../shared/cloudstack/README.md):
+-- columns are read by unique names; VMs without volumes are kept, with a
+-- problem; `removed` is honoured (through the policy); a stale ROOT in
+-- Destroy/Destroying/Expunging never counts as a second root disk; Allocated
+-- volumes without a path and volumes on removed or unknown pools are not
+-- recoverable, with the reason; the CPU count is read and custom offerings
+-- take CPU/speed/RAM from the VM's details; domains carry their path; order is
+-- deterministic; detached volumes appear when the policy asks.
+-- It reads each table once (no query per VM), streaming the two big ones.
+local json = require "salvage.json"
+local policy_mod = require "salvage.policy"
+
+local M = {}
+
+local function q(name) return "`" .. tostring(name):gsub("`", "``") .. "`" end
+
+local function problem(code, severity, message)
+  return { code = code, severity = severity, message = message }
+end
+M.problem = problem
+
+local function fail(msg, code) return nil, "inventory: " .. tostring(msg), code end
+
+--- Detect the release and the columns that moved between releases.
+-- schema(conn, database) -> {version, tables = {t = {col = true}}, details_table, offering_names} | nil, msg, code
+function M.schema(conn, database)
+  local cols, err, code = conn:query(
+    "SELECT TABLE_NAME AS t, COLUMN_NAME AS c FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ?", database)
+  if not cols then return fail(err, code) end
+  local tables = {}
+  for _, r in ipairs(cols) do
+    local t = tables[r.t:lower()] or {}
+    tables[r.t:lower()] = t
+    t[r.c:lower()] = true
+  end
+  for _, need in ipairs { "vm_instance", "volumes", "account", "domain", "service_offering" } do
+    if not tables[need] then
+      return fail(("database %s has no table %s: not a CloudStack database"):format(database, need), "ESCHEMA")
+    end
+  end
+  local s = { tables = tables }
+  if tables.version then
+    local v, verr, vcode = conn:query("SELECT version FROM " .. q(database) .. ".version ORDER BY id DESC LIMIT 1")
+    if not v then return fail(verr, vcode) end
+    s.version = v[1] and v[1].version
+  end
+  -- 4.21 renamed user_vm_details to vm_instance_details
+  s.details_table = tables.vm_instance_details and "vm_instance_details"
+    or tables.user_vm_details and "user_vm_details" or nil
+  -- up to 4.16 a service offering's name lives in disk_offering (same id)
+  s.offering_names = tables.service_offering.name and "service_offering" or "disk_offering"
+  return s
+end
+
+local function has(s, t, c) return s.tables[t] ~= nil and s.tables[t][c] == true end
+
+-- A column if the table has it, else NULL under the same alias.
+local function col(s, t, alias, c, as)
+  if has(s, t, c) then return alias .. "." .. c .. " AS " .. (as or c) end
+  return "NULL AS " .. (as or c)
+end
+
+local function all(conn, sql, ...)
+  local rows, err, code = conn:query(sql, ...)
+  if not rows then return nil, err, code end
+  return rows
+end
+
+local function by_id(rows)
+  local t = {}
+  for _, r in ipairs(rows) do t[r.id] = r end
+  return t
+end
+
+local function is_true(v) return v ~= nil and v ~= 0 and v ~= "0" and v ~= "" end
+
+local STALE_ROOT = { Destroy = true, Destroying = true, Expunging = true, Expunged = true }
+
+-- A volume's own problems: can its disk be found and read at all?
+local function check_volume(vol)
+  local problems = json.array {}
+  if vol.state == "Allocated" or not vol.path then
+    problems[#problems + 1] = problem("ENOPATH", "error", vol.state == "Allocated"
+      and "volume was never created (state Allocated, no path)" or "volume has no path")
+  end
+  if not vol.pool then
+    if vol.pool_id then
+      problems[#problems + 1] = problem("ENOPOOL", "error", ("storage pool %s does not exist"):format(vol.pool_id))
+    elseif vol.path then
+      problems[#problems + 1] = problem("ENOPOOL", "error", "volume is on no storage pool")
+    end
+  elseif vol.pool.removed then
+    problems[#problems + 1] = problem("EPOOLREMOVED", "error",
+      ("storage pool %s was removed on %s"):format(vol.pool.name, vol.pool.removed))
+  end
+  if STALE_ROOT[vol.state] then
+    problems[#problems + 1] = problem("ESTALE", "error", "volume state " .. vol.state .. " (being deleted)")
+  end
+  if vol.format and vol.format ~= "VHD" then
+    problems[#problems + 1] = problem("EFORMAT", "warning", "volume format " .. vol.format .. ", not VHD")
+  end
+  vol.problems = problems
+  local recoverable = true
+  for _, p in ipairs(problems) do
+    if p.severity == "error" then recoverable = false end
+  end
+  vol.recoverable = recoverable
+end
+
+local TYPE_ORDER = { ROOT = 0, DATADISK = 1 }
+
+local function volume_order(a, b)
+  local ta, tb = TYPE_ORDER[a.type] or 2, TYPE_ORDER[b.type] or 2
+  if ta ~= tb then return ta < tb end
+  local da, db = a.device_id or math.maxinteger, b.device_id or math.maxinteger
+  if da ~= db then return da < db end
+  return a.id < b.id
+end
+
+--- load(conn, {policy =, database = "cloud"}) -> vms, meta | nil, msg, code
+function M.load(conn, opts)
+  opts = opts or {}
+  local pol = opts.policy or policy_mod.new()
+  local database = opts.database or "cloud"
+  local s, err, code = M.schema(conn, database)
+  if not s then return nil, err, code end
+  local D = q(database) .. "."
+
+  -- small tables, whole
+  local domains, accounts, offerings, templates, oses, pools, spool = {}, {}, {}, {}, {}, {}, {}
+  local rows
+  rows, err, code = all(conn, "SELECT id, parent, name, path, " .. col(s, "domain", "d", "uuid") .. ", removed FROM "
+    .. D .. "domain d ORDER BY id")
+  if not rows then return fail(err, code) end
+  domains = by_id(rows)
+  rows, err, code = all(conn, "SELECT id, account_name, " .. col(s, "account", "a", "uuid") .. ", type, domain_id, "
+    .. "state, removed FROM " .. D .. "account a ORDER BY id")
+  if not rows then return fail(err, code) end
+  accounts = by_id(rows)
+  if s.offering_names == "service_offering" then
+    rows, err, code = all(conn, "SELECT so.id, so.name, so.uuid, so.cpu, so.speed, so.ram_size, so.removed, "
+      .. col(s, "service_offering", "so", "customized") .. " FROM " .. D .. "service_offering so")
+  else
+    rows, err, code = all(conn, "SELECT so.id, d.name, d.uuid, so.cpu, so.speed, so.ram_size, d.removed, "
+      .. col(s, "disk_offering", "d", "customized") .. " FROM " .. D .. "service_offering so LEFT JOIN " .. D
+      .. "disk_offering d ON d.id = so.id")
+  end
+  if not rows then return fail(err, code) end
+  offerings = by_id(rows)
+  if s.tables.vm_template then
+    rows, err, code = all(conn, "SELECT id, name, uuid, removed, hvm, enable_password, format FROM " .. D
+      .. "vm_template")
+    if not rows then return fail(err, code) end
+    templates = by_id(rows)
+  end
+  if s.tables.guest_os then
+    rows, err, code = all(conn, "SELECT id, display_name FROM " .. D .. "guest_os")
+    if not rows then return fail(err, code) end
+    oses = by_id(rows)
+  end
+  if s.tables.storage_pool then
+    rows, err, code = all(conn, "SELECT id, name, uuid, pool_type, host_address, path, removed FROM " .. D
+      .. "storage_pool")
+    if not rows then return fail(err, code) end
+    for _, r in ipairs(rows) do
+      pools[r.id] = { id = r.id, name = r.name, uuid = r.uuid, host = r.host_address, path = r.path,
+        type = r.pool_type, removed = r.removed }
+    end
+  end
+  if s.tables.template_spool_ref then
+    rows, err, code = all(conn, "SELECT pool_id, template_id, install_path FROM " .. D .. "template_spool_ref "
+      .. "WHERE install_path IS NOT NULL ORDER BY id")
+    if not rows then return fail(err, code) end
+    for _, r in ipairs(rows) do
+      spool[r.pool_id .. ":" .. r.template_id] = r.install_path
+    end
+  end
+  -- the real size of VMs on custom offerings
+  local details = {}
+  if s.details_table then
+    rows, err, code = all(conn, "SELECT vm_id, name, value FROM " .. D .. q(s.details_table)
+      .. " WHERE name IN ('cpuNumber', 'cpuSpeed', 'memory')")
+    if not rows then return fail(err, code) end
+    for _, r in ipairs(rows) do
+      local d = details[r.vm_id] or {}
+      details[r.vm_id] = d
+      d[r.name] = math.tointeger(tonumber(r.value))
+    end
+  end
+
+  local function domain_rec(id)
+    local d = domains[id]
+    if not d then return nil end
+    return { id = d.id, uuid = d.uuid, name = d.name, path = d.path, parent = d.parent, removed = d.removed }
+  end
+  local function account_rec(id)
+    local a = accounts[id]
+    if not a then return nil end
+    return { id = a.id, uuid = a.uuid, name = a.account_name, type = a.type, state = a.state, removed = a.removed }
+  end
+
+  local meta = { version = s.version, database = database, skipped = json.array {}, detached = json.array {},
+    schema = { details_table = s.details_table, offering_names = s.offering_names } }
+  local skipped = meta.skipped
+
+  -- VMs (user VMs only: system VMs are never recovered) -------------------
+  local display = has(s, "vm_instance", "display_name") and "v.display_name"
+    or (s.tables.user_vm and "u.display_name") or "NULL"
+  local join_user_vm = display == "u.display_name" and (" LEFT JOIN " .. D .. "user_vm u ON u.id = v.id") or ""
+  local vm_sql = "SELECT v.id, v.uuid, v.name, v.instance_name, " .. display .. " AS display_name, v.state, v.type, "
+    .. "v.hypervisor_type, v.removed, v.account_id, v.domain_id, v.service_offering_id, v.vm_template_id, "
+    .. "v.guest_os_id FROM " .. D .. "vm_instance v" .. join_user_vm .. " WHERE v.type = 'User' ORDER BY v.id"
+  local vms, kept = {}, {}
+  local ok, iter_err = pcall(function()
+    local it, st, init, closer = conn:rows(vm_sql)
+    if not it then error({ msg = st, code = init }) end
+    local _ <close> = closer
+    for r in it, st, init do
+      local off = offerings[r.service_offering_id]
+      local det = details[r.id] or {}
+      local tmpl = templates[r.vm_template_id]
+      local vm = {
+        id = r.id, uuid = r.uuid, name = r.name, instance_name = r.instance_name, display_name = r.display_name,
+        state = r.state, type = r.type, hypervisor = r.hypervisor_type, removed = r.removed,
+        account = account_rec(r.account_id), domain = domain_rec(r.domain_id),
+        guest_os = oses[r.guest_os_id] and oses[r.guest_os_id].display_name, guest_os_id = r.guest_os_id,
+        volumes = json.array {}, problems = json.array {},
+      }
+      if off then
+        vm.offering = { id = off.id, uuid = off.uuid, name = off.name, removed = off.removed,
+          cpu = det.cpuNumber or off.cpu, speed = det.cpuSpeed or off.speed, ram = det.memory or off.ram_size,
+          custom = off.cpu == nil or off.speed == nil or off.ram_size == nil or is_true(off.customized) }
+      else
+        vm.offering = { id = r.service_offering_id, cpu = det.cpuNumber, speed = det.cpuSpeed, ram = det.memory }
+        vm.problems[#vm.problems + 1] = problem("ENOOFFERING", "warning",
+          ("service offering %s does not exist"):format(tostring(r.service_offering_id)))
+      end
+      if not (vm.offering.cpu and vm.offering.speed and vm.offering.ram) then
+        vm.problems[#vm.problems + 1] = problem("ESPEC", "error", "CPU count, speed or RAM unknown (custom offering "
+          .. "without cpuNumber/cpuSpeed/memory details)")
+      end
+      if tmpl then
+        vm.template = { id = tmpl.id, uuid = tmpl.uuid, name = tmpl.name, removed = tmpl.removed,
+          requires_hvm = is_true(tmpl.hvm), password_enabled = is_true(tmpl.enable_password), format = tmpl.format }
+      elseif r.vm_template_id then
+        vm.template = { id = r.vm_template_id }
+      end
+      if not vm.account then
+        vm.problems[#vm.problems + 1] = problem("ENOACCOUNT", "error", ("account %s does not exist"):format(
+          tostring(r.account_id)))
+        vm.account = { id = r.account_id }
+      end
+      if not vm.domain then
+        vm.problems[#vm.problems + 1] = problem("ENODOMAIN", "error", ("domain %s does not exist"):format(
+          tostring(r.domain_id)))
+        vm.domain = { id = r.domain_id }
+      end
+      local keep, why = pol.vm_filter(vm)
+      if keep then
+        vms[#vms + 1] = vm
+        kept[vm.id] = vm
+      else
+        skipped[#skipped + 1] = { kind = "vm", id = vm.id, name = vm.name, state = vm.state,
+          reason = why or "excluded by the policy" }
+      end
+    end
+  end)
+  if not ok then
+    if type(iter_err) == "table" then return fail(iter_err.msg, iter_err.code) end
+    return fail(iter_err, "EQUERY")
+  end
+
+  -- volumes: those of kept VMs, and detached ones when the policy wants them
+  local vol_sql = "SELECT id, uuid, name, volume_type, state, size, path, device_id, pool_id, template_id, "
+    .. "instance_id, account_id, domain_id, removed, " .. col(s, "volumes", "vo", "format") .. " FROM "
+    .. D .. "volumes vo" .. (pol.include_detached and "" or " WHERE instance_id IS NOT NULL") .. " ORDER BY id"
+  ok, iter_err = pcall(function()
+    local it, st, init, closer = conn:rows(vol_sql)
+    if not it then error({ msg = st, code = init }) end
+    local _ <close> = closer
+    for r in it, st, init do
+      local vm = r.instance_id and kept[r.instance_id]
+      if vm or r.instance_id == nil then
+        local vol = {
+          id = r.id, uuid = r.uuid, name = r.name, type = r.volume_type, state = r.state, size = r.size,
+          path = r.path, device_id = r.device_id, format = r.format, template_id = r.template_id,
+          pool_id = r.pool_id, removed = r.removed, pool = pools[r.pool_id],
+        }
+        if vol.pool then
+          local p = vol.pool
+          vol.pool = { id = p.id, uuid = p.uuid, name = p.name, host = p.host, path = p.path, type = p.type,
+            removed = p.removed }
+        end
+        if not vm then
+          vol.account = account_rec(r.account_id)
+          vol.domain = domain_rec(r.domain_id)
+        end
+        local keep, why = pol.volume_filter(vol, vm or nil)
+        if keep then
+          check_volume(vol)
+          if vol.type == "ROOT" and vol.pool_id and vol.template_id then
+            local base = spool[vol.pool_id .. ":" .. vol.template_id]
+            if base then vol.parent_base = base .. ".vhd" end
+          end
+          if vm then
+            vm.volumes[#vm.volumes + 1] = vol
+          else
+            meta.detached[#meta.detached + 1] = vol
+          end
+        else
+          skipped[#skipped + 1] = { kind = "volume", id = vol.id, name = vol.name, vm_id = r.instance_id,
+            state = vol.state, reason = why or "excluded by the policy" }
+        end
+      end
+    end
+  end)
+  if not ok then
+    if type(iter_err) == "table" then return fail(iter_err.msg, iter_err.code) end
+    return fail(iter_err, "EQUERY")
+  end
+
+  -- per-VM checks once all disks are known
+  local counts = { vms = #vms, volumes = 0, bytes = 0, problems = 0 }
+  for _, vm in ipairs(vms) do
+    table.sort(vm.volumes, volume_order)
+    local roots, live_roots = 0, 0
+    for _, v in ipairs(vm.volumes) do
+      if v.type == "ROOT" then
+        roots = roots + 1
+        if not STALE_ROOT[v.state] then live_roots = live_roots + 1 end
+      end
+      counts.volumes = counts.volumes + 1
+      counts.bytes = counts.bytes + (v.size or 0)
+      counts.problems = counts.problems + #v.problems
+    end
+    if #vm.volumes == 0 then
+      vm.problems[#vm.problems + 1] = problem("ENOVOLUMES", "error", "VM has no volumes")
+    elseif live_roots == 0 then
+      vm.problems[#vm.problems + 1] = problem("ENOROOT", "error", roots > 0
+        and "VM has only a stale ROOT volume (being deleted)" or "VM has no ROOT volume")
+    elseif live_roots > 1 then
+      vm.problems[#vm.problems + 1] = problem("EMULTIROOT", "error", ("VM has %d live ROOT volumes"):format(live_roots))
+    else
+      for _, v in ipairs(vm.volumes) do
+        if v.type == "ROOT" and not STALE_ROOT[v.state] and not v.recoverable then
+          vm.problems[#vm.problems + 1] = problem("EROOT", "error", "ROOT volume " .. tostring(v.name)
+            .. " is not recoverable")
+        end
+      end
+    end
+    counts.problems = counts.problems + #vm.problems
+  end
+  table.sort(meta.detached, function(a, b) return a.id < b.id end)
+  for _, v in ipairs(meta.detached) do
+    counts.problems = counts.problems + #v.problems
+  end
+  table.sort(skipped, function(a, b)
+    if a.kind ~= b.kind then return a.kind == "vm" end
+    return a.id < b.id
+  end)
+  meta.counts = counts
+  return vms, meta
+end
+
+return M
