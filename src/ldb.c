@@ -738,8 +738,8 @@ static int url_into(lua_State *L, int t, const char *url, size_t len)
 		lua_pushliteral(L, "EINVAL");
 		return 3;
 	}
-#define SETF(name, val) do { if ((val) && lua_getfield(L, t, name) == LUA_TNIL) { \
-		lua_pushstring(L, val); lua_setfield(L, t, name); } lua_pop(L, 1); } while (0)
+#define SETF(name, val) do { if (val) { if (lua_getfield(L, t, name) == LUA_TNIL) { \
+		lua_pushstring(L, val); lua_setfield(L, t, name); } lua_pop(L, 1); } } while (0)
 	SETF("user", u->user);
 	SETF("password", u->password);
 	SETF("host", u->host);

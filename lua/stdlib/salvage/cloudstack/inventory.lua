@@ -151,7 +151,8 @@ function M.load(conn, opts)
   local D = q(database) .. "."
 
   -- small tables, whole
-  local domains, accounts, offerings, templates, oses, pools, spool = {}, {}, {}, {}, {}, {}, {}
+  local domains, accounts, offerings
+  local templates, oses, pools, spool = {}, {}, {}, {}
   local rows
   rows, err, code = all(conn, "SELECT id, parent, name, path, " .. col(s, "domain", "d", "uuid") .. ", removed FROM "
     .. D .. "domain d ORDER BY id")
