@@ -1,3 +1,4 @@
+-- luacheck: globals TOP SHARED
 -- Test estates for the db/inventory specs: one private MariaDB server per spec
 -- file, one database per CloudStack release (cloud_4_5_2, ...), loaded with the
 -- real schema, the sample estate and tests/db/edge-cases.sql.

@@ -51,7 +51,8 @@ describe("salvage.policy defaults", function()
 
   it("picks an offering with the same cpu, speed and ram, else nil", function()
     local v = vm { offering = { cpu = 1, speed = 500, ram = 512 } }
-    local offs = { { id = "a", cpu = 2, speed = 500, ram = 512 }, { id = "b", cpunumber = 1, cpuspeed = 500, memory = 512 } }
+    local offs = { { id = "a", cpu = 2, speed = 500, ram = 512 },
+      { id = "b", cpunumber = 1, cpuspeed = 500, memory = 512 } }
     assert.equal("b", p.offering_for(v, offs).id)
     assert.is_nil(p.offering_for(vm { offering = { cpu = 4, speed = 1, ram = 1 } }, offs))
   end)

@@ -136,6 +136,9 @@ local TYPE_ORDER = { ROOT = 0, DATADISK = 1 }
 local function volume_order(a, b)
   local ta, tb = TYPE_ORDER[a.type] or 2, TYPE_ORDER[b.type] or 2
   if ta ~= tb then return ta < tb end
+  -- the live ROOT before an old one being deleted (kept only by a permissive policy)
+  local sa, sb = STALE_ROOT[a.state] and 1 or 0, STALE_ROOT[b.state] and 1 or 0
+  if sa ~= sb then return sa < sb end
   local da, db = a.device_id or math.maxinteger, b.device_id or math.maxinteger
   if da ~= db then return da < db end
   return a.id < b.id
