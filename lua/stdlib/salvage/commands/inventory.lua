@@ -143,6 +143,7 @@ function M.open(opts)
   if opts.db and opts.dump then cli.usage_error("inventory: give --db or --dump, not both") end
   if not opts.db and not opts.dump then cli.usage_error("inventory: give --db URL or --dump FILE (see --help)") end
   if opts.dump then
+    if not require("salvage.sys").stat(opts.dump) then cli.fail(1, "inventory: " .. opts.dump .. ": no such file") end
     log.info("starting a private MariaDB server for the dump", { dump = opts.dump })
     local conn, err = db.ephemeral { dump = opts.dump, database = opts.database or "cloud" }
     if not conn then cli.fail(1, "inventory: " .. tostring(err)) end
