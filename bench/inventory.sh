@@ -31,13 +31,14 @@ print(("estate: %d live user VMs, %d VM rows, %d volume rows; generated and load
 
 local function timed(label, cmd)
   local t = sys.clock()
-  local ok = os.execute("/usr/bin/time -f '%M' -o '" .. work .. "/rss' " .. cmd)
+  local ok = os.execute("/usr/bin/time -f '%U %S %M' -o '" .. work .. "/rss' " .. cmd)
   local wall = sys.clock() - t
   local f = io.open(work .. "/rss")
-  local rss = tonumber(f:read("a"):match("(%d+)%s*$"))
+  local usr, sys_, rss = f:read("a"):match("([%d.]+) ([%d.]+) (%d+)%s*$")
+  usr, sys_, rss = tonumber(usr), tonumber(sys_), tonumber(rss)
   f:close()
   assert(ok, label .. " failed")
-  print(("%-52s wall %6.2f s   peak RSS %6.1f MiB"):format(label, wall, rss / 1024))
+  print(("%-50s wall %5.2f s  cpu %5.2f s  peak RSS %6.1f MiB"):format(label, wall, usr + sys_, rss / 1024))
 end
 
 local url = "'mariadb://root@localhost/cloud?socket=" .. info.socket .. "'"

@@ -11,11 +11,12 @@
 --    offering = {id, uuid, name, cpu, speed, ram, custom, removed},
 --    guest_os = "<guest_os.display_name>", guest_os_id,
 --    template = {id, uuid, name, removed, requires_hvm, password_enabled, format},
+--    (and the raw ids account_id, domain_id, service_offering_id, vm_template_id)
 --    volumes = { ROOT first, then data disks by device_id:
 --      {id, uuid, name, type, state, size, path, device_id, format, template_id,
 --       pool = {id, uuid, name, host, path, type, removed},
 --       parent_base = "<base copy>.vhd" (ROOT disks made from a template) or nil,
---       recoverable, problems = {...}} },
+--       recoverable, problems = {...}, and the raw ids instance_id, account_id, domain_id} },
 --    problems = { {code, severity = "error"|"warning", message}, ... }}
 -- account, domain, offering (unless custom), template and pool tables are
 -- shared by the records pointing at the same row: treat them as read-only.
@@ -39,6 +40,9 @@ local policy_mod = require "salvage.policy"
 local M = {}
 
 local function q(name) return "`" .. tostring(name):gsub("`", "``") .. "`" end
+
+local ARRAY = json.array_mt
+local setmetatable = setmetatable
 
 local function problem(code, severity, message)
   return { code = code, severity = severity, message = message }
@@ -104,7 +108,7 @@ local STALE_ROOT = { Destroy = true, Destroying = true, Expunging = true, Expung
 
 -- A volume's own problems: can its disk be found and read at all?
 local function check_volume(vol)
-  local problems = json.array {}
+  local problems = setmetatable({}, ARRAY)
   if vol.state == "Allocated" or not vol.path then
     problems[#problems + 1] = problem("ENOPATH", "error", vol.state == "Allocated"
       and "volume was never created (state Allocated, no path)" or "volume has no path")
@@ -202,7 +206,8 @@ function M.load(conn, opts)
       .. "WHERE install_path IS NOT NULL ORDER BY id")
     if not rows then return fail(err, code) end
     for _, r in ipairs(rows) do
-      spool[r.pool_id .. ":" .. r.template_id] = r.install_path
+      spool[r.pool_id] = spool[r.pool_id] or {}
+      spool[r.pool_id][r.template_id] = r.install_path
     end
   end
   -- the real size of VMs on custom offerings
@@ -248,9 +253,9 @@ function M.load(conn, opts)
   local display = has(s, "vm_instance", "display_name") and "v.display_name"
     or (s.tables.user_vm and "u.display_name") or "NULL"
   local join_user_vm = display == "u.display_name" and (" LEFT JOIN " .. D .. "user_vm u ON u.id = v.id") or ""
-  local vm_sql = "SELECT v.id, v.uuid, v.name, v.instance_name, " .. display .. " AS display_name, v.state, v.type, "
-    .. "v.hypervisor_type, v.removed, v.account_id, v.domain_id, v.service_offering_id, v.vm_template_id, "
-    .. "v.guest_os_id FROM " .. D .. "vm_instance v" .. join_user_vm .. " WHERE v.type = 'User' ORDER BY v.id"
+  local vm_sql = "SELECT v.id, v.uuid, v.name, v.instance_name, " .. display .. " AS display_name, v.state, "
+    .. "v.type, v.hypervisor_type AS hypervisor, v.removed, v.account_id, v.domain_id, v.service_offering_id, "
+    .. "v.vm_template_id, v.guest_os_id FROM " .. D .. "vm_instance v" .. join_user_vm .. " WHERE v.type = 'User' ORDER BY v.id"
   local vms, kept = {}, {}
   local ok, iter_err = pcall(function()
     local it, st, init, closer = conn:rows(vm_sql)
@@ -260,13 +265,12 @@ function M.load(conn, opts)
       local off = offerings[r.service_offering_id]
       local det = details[r.id]
       local tmpl = templates[r.vm_template_id]
-      local vm = {
-        id = r.id, uuid = r.uuid, name = r.name, instance_name = r.instance_name, display_name = r.display_name,
-        state = r.state, type = r.type, hypervisor = r.hypervisor_type, removed = r.removed,
-        account = account_rec(r.account_id), domain = domain_rec(r.domain_id),
-        guest_os = oses[r.guest_os_id] and oses[r.guest_os_id].display_name, guest_os_id = r.guest_os_id,
-        volumes = json.array {}, problems = json.array {},
-      }
+      local vm = r -- the row is the record (its columns are named as the record's fields)
+      vm.account = account_rec(r.account_id)
+      vm.domain = domain_rec(r.domain_id)
+      vm.guest_os = oses[r.guest_os_id] and oses[r.guest_os_id].display_name
+      vm.volumes = setmetatable({}, ARRAY)
+      vm.problems = setmetatable({}, ARRAY)
       if off then
         local custom = off.cpu == nil or off.speed == nil or off.ram_size == nil or is_true(off.customized)
         local o = not det and offering_recs[off.id]
@@ -324,7 +328,7 @@ function M.load(conn, opts)
   end
 
   -- volumes: those of kept VMs, and detached ones when the policy wants them
-  local vol_sql = "SELECT id, uuid, name, volume_type, state, size, path, device_id, pool_id, template_id, "
+  local vol_sql = "SELECT id, uuid, name, volume_type AS type, state, size, path, device_id, pool_id, template_id, "
     .. "instance_id, account_id, domain_id, removed, " .. col(s, "volumes", "vo", "format") .. " FROM "
     .. D .. "volumes vo" .. (pol.include_detached and "" or " WHERE instance_id IS NOT NULL") .. " ORDER BY id"
   ok, iter_err = pcall(function()
@@ -334,11 +338,9 @@ function M.load(conn, opts)
     for r in it, st, init do
       local vm = r.instance_id and kept[r.instance_id]
       if vm or r.instance_id == nil then
-        local vol = {
-          id = r.id, uuid = r.uuid, name = r.name, type = r.volume_type, state = r.state, size = r.size,
-          path = r.path, device_id = r.device_id, format = r.format, template_id = r.template_id,
-          pool_id = r.pool_id, removed = r.removed, pool = pools[r.pool_id],
-        }
+        -- the row is the record (its columns are named as the record's fields)
+        local vol = r
+        vol.pool = pools[r.pool_id]
         if not vm then
           vol.account = account_rec(r.account_id)
           vol.domain = domain_rec(r.domain_id)
@@ -347,7 +349,8 @@ function M.load(conn, opts)
         if keep then
           check_volume(vol)
           if vol.type == "ROOT" and vol.pool_id and vol.template_id then
-            local base = spool[vol.pool_id .. ":" .. vol.template_id]
+            local base = spool[vol.pool_id]
+            base = base and base[vol.template_id]
             if base then vol.parent_base = base .. ".vhd" end
           end
           if vm then
@@ -370,7 +373,13 @@ function M.load(conn, opts)
   -- per-VM checks once all disks are known
   local counts = { vms = #vms, volumes = 0, bytes = 0, problems = 0 }
   for _, vm in ipairs(vms) do
-    table.sort(vm.volumes, volume_order)
+    local vols = vm.volumes
+    for i = 2, #vols do
+      if volume_order(vols[i], vols[i - 1]) then
+        table.sort(vols, volume_order)
+        break
+      end
+    end
     local roots, live_roots = 0, 0
     for _, v in ipairs(vm.volumes) do
       if v.type == "ROOT" then
