@@ -255,7 +255,8 @@ function M.load(conn, opts)
   local join_user_vm = display == "u.display_name" and (" LEFT JOIN " .. D .. "user_vm u ON u.id = v.id") or ""
   local vm_sql = "SELECT v.id, v.uuid, v.name, v.instance_name, " .. display .. " AS display_name, v.state, "
     .. "v.type, v.hypervisor_type AS hypervisor, v.removed, v.account_id, v.domain_id, v.service_offering_id, "
-    .. "v.vm_template_id, v.guest_os_id FROM " .. D .. "vm_instance v" .. join_user_vm .. " WHERE v.type = 'User' ORDER BY v.id"
+    .. "v.vm_template_id, v.guest_os_id FROM " .. D .. "vm_instance v" .. join_user_vm
+    .. " WHERE v.type = 'User' ORDER BY v.id"
   local vms, kept = {}, {}
   local ok, iter_err = pcall(function()
     local it, st, init, closer = conn:rows(vm_sql)
