@@ -184,6 +184,19 @@ describe("inventory", function()
         assert.equal("ROOT 'x' \\ \"y\"\nz", vm[111].volumes[1].name)
       end)
 
+      it("writes JSON exactly as the generic encoder would, one VM a line", function()
+        local parts = {}
+        inventory.write_json(vms, function(x) parts[#parts + 1] = x end)
+        assert.equal("[\n", parts[1])
+        assert.equal("]\n", parts[#parts])
+        for i, r in ipairs(vms) do
+          assert.equal(json.encode(r), (parts[i + 1]:gsub(",?\n$", "")))
+        end
+        local back = assert(json.decode(table.concat(parts)))
+        assert.equal(#vms, #back)
+        assert.equal(vms[#vms].volumes[1].name, back[#back].volumes[1].name)
+      end)
+
       it("lists detached volumes only when the policy asks", function()
         assert.same({}, meta.detached)
         local p = policy.new { include_detached = true }

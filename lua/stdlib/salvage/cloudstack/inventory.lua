@@ -425,14 +425,16 @@ end
 -- key lists below are sorted once; the output is byte for byte what
 -- json.encode would write (compact form), one VM at a time.
 local KEYS = {
-  vm = { "account", "display_name", "domain", "guest_os", "guest_os_id", "hypervisor", "id", "instance_name", "name",
-    "offering", "problems", "removed", "state", "template", "type", "uuid", "volumes" },
+  vm = { "account", "account_id", "display_name", "domain", "domain_id", "guest_os", "guest_os_id", "hypervisor", "id",
+    "instance_name", "name", "offering", "problems", "removed", "service_offering_id", "state", "template", "type",
+    "uuid", "vm_template_id", "volumes" },
   account = { "id", "name", "removed", "state", "type", "uuid" },
   domain = { "id", "name", "parent", "path", "removed", "uuid" },
   offering = { "cpu", "custom", "id", "name", "ram", "removed", "speed", "uuid" },
   template = { "format", "id", "name", "password_enabled", "removed", "requires_hvm", "uuid" },
-  volume = { "account", "device_id", "domain", "format", "id", "name", "parent_base", "path", "pool", "pool_id",
-    "problems", "recoverable", "removed", "size", "state", "template_id", "type", "uuid" },
+  volume = { "account", "account_id", "device_id", "domain", "domain_id", "format", "id", "instance_id", "name",
+    "parent_base", "path", "pool", "pool_id", "problems", "recoverable", "removed", "size", "state", "template_id",
+    "type", "uuid" },
   pool = { "host", "id", "name", "path", "removed", "type", "uuid" },
   problem = { "code", "message", "severity" },
 }
