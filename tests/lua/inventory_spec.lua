@@ -239,6 +239,32 @@ describe("inventory", function()
     assert.equal("data\n🕸", vms[25].volumes[2].name)
   end)
 
+  it("salvage inventory --db reads a live server, same records as in-process", function()
+    local ephemeral = require "salvage.db.ephemeral"
+    local dbname = estate.load(conn, "4.5.2", { edge = true })
+    local url = ("mariadb://root@localhost/%s?socket=%s"):format(dbname, ephemeral.info(conn).socket)
+    local code, out, err = RUN(("%q inventory -q --db %q --format json"):format(SALVAGE, url))
+    assert.equal(0, code, err)
+    local want = {}
+    inventory.write_json(assert(inventory.load(conn, { database = dbname })), function(x) want[#want + 1] = x end)
+    assert.equal(table.concat(want), out)
+    -- the connection's database is the default
+    local c2 <close> = assert(ephemeral.connect(conn, dbname))
+    local vms = assert(inventory.load(c2))
+    assert.equal(13, #vms)
+  end)
+
+  it("loads xz-compressed dumps too", function()
+    local ephemeral = require "salvage.db.ephemeral"
+    local dir = ephemeral.info(conn).dir
+    local f = assert(io.open(dir .. "/small.sql", "w"))
+    f:write("CREATE TABLE z (v VARCHAR(10));\nINSERT INTO z VALUES ('xz ok');\n")
+    f:close()
+    assert(os.execute("xz -k '" .. dir .. "/small.sql'"))
+    local c <close> = assert(require("salvage.db").ephemeral { dump = dir .. "/small.sql.xz" })
+    assert.equal("xz ok", assert(c:query("SELECT v FROM z"))[1].v)
+  end)
+
   it("fails clearly on a database that is not CloudStack's", function()
     assert(conn:exec("CREATE DATABASE IF NOT EXISTS notcloud"))
     local vms, err, code = inventory.load(conn, { database = "notcloud" })

@@ -150,11 +150,19 @@ local function volume_order(a, b)
   return a.id < b.id
 end
 
---- load(conn, {policy =, database = "cloud"}) -> vms, meta | nil, msg, code
+--- load(conn, {policy =, database =}) -> vms, meta | nil, msg, code
+-- database: default the connection's current database, else "cloud". The
+-- policy's vm_filter sees a VM before its volumes are attached (vm.volumes is
+-- empty then); volume_filter sees each volume with its VM.
 function M.load(conn, opts)
   opts = opts or {}
   local pol = opts.policy or policy_mod.new()
-  local database = opts.database or "cloud"
+  local database = opts.database
+  if not database then
+    -- the connection's own database (a URL's /db, an ephemeral server's dump), else "cloud"
+    local cur = conn:query("SELECT DATABASE() AS db")
+    database = cur and cur[1] and cur[1].db or "cloud"
+  end
   local s, err, code = M.schema(conn, database)
   if not s then return nil, err, code end
   local D = q(database) .. "."
