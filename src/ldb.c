@@ -141,10 +141,33 @@ static void stmt_free(Cstmt *s)
 	free(s);
 }
 
+/* Read and drop whatever the server still has to send for a statement (rows,
+ * more result sets as from CALL), so the connection can run the next one.
+ * `bound`: its result buffers are bound, so rows can be fetched one by one. */
+static void finish(MYSQL_STMT *st, int bound)
+{
+	for (;;) {
+		if (mysql_stmt_field_count(st) > 0) {
+			if (bound) {
+				int r;
+				do
+					r = mysql_stmt_fetch(st);
+				while (r == 0 || r == MYSQL_DATA_TRUNCATED);
+			} else {
+				mysql_stmt_store_result(st);
+			}
+			mysql_stmt_free_result(st);
+		}
+		bound = 0;
+		if (!mysql_stmt_more_results(st) || mysql_stmt_next_result(st) != 0)
+			break;
+	}
+}
+
 static void drop_active(Conn *c)
 {
 	if (c->active) {
-		mysql_stmt_free_result(c->active->st);
+		finish(c->active->st, 1);
 		c->active->gen = ++generation;
 		c->active = NULL;
 	}
@@ -492,8 +515,10 @@ static int conn_query(lua_State *L)
 		return nret;
 	lua_settop(L, base);
 	lua_newtable(L);
-	if (s->ncols == 0)
+	if (s->ncols == 0) {
+		finish(s->st, 0);
 		return 1;
+	}
 	c->active = s;
 	lua_Integer n = 0;
 	for (;;) {
@@ -523,8 +548,7 @@ static int conn_exec(lua_State *L)
 	lua_settop(L, base);
 	my_ulonglong affected = mysql_stmt_affected_rows(s->st);
 	my_ulonglong id = mysql_stmt_insert_id(s->st);
-	if (s->ncols)
-		mysql_stmt_free_result(s->st);
+	finish(s->st, 0);
 	lua_pushinteger(L, affected == (my_ulonglong)-1 ? 0 : (lua_Integer)affected);
 	if (id)
 		lua_pushinteger(L, (lua_Integer)id);

@@ -277,3 +277,19 @@ describe("db.ephemeral", function()
     assert.matches("exited", err)
   end)
 end)
+
+describe("salvage.db statements with odd results", function()
+  local conn
+  setup(function() conn = assert(db.ephemeral {}) end)
+  teardown(function() if conn then conn:close() end end)
+
+  it("exec of statements that return rows leaves the connection usable", function()
+    assert(conn:exec("CREATE TABLE o (a INT)"))
+    assert(conn:exec("INSERT INTO o VALUES (1), (2), (3)"))
+    for _, q in ipairs { "SELECT * FROM o", "SHOW WARNINGS", "SHOW ENGINE INNODB STATUS", "SET NAMES utf8mb4",
+      "LOCK TABLES o WRITE", "UNLOCK TABLES" } do
+      assert(conn:exec(q))
+      assert.equal(3, assert(conn:query("SELECT COUNT(*) AS n FROM o"))[1].n, q)
+    end
+  end)
+end)
