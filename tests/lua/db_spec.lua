@@ -293,3 +293,23 @@ describe("salvage.db statements with odd results", function()
     end
   end)
 end)
+
+describe("db.ephemeral with routines in the dump", function()
+  it("creates the system tables when the dump needs them", function()
+    local src <close> = assert(db.ephemeral {})
+    assert(ephemeral.system_tables(src))
+    assert(src:exec("USE cloud"))
+    assert(src:exec("CREATE TABLE r (a INT)"))
+    assert(src:exec("CREATE DEFINER = 'cloud'@'localhost' PROCEDURE IDEMPOTENT_ADD_COLUMN(IN t VARCHAR(64)) "
+      .. "BEGIN SELECT t; END"))
+    local info = ephemeral.info(src)
+    local dump = info.dir .. "/routines.sql"
+    assert(os.execute(("mariadb-dump --no-defaults --socket='%s' --user=root --routines cloud > '%s'")
+      :format(info.socket, dump)))
+    local c <close> = assert(db.ephemeral { dump = dump })
+    local r = assert(c:query("SELECT ROUTINE_NAME AS n FROM information_schema.ROUTINES "
+      .. "WHERE ROUTINE_SCHEMA = 'cloud'"))
+    assert.same({ { n = "IDEMPOTENT_ADD_COLUMN" } }, r)
+    assert.same({}, assert(c:query("SELECT * FROM r")))
+  end)
+end)
