@@ -31,7 +31,11 @@
  * Failures: nil, "what: why", code, {errno = 1146, sqlstate = "42S02"} with
  * code the MariaDB name ("ER_NO_SUCH_TABLE", "CR_CONNECTION_ERROR", ...).
  * A row iterator that loses its server mid-way raises (a for loop cannot
- * return nil, msg). No Lua error ever unwinds through libmariadb: the library
+ * return nil, msg). `break` out of conn:rows() frees the result (the iterator
+ * is also the loop's to-be-closed value); any other statement on the
+ * connection abandons an unfinished iterator (using it then raises).
+ * Statements whose result shape is only known when they run (CALL) execute,
+ * but conn:query returns no rows for them. No Lua error ever unwinds through libmariadb: the library
  * calls no Lua code, and raises happen only between library calls.
  */
 
