@@ -616,6 +616,8 @@ static int conn_rows(lua_State *L)
 	luaL_setmetatable(L, CURSOR_MT);
 	if (s->ncols)
 		c->active = s;
+	else
+		finish(s->st, 0);
 	int cur_idx = lua_gettop(L);
 	lua_pushcfunction(L, cursor_next);
 	lua_pushvalue(L, cur_idx);
