@@ -60,14 +60,15 @@ local function problem_codes(list)
   return table.concat(c, ",")
 end
 
-local function lines_of(vms, meta)
-  local out = {}
+-- Call fn(row) for each output line (one per VM and volume, then detached
+-- volumes); rows are built one at a time so an estate is never held twice.
+local function each_line(vms, meta, fn)
   local function add(vm, vol)
     local probs = {}
     if vm and #vm.problems > 0 then probs[#probs + 1] = problem_codes(vm.problems) end
     if vol and #vol.problems > 0 then probs[#probs + 1] = problem_codes(vol.problems) end
     local owner = vm or vol
-    out[#out + 1] = {
+    fn {
       vmid = vm and vm.id, vmname = vm and vm.name, instance = vm and vm.instance_name,
       account = owner.account and owner.account.name, domain = owner.domain and owner.domain.path,
       cpu = vm and vm.offering and vm.offering.cpu, speed = vm and vm.offering and vm.offering.speed,
@@ -82,7 +83,6 @@ local function lines_of(vms, meta)
     for _, vol in ipairs(vm.volumes) do add(vm, vol) end
   end
   for _, vol in ipairs(meta.detached or {}) do add(nil, vol) end
-  return out
 end
 
 local function summary(meta)
@@ -91,30 +91,33 @@ local function summary(meta)
     c.vms, c.volumes, c.bytes, c.problems, #meta.skipped, #(meta.detached or {}), tostring(meta.version))
 end
 
-local function write_table(out, vms, meta)
-  local rows = lines_of(vms, meta)
-  local cells, widths = {}, {}
+-- Two passes (widths, then lines) instead of holding every cell: the table of
+-- 20,000 VMs then needs no more memory than their records.
+local function write_table(write, vms, meta)
+  local widths = {}
   for i, c in ipairs(COLUMNS) do widths[i] = #c end
-  for r, row in ipairs(rows) do
-    cells[r] = {}
+  each_line(vms, meta, function(row)
     for i, c in ipairs(COLUMNS) do
-      local s = clean(row[c])
-      cells[r][i] = s
-      widths[i] = math.max(widths[i], width(s))
+      local w = width(clean(row[c]))
+      if w > widths[i] then widths[i] = w end
     end
-  end
-  local function line(vals)
+  end)
+  local n = #COLUMNS
+  local function line(get)
     local parts = {}
-    for i, v in ipairs(vals) do
-      parts[i] = i == #vals and v or v .. string.rep(" ", widths[i] - width(v))
+    for i = 1, n do
+      local v = get(i)
+      parts[i] = i == n and v or v .. string.rep(" ", widths[i] - width(v))
     end
-    out[#out + 1] = table.concat(parts, "  ")
+    write(table.concat(parts, "  ") .. "\n")
   end
-  line(COLUMNS)
-  for _, r in ipairs(cells) do line(r) end
-  out[#out + 1] = summary(meta)
-  for _, s in ipairs(meta.skipped) do
-    out[#out + 1] = ("skipped %s %s %s: %s"):format(s.kind, tostring(s.id), clean(s.name), clean(s.reason))
+  line(function(i) return COLUMNS[i] end)
+  each_line(vms, meta, function(row)
+    line(function(i) return clean(row[COLUMNS[i]]) end)
+  end)
+  write(summary(meta) .. "\n")
+  for _, sk in ipairs(meta.skipped) do
+    write(("skipped %s %s %s: %s\n"):format(sk.kind, tostring(sk.id), clean(sk.name), clean(sk.reason)))
   end
 end
 
@@ -125,16 +128,15 @@ local function csv_field(v)
   return s
 end
 
-local function write_csv(out, vms, meta)
-  local rows = lines_of(vms, meta)
+local function write_csv(write, vms, meta)
   local hdr = {}
   for i, c in ipairs(COLUMNS) do hdr[i] = csv_field(c) end
-  out[#out + 1] = table.concat(hdr, ",")
-  for _, row in ipairs(rows) do
+  write(table.concat(hdr, ",") .. "\n")
+  each_line(vms, meta, function(row)
     local f = {}
     for i, c in ipairs(COLUMNS) do f[i] = csv_field(row[c]) end
-    out[#out + 1] = table.concat(f, ",")
-  end
+    write(table.concat(f, ",") .. "\n")
+  end)
 end
 
 --- Open the database the options name: conn, database | raises cli.fail.
@@ -183,17 +185,16 @@ function M.run(argv)
   if opts.format == "json" then
     -- streamed: an estate of 20,000 VMs would be ~60 MB as one string
     local stdout = io.stdout
-    inventory.write_json(vms, function(s) stdout:write(s) end)
+    inventory.write_json(vms, function(x) stdout:write(x) end)
     return 0
   end
-  local out = {}
+  local stdout = io.stdout
+  local function write(x) stdout:write(x) end
   if opts.format == "csv" then
-    write_csv(out, vms, meta)
+    write_csv(write, vms, meta)
   else
-    write_table(out, vms, meta)
+    write_table(write, vms, meta)
   end
-  out[#out + 1] = ""
-  io.stdout:write(table.concat(out, "\n"))
   return 0
 end
 
