@@ -413,7 +413,9 @@ static int do_request(lua_State *L, CURL *curl, int opts)
 		while (lua_next(L, h)) {
 			const char *line;
 			if (lua_type(L, -2) == LUA_TSTRING) {
-				line = lua_pushfstring(L, "%s: %s", lua_tostring(L, -2), luaL_tolstring(L, -1, NULL));
+				const char *name = lua_tostring(L, -2);
+				const char *value = luaL_tolstring(L, -1, NULL);  /* pushes */
+				line = lua_pushfstring(L, "%s: %s", name, value);
 				lua_remove(L, -2);
 			} else {
 				line = luaL_tolstring(L, -1, NULL);

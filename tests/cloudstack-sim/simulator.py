@@ -482,10 +482,10 @@ class Cloud:
                                forced.get("cserrorcode", 4250))
             result = fin() if fin else {}
             job["jobstatus"] = 1
+            job["jobresult"] = result
         except RetryLater:
             job["finish"] = fin
             return
-            job["jobresult"] = result
         except ApiError as e:
             job["jobstatus"] = 2
             job["jobresultcode"] = 530
