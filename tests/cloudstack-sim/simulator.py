@@ -844,11 +844,8 @@ class Cloud:
         self.start_download(v, "volume", p["url"])
 
         def finish():
-            # the job ends when the download is over
-            if v["state"] in ("UploadOp", "Uploading"):
-                raise RetryLater()
-            if v["state"] != "Uploaded":
-                raise ApiError(530, "Failed to upload volume: %s" % v.get("status", v["state"]), 4250)
+            # as the server: the job ends once the volume is registered; the
+            # download goes on (UploadOp) until listVolumes shows Uploaded
             return {"volume": self.volume_view(v)}
         job = self.new_job(cmd, caller, "Volume", v["id"], finish)
         return {"jobid": job["jobid"]}
@@ -910,7 +907,7 @@ class Cloud:
             entity["_installing"] = True
         else:
             entity["size"] = facts["virtualsize"]
-            entity["state"] = "UploadInProgress" if route == "post" else "Uploading"
+            entity["state"] = "UploadInProgress" if route == "post" else "UploadOp"
             entity["_installing"] = True
 
     def advance_template(self, t):

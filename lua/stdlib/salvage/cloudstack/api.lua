@@ -81,7 +81,8 @@ function M.flatten(params)
   local out = {}
   for k, v in pairs(params or {}) do
     if type(k) ~= "string" then error("salvage.cloudstack.api: parameter names must be strings", 2) end
-    local name = k:lower()
+    -- map entries given flat (`details[0].cpuNumber`) keep the case of their key
+    local name = k:gsub("^[^%[]+", string.lower)
     if type(v) == "table" then
       if is_array(v) and type(v[1]) ~= "table" then
         local parts = {}
