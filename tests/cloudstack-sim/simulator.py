@@ -508,7 +508,7 @@ class Cloud:
         return v
 
     def user_view(self, u):
-        return {k: v for k, v in u.items() if k not in ("apikey", "secretkey")}
+        return {k: v for k, v in u.items() if k not in ("apikey", "secretkey") and not k.startswith("_")}
 
     def template_view(self, t):
         return {k: v for k, v in t.items() if not k.startswith("_")}
@@ -614,7 +614,9 @@ class Cloud:
 
     def cmd_listUsers(self, cmd, p, caller):
         items = self.by(list(self.users), p, "id", "username", "domainid", "account")
-        return self.page(cmd, p, [self.user_view(u) for u in items], "user")
+        # as 4.x servers do for admins: listUsers shows the API keys
+        return self.page(cmd, p, [dict(self.user_view(u), apikey=u["apikey"], secretkey=u["secretkey"])
+                                  for u in items], "user")
 
     def cmd_listServiceOfferings(self, cmd, p, caller):
         return self.page(cmd, p, self.by(list(self.service_offerings), p, "id", "name"), "serviceoffering")
@@ -1077,7 +1079,8 @@ class Cloud:
         return {
             "zones": [strip(z) for z in self.zones],
             "domains": [self.domain_view(d) for d in self.domains],
-            "accounts": [self.account_view(a) for a in self.accounts],
+            "accounts": [dict(self.account_view(a), has_password=any("_password" in u for u in a["user"]))
+                         for a in self.accounts],
             "service_offerings": [strip(s) for s in self.service_offerings],
             "disk_offerings": [strip(s) for s in self.disk_offerings],
             "os_types": [strip(s) for s in self.os_types],

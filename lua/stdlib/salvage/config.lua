@@ -31,7 +31,8 @@ function M.load(path, required)
   path = path or M.path()
   local f = io.open(path, "r")
   if not f then
-    if required or os.getenv("SALVAGE_CONFIG") then
+    local explicit = os.getenv("SALVAGE_CONFIG")
+    if required or (explicit and explicit ~= "") then
       return nil, ("config: cannot read %s"):format(path)
     end
     return { profiles = {} }

@@ -172,7 +172,8 @@ function M.run(argv)
     log.debug("api failure", log.redact { command = command, errorcode = cerr.errorcode })
     cli.fail(1, log.scrub(tostring(cerr)))
   end
-  io.stdout:write(render(result, opts))
+  -- listUsers, registerUserKeys, createAccount... may carry keys or passwords
+  io.stdout:write(render(log.redact(result), opts))
   return 0
 end
 
