@@ -78,7 +78,8 @@ end
 --   tls_cert=, tls_key=, upload_timeout=, args = {extra argv}} -> handle | nil, err
 function M.start(opts)
   opts = opts or {}
-  local script, serr = opts.script or M.script()
+  local script, serr = opts.script, nil
+  if not script then script, serr = M.script() end
   if not script then return nil, serr end
   local apikey = opts.apikey or crypto.hex(crypto.random_bytes(16))
   local secretkey = opts.secretkey or crypto.hex(crypto.random_bytes(24))
@@ -191,8 +192,8 @@ function Sim:stop()
   if not self.pid then return true end
   local pid = self.pid
   self.pid = nil
-  pcall(self.http.request, self.http, { method = "POST", url = self.base .. (self.shutdown_path or "/_sim/shutdown"), body = "",
-    timeout = 5, verify_tls = false })
+  pcall(self.http.request, self.http, { method = "POST", body = "",
+    url = self.base .. (self.shutdown_path or "/_sim/shutdown"), timeout = 5, verify_tls = false })
   local deadline = sys.clock() + 5
   while sys.clock() < deadline do
     if sys.wait(pid, true) then
