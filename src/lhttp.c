@@ -404,6 +404,9 @@ static int do_request(lua_State *L, CURL *curl, int opts)
 		curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, (long)(timeout * 1000));
 	if (connect_timeout > 0)
 		curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, (long)(connect_timeout * 1000));
+	/* big buffers: fewer syscalls and callbacks for multi-GiB uploads and downloads */
+	curl_easy_setopt(curl, CURLOPT_UPLOAD_BUFFERSIZE, 1L << 20);
+	curl_easy_setopt(curl, CURLOPT_BUFFERSIZE, 512L << 10);
 	/* large POST bodies: no "Expect: 100-continue" round trip */
 	hdrs = curl_slist_append(hdrs, "Expect:");
 
