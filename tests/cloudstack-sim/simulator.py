@@ -916,7 +916,13 @@ class Cloud:
         """A template walks 'Installing Template' -> 'Download Complete' over a few polls."""
         if t.get("_installing"):
             t["_polls"] += 1
-            if t["_polls"] > self.template_polls:
+            n = self.template_polls
+            if t["_polls"] < n:
+                # the secondary storage walks N% Downloaded, then installs
+                t["status"] = "%d%% Downloaded" % (100 * t["_polls"] // n)
+            elif t["_polls"] == n:
+                t["status"] = "Installing Template"
+            if t["_polls"] > n:
                 t["_installing"] = False
                 t["status"] = "Download Complete"
                 t["isready"] = True

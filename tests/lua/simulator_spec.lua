@@ -115,6 +115,49 @@ print(c.createDomain(name="From cs é*")["domain"]["path"])
     assert(s:faults { reset = true })
   end)
 
+  it("walks an uploaded template through N% Downloaded to Download Complete", function()
+    local dir = assert(sys.mkdtemp("/tmp/salvage-sim-spec-XXXXXX"))
+    local makevhd = dofile(TOP .. "/tests/cloudstack-sim/makevhd.lua")
+    makevhd.write(dir .. "/t.vhd", { virtual_size = 6 << 20, allocated = { 1 } })
+    local s2 = assert(sim.start { apikey = "k", secretkey = "s", template_polls = 4, upload_timeout = -5,
+      lifetime = 60 })
+    local c = api.new { url = s2.url, apikey = "k", secretkey = "s" }
+    local zone = assert(c:list("listZones"))[1]
+    local function params(kind, name)
+      local r = assert(c:call("getUploadParamsFor" .. kind, { name = name, zoneid = zone.id, format = "VHD",
+        hypervisor = "XenServer" }))
+      return r.getuploadparams
+    end
+    local function post(up, extra)
+      local h = { ["X-signature"] = up.signature, ["X-metadata"] = up.metadata, ["X-expires"] = up.expires }
+      for k, v in pairs(extra or {}) do h[k] = v end
+      return assert(http.request { method = "POST", url = up.postURL, headers = h,
+        form = { { name = "file", file = dir .. "/t.vhd", filename = "t.vhd" } } })
+    end
+    -- upload URLs of this simulator expire at once
+    local up = params("Template", "expired")
+    local r = post(up)
+    assert.equal(400, r.status)
+    assert.matches("expired", r.body)
+    s2:stop()
+    s2 = assert(sim.start { apikey = "k", secretkey = "s", template_polls = 4, lifetime = 60 })
+    c = api.new { url = s2.url, apikey = "k", secretkey = "s" }
+    zone = assert(c:list("listZones"))[1]
+    up = params("Volume", "chunked")
+    assert.equal(400, post(up, { ["Transfer-Encoding"] = "chunked" }).status)
+    up = params("Template", "walk")
+    assert.equal(200, post(up).status)
+    local seen = {}
+    for _ = 1, 6 do
+      local t = assert(c:list("listTemplates", { templatefilter = "self", id = up.id }))[1]
+      seen[#seen + 1] = t.status .. (t.isready and "+ready" or "")
+    end
+    assert.same({ "25% Downloaded", "50% Downloaded", "75% Downloaded", "Installing Template",
+      "Download Complete+ready", "Download Complete+ready" }, seen)
+    s2:stop()
+    RUN("rm -rf " .. dir)
+  end)
+
   it("exits by itself after its lifetime and writes the state file", function()
     local dir = assert(sys.mkdtemp("/tmp/salvage-sim-spec-XXXXXX"))
     local s2 = assert(sim.start { lifetime = 0.5, state_file = dir .. "/state.json" })
