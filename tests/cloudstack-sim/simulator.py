@@ -572,11 +572,17 @@ class Cloud:
         for n in names:
             v = p.get(n)
             if v is not None:
-                if n == "name":
-                    items = [x for x in items if x.get("name") == v]
-                else:
-                    items = [x for x in items if x.get(n) == v]
+                items = [x for x in items if x.get(n) == v]
         return items
+
+    @staticmethod
+    def like(items, p, name, field=None):
+        """SQL LIKE '%v%' (case-insensitive collation), as the server filters
+        listVirtualMachines/listVolumes name and listOsTypes description."""
+        v = p.get(name)
+        if v is None:
+            return items
+        return [x for x in items if v.lower() in str(x.get(field or name, "")).lower()]
 
     def cmd_listCapabilities(self, cmd, p, caller):
         return {"capability": {"cloudstackversion": "4.22.1.0-sim", "apilimitmax": 0, "apilimitinterval": 1,
@@ -625,7 +631,8 @@ class Cloud:
         return self.page(cmd, p, self.by(list(self.disk_offerings), p, "id", "name"), "diskoffering")
 
     def cmd_listOsTypes(self, cmd, p, caller):
-        return self.page(cmd, p, self.by(list(self.os_types), p, "id", "description"), "ostype")
+        items = self.like(self.by(list(self.os_types), p, "id"), p, "description")
+        return self.page(cmd, p, items, "ostype")
 
     def cmd_listNetworks(self, cmd, p, caller):
         items = self.by(list(self.networks), p, "id", "name", "zoneid")
@@ -652,14 +659,14 @@ class Cloud:
 
     def cmd_listVolumes(self, cmd, p, caller):
         items = self.visible(cmd, p, caller, list(self.volumes))
-        items = self.by(items, p, "id", "name", "virtualmachineid", "type", "zoneid")
+        items = self.like(self.by(items, p, "id", "virtualmachineid", "type", "zoneid"), p, "name")
         for v in items:
             self.advance_volume(v)
         return self.page(cmd, p, [self.volume_view(v) for v in items], "volume")
 
     def cmd_listVirtualMachines(self, cmd, p, caller):
         items = self.visible(cmd, p, caller, list(self.vms))
-        items = self.by(items, p, "id", "name", "state", "zoneid")
+        items = self.like(self.by(items, p, "id", "state", "zoneid"), p, "name")
         return self.page(cmd, p, [self.vm_view(v) for v in items], "virtualmachine")
 
     def cmd_listAsyncJobs(self, cmd, p, caller):

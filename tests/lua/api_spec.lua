@@ -246,6 +246,18 @@ print(d["signature"])
       assert.equal(431, err.errorcode)
     end)
 
+    it("finds exact rows where the server filters with LIKE", function()
+      local rows = assert(c:list("listOsTypes", { description = "Other Linux" }))
+      assert.is_true(#rows >= 2)
+      local o = assert(c:find_one("listOsTypes", { description = "Other Linux (64-bit)" },
+        { description = "Other Linux (64-bit)" }))
+      assert.equal("Other Linux (64-bit)", o.description)
+      local _, err = c:find_one("listOsTypes", { description = "Other Linux" }, { description = "Other Linux" })
+      assert.equal("ENOENT", err.code)
+      local _, e2 = c:find_one("listOsTypes", { description = "Other Linux" }, {})
+      assert.equal("EAMBIGUOUS", e2.code)
+    end)
+
     it("maps an empty list {} to an empty array", function()
       local rows = assert(c:list("listVirtualMachines", { name = "nothing-here" }))
       assert.equal(0, #rows)

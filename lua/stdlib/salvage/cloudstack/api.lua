@@ -302,6 +302,33 @@ function Client:list(command, params, opts)
   return out
 end
 
+--- The one row of a list whose fields equal `match` exactly (servers filter
+-- some names with LIKE '%x%': never trust a list filter to be exact).
+-- find_one("listOsTypes", {description = d}, {description = d}) -> row | nil, err (ENOENT, EAMBIGUOUS)
+function Client:find_one(command, params, match)
+  local rows, err = self:list(command, params)
+  if not rows then return nil, err end
+  local found = {}
+  for _, r in ipairs(rows) do
+    local ok = true
+    for k, v in pairs(match or {}) do
+      if r[k] ~= v then ok = false break end
+    end
+    if ok then found[#found + 1] = r end
+  end
+  local what = {}
+  for k, v in pairs(match or {}) do what[#what + 1] = ("%s=%s"):format(k, tostring(v)) end
+  table.sort(what)
+  if #found == 0 then
+    return nil, api_error { command = command, code = "ENOENT",
+      errortext = ("no row with %s"):format(table.concat(what, ", ")) }
+  elseif #found > 1 then
+    return nil, api_error { command = command, code = "EAMBIGUOUS",
+      errortext = ("%d rows with %s"):format(#found, table.concat(what, ", ")) }
+  end
+  return found[1]
+end
+
 --- Wait for an async job; returns jobresult or nil, err (the job's error).
 function Client:wait_job(jobid, command, opts)
   opts = opts or {}
