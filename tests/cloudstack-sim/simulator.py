@@ -278,6 +278,8 @@ COMMANDS = {
     "attachVolume": (["id", "virtualmachineid"], True, True),
     "startVirtualMachine": (["id"], True, True),
     "stopVirtualMachine": (["id"], True, True),
+    "deleteTemplate": (["id"], True, True),
+    "deleteVolume": (["id"], True, False),
 }
 
 # response keys of commands whose envelope is not <command lower-case>response
@@ -321,6 +323,7 @@ class Cloud:
         self.zones, self.domains, self.accounts, self.users = [], [], [], []
         self.service_offerings, self.disk_offerings, self.os_types = [], [], []
         self.networks, self.templates, self.volumes, self.vms, self.jobs = [], [], [], [], []
+        self.removed_templates, self.removed_volumes = [], []
         self.uploads = {}  # token -> {"kind", "id", "expires", "used", "signature", "metadata", "host"}
         self.base_url = None
         self.calls = {}
@@ -1076,6 +1079,38 @@ class Cloud:
             return {"volume": self.volume_view(v)}
         return {"jobid": self.new_job(cmd, caller, "Volume", v["id"], finish)["jobid"]}
 
+    # ---- deletions
+
+    def cmd_deleteTemplate(self, cmd, p, caller):
+        t = self.ref(cmd, self.templates, p, "id", required=True)
+        if p.get("zoneid") is not None:
+            self.ref(cmd, self.zones, p, "zoneid")
+        if t["_accountid"] != caller["id"] and caller["accounttype"] != 1:
+            raise ApiError(531, "Account %s does not have permission to delete template %s"
+                           % (caller["name"], t["id"]), 4365)
+        users = [vm["name"] for vm in self.vms if vm["templateid"] == t["id"] and vm["state"] != "Expunging"]
+        if users and not self.check_bool(cmd, p, "forced", False):
+            raise invalid("Unable to delete template %s because it is used by VMs: %s; use forced=true"
+                          % (t["id"], ", ".join(users)))
+        # gone from every list at once; the job reports the outcome
+        self.templates.remove(t)
+        t["removed"] = now_str()
+        self.removed_templates.append(t)
+        job = self.new_job(cmd, caller, "Template", t["id"], lambda: {"success": True})
+        return {"jobid": job["jobid"]}
+
+    def cmd_deleteVolume(self, cmd, p, caller):
+        v = self.ref(cmd, self.volumes, p, "id", required=True)
+        if v.get("virtualmachineid"):
+            raise invalid("Please specify a volume that is not attached to any VM.")
+        if v["_accountid"] != caller["id"] and caller["accounttype"] != 1:
+            raise ApiError(531, "Account %s does not have permission to delete volume %s"
+                           % (caller["name"], v["id"]), 4365)
+        self.volumes.remove(v)
+        v["removed"] = now_str()
+        self.removed_volumes.append(v)
+        return {"success": "true"}
+
     # ---- state dump
 
     def dump(self):
@@ -1101,6 +1136,8 @@ class Cloud:
             "templates": [with_owner(t) for t in self.templates],
             "volumes": [with_owner(v) for v in self.volumes],
             "vms": [with_owner(v) for v in self.vms],
+            "removed_templates": [with_owner(t) for t in self.removed_templates],
+            "removed_volumes": [with_owner(v) for v in self.removed_volumes],
             "jobs": [self.job_view(j) for j in self.jobs],
             "calls": dict(self.calls),
             "faults": self.faults,
@@ -1441,9 +1478,13 @@ class Handler(BaseHTTPRequestHandler):
             refuse(400, "multipart/form-data expected")
             return
         with cloud.lock:
-            up["used"] = True
             ent = cloud.find(coll, up["id"])
-            ent["state"] = "UploadInProgress" if up["kind"] == "volume" else "UploadInProgress"
+        if ent is None:
+            refuse(400, "the %s of this upload URL was deleted" % up["kind"])
+            return
+        with cloud.lock:
+            up["used"] = True
+            ent["state"] = "UploadInProgress"
         length = int(h["Content-Length"])
         sinks = []
 

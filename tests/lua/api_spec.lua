@@ -384,6 +384,25 @@ print(d["signature"])
       assert.matches("differencing", e.errortext)
     end)
 
+    it("deletes a template (async, gone from lists at once) and a volume", function()
+      local t = assert(c:upload_template(small, { name = "to-delete", zoneid = zone.id }))
+      local so = assert(c:list("listServiceOfferings", { name = "Small Instance" }))[1]
+      assert(c:async("deployVirtualMachine", { serviceofferingid = so.id, zoneid = zone.id, templateid = t.id }))
+      local _, err = c:async("deleteTemplate", { id = t.id })
+      assert.equal(431, err.errorcode)
+      assert.matches("used by VMs", err.errortext)
+      local up = assert(c:call("getUploadParamsForTemplate", { name = "dead", zoneid = zone.id, format = "VHD",
+        hypervisor = "XenServer" })).getuploadparams
+      local sub = assert(c:call("deleteTemplate", { id = up.id, zoneid = zone.id }))
+      assert.truthy(sub.jobid)
+      assert.equal(0, #assert(c:list("listTemplates", { templatefilter = "all", id = up.id })))
+      local v = assert(c:upload_volume(small, { name = "vol-delete", zoneid = zone.id }))
+      assert.equal("true", assert(c:call("deleteVolume", { id = v.id })).success)
+      local st = s:state()
+      assert.equal(up.id, st.removed_templates[#st.removed_templates].id)
+      assert.equal(v.id, st.removed_volumes[#st.removed_volumes].id)
+    end)
+
     it("registers a template by URL (served on loopback) and refuses loopback by default", function()
       local _, err = c:call("registerTemplate", { name = "byurl", url = "http://127.0.0.1:9/x.vhd",
         format = "VHD", hypervisor = "XenServer", zoneid = zone.id })
