@@ -283,6 +283,18 @@ static const char *opt_string(lua_State *L, int idx, const char *k)
 	return s;
 }
 
+/* Like opt_string, but the value stays on the stack: a progress callback may
+ * change the options table while curl still uses these strings. */
+static const char *opt_string_keep(lua_State *L, int idx, const char *k)
+{
+	lua_getfield(L, idx, k);
+	if (lua_isnil(L, -1))
+		return NULL;
+	if (lua_type(L, -1) != LUA_TSTRING)
+		luaL_error(L, "salvage.http: option '%s' must be a string", k);
+	return lua_tostring(L, -1);
+}
+
 /* Parse the raw header block into {lower-case name = value} (last wins) and
  * pushes it; also returns nothing else. */
 static void push_headers(lua_State *L, const Buf *h)
@@ -320,20 +332,24 @@ static int do_request(lua_State *L, CURL *curl, int opts)
 	luaL_checktype(L, opts, LUA_TTABLE);
 	curl_easy_reset(curl);  /* keeps live connections, forgets options */
 
-	const char *url = opt_string(L, opts, "url");
+	const char *url = opt_string_keep(L, opts, "url");
 	if (!url)
 		return luaL_error(L, "salvage.http: 'url' is required");
-	const char *method = opt_string(L, opts, "method");
-	const char *body_file = opt_string(L, opts, "body_file");
-	const char *output_file = opt_string(L, opts, "output_file");
-	const char *cafile = opt_string(L, opts, "cafile");
+	const char *method = opt_string_keep(L, opts, "method");
+	const char *body_file = opt_string_keep(L, opts, "body_file");
+	const char *output_file = opt_string_keep(L, opts, "output_file");
+	const char *cafile = opt_string_keep(L, opts, "cafile");
 	size_t body_len = 0;
 	const char *body = NULL;
 	if (opt_field_type(L, opts, "body") != LUA_TNIL) {
-		body = luaL_checklstring(L, -1, &body_len);
+		body = luaL_checklstring(L, -1, &body_len);  /* stays on the stack: curl does not copy it */
+	} else {
+		lua_pop(L, 1);
 	}
-	lua_pop(L, 1);
-	int has_form = opt_field_type(L, opts, "form") == LUA_TTABLE;
+	int form_type = opt_field_type(L, opts, "form");
+	if (form_type != LUA_TNIL && form_type != LUA_TTABLE)
+		return luaL_error(L, "salvage.http: option 'form' must be a table");
+	int has_form = form_type == LUA_TTABLE;
 	int form_idx = lua_gettop(L);  /* form table or nil stays here */
 	if ((body != NULL) + (body_file != NULL) + has_form > 1)
 		return luaL_error(L, "salvage.http: give one of body, body_file, form");

@@ -136,6 +136,17 @@ describe("salvage.http", function()
     os.remove(p)
   end)
 
+  it("survives a progress callback that rewrites the options while curl runs", function()
+    local opts
+    opts = { method = "POST", url = base .. "/echo", body = string.rep("q", 1 << 20) .. tostring(os.time()),
+      progress = function()
+        opts.body, opts.url = nil, nil
+        collectgarbage()
+      end }
+    local r = assert(http.request(opts))
+    assert.equal((1 << 20) + #tostring(os.time()), json.decode(r.body).length)
+  end)
+
   it("fails cleanly on a missing body_file and on misuse", function()
     local r, msg, code = http.request { method = "POST", url = base .. "/echo", body_file = "/nonexistent/x" }
     assert.is_nil(r)
@@ -144,5 +155,6 @@ describe("salvage.http", function()
     assert.has_error(function() http.request {} end)
     assert.has_error(function() http.request { url = base, body = "a", body_file = "b" } end)
     assert.has_error(function() http.request { url = base, progress = 5 } end)
+    assert.has_error(function() http.request { url = base, form = "x" } end)
   end)
 end)
