@@ -96,6 +96,12 @@ local st = s:state()
 local n = 0
 for _, v in ipairs(st.volumes) do if v.upload and v.upload.bytes == bytes then n = n + 1 end end
 assert(n == 2 * rounds, "the simulator did not receive every upload whole")
+local sim_rss = 0
+local ps = io.open("/proc/" .. s.pid .. "/status")
+if ps then
+  sim_rss = tonumber(ps:read("a"):match("VmHWM:%s*(%d+)")) or 0
+  ps:close()
+end
 s:stop()
 local mib = bytes / (1 << 20)
 print(("upload %.0f MiB VHD over loopback (best of %d):"):format(mib, rounds))
@@ -103,4 +109,5 @@ print(("  curl     %7.1f MiB/s (%.2f s)"):format(mib / best_c, best_c))
 print(("  salvage  %7.1f MiB/s (%.2f s)"):format(mib / best_s, best_s))
 print(("  ratio salvage/curl = %.3f (target >= 0.95)"):format(best_c / best_s))
 print(("  salvage client peak RSS = %.1f MiB (target <= 32)"):format(rss / (1 << 20)))
+print(("  simulator peak RSS = %.1f MiB (uploads streamed, never held)"):format(sim_rss / 1024))
 LUA
