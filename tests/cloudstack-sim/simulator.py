@@ -811,7 +811,12 @@ class Cloud:
     def upload_params(self, kind, entity):
         token = new_id()
         expires = now_str_plus(self.args.upload_timeout)
-        post_url = "%s/upload/%s" % (self.base_url, token)
+        base = self.base_url
+        if self.args.upload_host:
+            # the secondary storage VM has an address of its own
+            u = urllib.parse.urlsplit(base)
+            base = "%s://%s:%d" % (u.scheme, self.args.upload_host, u.port)
+        post_url = "%s/upload/%s" % (base, token)
         metadata = base64.b64encode(json.dumps({"id": entity["id"], "kind": kind,
                                                 "token": token}).encode()).decode()
         sig = base64.b64encode(hmac.new(self.upload_key, (metadata + post_url + expires).encode(),
@@ -1559,6 +1564,7 @@ def main(argv=None):
                     help="list calls a template/volume stays installing after its upload")
     ap.add_argument("--upload-timeout", type=int, default=3600, help="seconds an upload URL stays valid")
     ap.add_argument("--upload-dir", help="keep uploaded files here (default: a private temp dir)")
+    ap.add_argument("--upload-host", help="host name in postURLs (default: the API's address)")
     ap.add_argument("--discard-uploads", action="store_true", help="hash uploads without storing them")
     ap.add_argument("--allow-loopback-urls", action="store_true",
                     help="let registerTemplate/uploadVolume fetch from loopback (tests only)")

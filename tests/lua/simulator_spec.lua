@@ -158,6 +158,28 @@ print(c.createDomain(name="From cs é*")["domain"]["path"])
     RUN("rm -rf " .. dir)
   end)
 
+  it("can hand out postURLs on another host name; the client follows them exactly", function()
+    local dir = assert(sys.mkdtemp("/tmp/salvage-sim-spec-XXXXXX"))
+    local makevhd = dofile(TOP .. "/tests/cloudstack-sim/makevhd.lua")
+    makevhd.write(dir .. "/t.vhd", { virtual_size = 4 << 20, allocated = { 0 } })
+    local s2 = assert(sim.start { apikey = "k", secretkey = "s", upload_host = "localhost", lifetime = 60 })
+    local c = api.new { url = s2.url, apikey = "k", secretkey = "s", poll_interval = 0.05 }
+    local zone = assert(c:list("listZones"))[1]
+    local up = assert(c:call("getUploadParamsForVolume", { name = "h", zoneid = zone.id, format = "VHD" }))
+      .getuploadparams
+    assert.matches("^http://localhost:%d+/upload/", up.postURL)
+    -- the API's own address is not the upload host: refused, and the URL is spent
+    local wrong = up.postURL:gsub("localhost", "127.0.0.1")
+    local r = assert(http.request { method = "POST", url = wrong, headers = { ["X-signature"] = up.signature,
+      ["X-metadata"] = up.metadata, ["X-expires"] = up.expires },
+      form = { { name = "file", file = dir .. "/t.vhd", filename = "t.vhd" } } })
+    assert.equal(400, r.status)
+    local v = assert(c:upload_volume(dir .. "/t.vhd", { name = "h2", zoneid = zone.id }))
+    assert.equal("Uploaded", v.state)
+    s2:stop()
+    RUN("rm -rf " .. dir)
+  end)
+
   it("exits by itself after its lifetime and writes the state file", function()
     local dir = assert(sys.mkdtemp("/tmp/salvage-sim-spec-XXXXXX"))
     local s2 = assert(sim.start { lifetime = 0.5, state_file = dir .. "/state.json" })

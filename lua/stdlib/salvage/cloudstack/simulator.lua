@@ -94,6 +94,7 @@ function M.start(opts)
   if opts.template_polls then add("--template-polls", tostring(opts.template_polls)) end
   if opts.upload_timeout then add("--upload-timeout", tostring(opts.upload_timeout)) end
   if opts.discard_uploads then add("--discard-uploads") end
+  if opts.upload_host then add("--upload-host", opts.upload_host) end
   if opts.allow_loopback_urls then add("--allow-loopback-urls") end
   if opts.tls_cert then add("--tls-cert", opts.tls_cert, "--tls-key", opts.tls_key) end
   for _, a in ipairs(opts.args or {}) do add(a) end
