@@ -123,8 +123,10 @@ class UploadSink:
     """Receives a file part: hashes it, keeps its first 2 KiB and last 512
     bytes, and (unless discarding) streams it to a file."""
 
-    def __init__(self, path):
+    def __init__(self, path, checksum_algo=None):
         self.sha = hashlib.sha256()
+        # a second digest when the template/volume was registered with a checksum of another kind
+        self.extra = hashlib.new(checksum_algo) if checksum_algo and checksum_algo != "sha256" else None
         self.size = 0
         self.head = b""
         self.tail = b""
@@ -135,6 +137,8 @@ class UploadSink:
         if not data:
             return
         self.sha.update(data)
+        if self.extra is not None:
+            self.extra.update(data)
         self.size += len(data)
         if len(self.head) < 2048:
             self.head += data[:2048 - len(self.head)]
@@ -146,6 +150,29 @@ class UploadSink:
         if self.f:
             self.f.close()
             self.f = None
+
+
+CHECKSUM_ALGOS = {"MD5": "md5", "SHA-1": "sha1", "SHA-256": "sha256", "SHA-384": "sha384", "SHA-512": "sha512"}
+
+
+def checksum_algo(checksum):
+    """'{SHA-256}ab..' -> ('sha256', 'ab..'); a bare hex value is MD5 (the server's default)."""
+    if not checksum:
+        return None, None
+    m = re.fullmatch(r"(?:\{([A-Z0-9-]+)\})?([0-9a-fA-F]+)", checksum)
+    if not m:
+        return None, None
+    return CHECKSUM_ALGOS.get(m.group(1) or "MD5"), m.group(2).lower()
+
+
+def checksum_problem(entity, sink):
+    algo, want = checksum_algo(entity.get("checksum"))
+    if not algo:
+        return None
+    got = sink.sha.hexdigest() if algo == "sha256" else sink.extra.hexdigest()
+    if got != want:
+        return "checksum mismatch: the %s of the uploaded file is %s, expected %s" % (algo, got, want)
+    return None
 
 
 class MultipartError(Exception):
@@ -840,7 +867,8 @@ class Cloud:
         self.check_checksum(cmd, p)
         v = {"id": new_id(), "name": p["name"], "type": "DATADISK", "zoneid": zone["id"],
              "zonename": zone["name"], "state": state, "format": "VHD", "hypervisor": "XenServer",
-             "created": now_str(), "size": 0, "_accountid": owner["id"], "_polls": 0}
+             "created": now_str(), "size": 0, "_accountid": owner["id"], "_polls": 0,
+             "checksum": p.get("checksum")}
         if do:
             v["diskofferingid"] = do["id"]
             v["diskofferingname"] = do["name"]
@@ -871,7 +899,7 @@ class Cloud:
 
     def start_download(self, entity, kind, url):
         def run():
-            sink = UploadSink(self.upload_path(entity["id"]))
+            sink = UploadSink(self.upload_path(entity["id"]), checksum_algo(entity.get("checksum"))[0])
             err = None
             try:
                 with urllib.request.urlopen(url, timeout=30) as r:
@@ -892,6 +920,8 @@ class Cloud:
                     facts, why = vhd_footer_facts(sink.tail, sink.head)
                     if facts is None:
                         err = why
+                    else:
+                        err = checksum_problem(entity, sink)
                 if err is not None:
                     if kind == "template":
                         entity["status"] = err
@@ -1494,7 +1524,8 @@ class Handler(BaseHTTPRequestHandler):
         sinks = []
 
         def new_sink():
-            s = UploadSink(cloud.upload_path(up["id"]) if not sinks else None)
+            s = UploadSink(cloud.upload_path(up["id"]) if not sinks else None,
+                           checksum_algo(ent.get("checksum"))[0])
             sinks.append(s)
             return s
         try:
@@ -1520,6 +1551,8 @@ class Handler(BaseHTTPRequestHandler):
             why = "File type is not supported: the file name %s must end in .vhd" % filename
         else:
             facts, why = vhd_footer_facts(sink.tail, sink.head)
+            if not why:
+                why = checksum_problem(ent, sink)
         if why:
             with cloud.lock:
                 ent["state"] = "UploadError"

@@ -339,6 +339,18 @@ print(d["signature"])
       assert.matches("has not been completely downloaded", err.errortext)
     end)
 
+    it("sends checksums the server verifies", function()
+      local v = assert(c:upload_volume(small, { name = "sum-ok", zoneid = zone.id }, { checksum = true }))
+      assert.equal("{SHA-256}" .. crypto.sha256_file(small), state_of(s, "volumes", v.id).checksum)
+      local t = assert(c:upload_template(small, { name = "md5-ok", zoneid = zone.id }, { checksum = "md5" }))
+      assert.is_true(t.isready)
+      local r, err = c:upload_volume(small, { name = "sum-bad", zoneid = zone.id,
+        checksum = "{MD5}" .. crypto.md5("something else") })
+      assert.is_nil(r)
+      assert.matches("checksum mismatch", err.errortext)
+      assert.equal("UploadError", state_of(s, "volumes", err.id).state)
+    end)
+
     it("refuses a fixed VHD with the server's status text (UploadError)", function()
       local fixed = dir .. "/fixed.vhd"
       makevhd.write(fixed, { virtual_size = 1 << 20, type = "fixed" })

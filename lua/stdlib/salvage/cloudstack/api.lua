@@ -474,14 +474,28 @@ local function with_defaults(params, defaults)
   return p
 end
 
+-- opts.checksum = true | "sha256" | "md5": send the file's digest so that the
+-- server verifies what it received (one extra streaming read of the file).
+local function add_checksum(p, file, opts)
+  if not opts.checksum or p.checksum then return true end
+  local algo = opts.checksum == "md5" and "md5" or "sha256"
+  local sum, err, code = crypto[algo .. "_file"](file)
+  if not sum then return nil, api_error { command = "checksum", code = code, errortext = err } end
+  p.checksum = (algo == "md5" and "{MD5}" or "{SHA-256}") .. sum
+  return true
+end
+
 --- Upload a VHD as a template (getUploadParamsForTemplate + POST) and wait
 -- until it is ready. params: name, zoneid, ostypeid, displaytext, account,
--- domainid, checksum, ... opts: {progress = function(done, total), poll_interval, job_timeout}
+-- domainid, checksum, ... opts: {progress = function(done, total), poll_interval, job_timeout,
+-- checksum = true | "md5" (compute and send the file's digest)}
 function Client:upload_template(file, params, opts)
   opts = opts or {}
   local st, serr, scode = sys.stat(file)
   if not st then return nil, api_error { command = "upload_template", code = scode, errortext = serr } end
   local p = with_defaults(params, { format = "VHD", hypervisor = "XenServer", displaytext = params and params.name })
+  local ok, cerr = add_checksum(p, file, opts)
+  if not ok then return nil, cerr end
   local r, err = self:call("getUploadParamsForTemplate", p)
   if not r then return nil, err end
   local up = r.getuploadparams
@@ -499,6 +513,8 @@ function Client:upload_volume(file, params, opts)
   local st, serr, scode = sys.stat(file)
   if not st then return nil, api_error { command = "upload_volume", code = scode, errortext = serr } end
   local p = with_defaults(params, { format = "VHD" })
+  local ok, cerr = add_checksum(p, file, opts)
+  if not ok then return nil, cerr end
   local r, err = self:call("getUploadParamsForVolume", p)
   if not r then return nil, err end
   local up = r.getuploadparams
