@@ -28,7 +28,8 @@ M.ASYNC = {
   stopVirtualMachine = true, rebootVirtualMachine = true, destroyVirtualMachine = true, uploadVolume = true,
   deleteDomain = true, deleteAccount = true, createVolume = true, createSnapshot = true,
   extractTemplate = true, extractVolume = true, migrateVirtualMachine = true, resizeVolume = true,
-  expungeVirtualMachine = true, copyTemplate = true, deleteTemplate = true, deleteSnapshot = true, createTemplate = true, deleteNetwork = true,
+  expungeVirtualMachine = true, copyTemplate = true, deleteTemplate = true, deleteSnapshot = true,
+  createTemplate = true, deleteNetwork = true,
 }
 
 --- Idempotent commands: safe to send by GET and to retry.
