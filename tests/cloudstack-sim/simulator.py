@@ -459,10 +459,8 @@ class Cloud:
         v = p.get(name)
         if v is None:
             return default
-        if v.lower() in ("true", "false"):
-            return v.lower() == "true"
-        raise invalid("Unable to execute API command %s due to invalid value. Invalid parameter %s value=%s "
-                      "due to incorrect boolean value format" % (cmd.lower(), name, v))
+        # Boolean.valueOf (ParamProcessWorker.setFieldValue): anything but "true" is false
+        return v.lower() == "true"
 
     def owner_fields(self, acct):
         dom = self.domain_of(acct["domainid"])
