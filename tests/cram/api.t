@@ -60,6 +60,8 @@ Keys never show, not even from listUsers; environment overrides the profile.
   $ "$SALVAGE" api listUsers --filter username,apikey,secretkey --format csv
   username,apikey,secretkey
   admin,***,***
+  $ "$SALVAGE" api listUsers --json | grep -c '"\*\*\*"'
+  2
   $ SALVAGE_SECRET_KEY=wrong "$SALVAGE" api listZones
   salvage: listZones: unable to verify user credentials and/or request signature (errorcode 401)
   [1]

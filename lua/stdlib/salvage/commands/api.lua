@@ -17,6 +17,7 @@ Map parameters are written details[0].cpuNumber=2.]],
   options = {
     { "format", short = "f", value = "FMT", choices = { "json", "table", "csv" }, default = "json",
       help = "output format (default json)" },
+    { "json", help = "same as --format json" },
     { "filter", value = "FIELDS", help = "comma-separated fields to keep" },
     { "profile", short = "p", value = "NAME", help = "credential profile of the config file" },
     { "timeout", value = "SECONDS", type = "number", help = "HTTP timeout per request (default 60)" },
@@ -139,6 +140,7 @@ function M.run(argv)
     io.stdout:write(args.help(spec))
     return 0
   end
+  if opts.json then opts.format = "json" end
   local command = opts[1]
   if not command then cli.usage_error("api: a command name is required (e.g. listZones)") end
   if not command:match("^%a%w*$") then cli.usage_error("api: bad command name '" .. command .. "'") end
