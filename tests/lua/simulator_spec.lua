@@ -180,6 +180,32 @@ print(c.createDomain(name="From cs é*")["domain"]["path"])
     RUN("rm -rf " .. dir)
   end)
 
+  it("refuses hostile upload bodies cleanly and stays up", function()
+    local c = api.new { url = s.url, apikey = "key", secretkey = "secret" }
+    local zone = assert(c:list("listZones"))[1]
+    local bodies = {
+      { "multipart/form-data; boundary=XYZ", "no boundary at all" },
+      { "multipart/form-data; boundary=XYZ", "--XYZ\r\nContent-Disposition: form-data; name=\"f\"; filename=\"a.vhd\"\r\n\r\ntruncated" },
+      { "multipart/form-data; boundary=XYZ", "--XYZ\r\n" .. string.rep("h", 70000) },
+      { "text/plain", "conectix" },
+      { "multipart/form-data; boundary=XYZ", "--XYZ\r\nContent-Disposition: form-data; name=\"f\"; "
+        .. "filename=\"a.vhd\"\r\n\r\n" .. string.rep("\0", 1024) .. "\r\n--XYZ--\r\n" },
+    }
+    for i, b in ipairs(bodies) do
+      local up = assert(c:call("getUploadParamsForVolume", { name = "hostile" .. i, zoneid = zone.id,
+        format = "VHD" })).getuploadparams
+      local r = assert(http.request { method = "POST", url = up.postURL, body = b[2],
+        headers = { ["Content-Type"] = b[1], ["X-signature"] = up.signature, ["X-metadata"] = up.metadata,
+          ["X-expires"] = up.expires } })
+      assert.equal(400, r.status, b[2]:sub(1, 40))
+      local st = s:state()
+      for _, v in ipairs(st.volumes) do
+        if v.id == up.id then assert.equal("UploadError", v.state) end
+      end
+    end
+    assert.equal(200, raw(s, { command = "listZones" }).status)
+  end)
+
   it("exits by itself after its lifetime and writes the state file", function()
     local dir = assert(sys.mkdtemp("/tmp/salvage-sim-spec-XXXXXX"))
     local s2 = assert(sim.start { lifetime = 0.5, state_file = dir .. "/state.json" })
