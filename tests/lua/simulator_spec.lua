@@ -185,7 +185,8 @@ print(c.createDomain(name="From cs é*")["domain"]["path"])
     local zone = assert(c:list("listZones"))[1]
     local bodies = {
       { "multipart/form-data; boundary=XYZ", "no boundary at all" },
-      { "multipart/form-data; boundary=XYZ", "--XYZ\r\nContent-Disposition: form-data; name=\"f\"; filename=\"a.vhd\"\r\n\r\ntruncated" },
+      { "multipart/form-data; boundary=XYZ",
+        "--XYZ\r\nContent-Disposition: form-data; name=\"f\"; filename=\"a.vhd\"\r\n\r\ntruncated" },
       { "multipart/form-data; boundary=XYZ", "--XYZ\r\n" .. string.rep("h", 70000) },
       { "text/plain", "conectix" },
       { "multipart/form-data; boundary=XYZ", "--XYZ\r\nContent-Disposition: form-data; name=\"f\"; "
