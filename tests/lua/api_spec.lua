@@ -289,6 +289,22 @@ print(d["signature"])
       assert.equal(os_.id, st.ostypeid)
     end)
 
+    it("uploads dynamic VHDs written by qemu-img; the virtual size comes from the footer", function()
+      local rawf, vhdf = dir .. "/q.raw", dir .. "/q.vhd"
+      assert.equal(0, (RUN(("head -c 3000000 /dev/urandom > %s && truncate -s 20M %s"):format(rawf, rawf))))
+      for _, force in ipairs { "off", "on" } do
+        assert.equal(0, (RUN(("qemu-img convert -f raw -O vpc -o subformat=dynamic,force_size=%s %s %s")
+          :format(force, rawf, vhdf))))
+        local _, info = RUN("qemu-img info --output=json " .. vhdf)
+        local vsize = json.decode(info)["virtual-size"]
+        local v = assert(c:upload_volume(vhdf, { name = "qemu-" .. force, zoneid = zone.id }))
+        local st = state_of(s, "volumes", v.id).upload
+        assert.equal(vsize, st.virtualsize)
+        assert.equal(crypto.sha256_file(vhdf), st.sha256)
+        if force == "on" then assert.equal(20 << 20, vsize) else assert.is_true(vsize > 20 << 20) end
+      end
+    end)
+
     it("uploads a data volume and waits for Uploaded", function()
       vol = assert(c:upload_volume(small, { name = "data1", zoneid = zone.id }))
       assert.equal("Uploaded", vol.state)
