@@ -2,7 +2,8 @@
  * salvage.http: HTTP(S) requests over libcurl.
  *
  *   http.request{method=, url=, query={k=v}, headers={k=v}, body= | body_file= | form={...},
- *                output_file=, timeout=, connect_timeout=, verify_tls=true, cafile=, progress=fn}
+ *                output_file=, timeout=, connect_timeout=, stall_timeout=, verify_tls=true, cafile=,
+ *                progress=fn}
  *     -> {status=, headers={lower-case name = value}, body=, url=, uploaded=, downloaded=, seconds=}
  *      | nil, "http: why", CODE
  *   http.client() -> handle keeping connections alive; handle:request{...}; handle:close()
@@ -355,6 +356,7 @@ static int do_request(lua_State *L, CURL *curl, int opts)
 		return luaL_error(L, "salvage.http: give one of body, body_file, form");
 	double timeout = opt_number(L, opts, "timeout", 0);
 	double connect_timeout = opt_number(L, opts, "connect_timeout", 30);
+	double stall_timeout = opt_number(L, opts, "stall_timeout", 0);
 	int verify = 1;
 	if (opt_field_type(L, opts, "verify_tls") != LUA_TNIL)
 		verify = lua_toboolean(L, -1);
@@ -418,6 +420,11 @@ static int do_request(lua_State *L, CURL *curl, int opts)
 		curl_easy_setopt(curl, CURLOPT_CAINFO, cafile);
 	if (timeout > 0)
 		curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, (long)(timeout * 1000));
+	if (stall_timeout > 0) {
+		/* abort a transfer that moved less than 1 byte/s for that long */
+		curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
+		curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME, (long)(stall_timeout + 0.999));
+	}
 	if (connect_timeout > 0)
 		curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, (long)(connect_timeout * 1000));
 	/* big buffers: fewer syscalls and callbacks for multi-GiB uploads and downloads */

@@ -112,6 +112,14 @@ describe("salvage.http", function()
     assert.matches("^http: ", msg)
   end)
 
+  it("aborts a stalled transfer with stall_timeout", function()
+    local t = os.time()
+    local r, _, code = http.request { url = base .. "/slow/4", stall_timeout = 1 }
+    assert.is_nil(r)
+    assert.equal("ETIMEDOUT", code)
+    assert.is_true(os.time() - t < 4)
+  end)
+
   it("reports refused connections with ECONNREFUSED and no query string", function()
     local r, msg, code = http.request { url = "http://127.0.0.1:1/x?apikey=KEY&signature=SIG" }
     assert.is_nil(r)
