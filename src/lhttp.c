@@ -357,6 +357,8 @@ static int do_request(lua_State *L, CURL *curl, int opts)
 	double timeout = opt_number(L, opts, "timeout", 0);
 	double connect_timeout = opt_number(L, opts, "connect_timeout", 30);
 	double stall_timeout = opt_number(L, opts, "stall_timeout", 0);
+	double upload_buffer = opt_number(L, opts, "upload_buffer", 1 << 20);
+	luaL_argcheck(L, upload_buffer >= 16384 && upload_buffer <= 2 << 20, 1, "upload_buffer: 16 KiB to 2 MiB");
 	int verify = 1;
 	if (opt_field_type(L, opts, "verify_tls") != LUA_TNIL)
 		verify = lua_toboolean(L, -1);
@@ -428,7 +430,7 @@ static int do_request(lua_State *L, CURL *curl, int opts)
 	if (connect_timeout > 0)
 		curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, (long)(connect_timeout * 1000));
 	/* big buffers: fewer syscalls and callbacks for multi-GiB uploads and downloads */
-	curl_easy_setopt(curl, CURLOPT_UPLOAD_BUFFERSIZE, 1L << 20);
+	curl_easy_setopt(curl, CURLOPT_UPLOAD_BUFFERSIZE, (long)upload_buffer);
 	curl_easy_setopt(curl, CURLOPT_BUFFERSIZE, 512L << 10);
 	/* large POST bodies: no "Expect: 100-continue" round trip */
 	hdrs = curl_slist_append(hdrs, "Expect:");

@@ -393,6 +393,7 @@ function Client:post_upload(command, file, up, opts)
     headers = { ["X-signature"] = up.signature, ["X-metadata"] = up.metadata, ["X-expires"] = up.expires },
     form = { { name = "file", file = file, filename = filename, type = "application/octet-stream" } },
     connect_timeout = self.connect_timeout, timeout = opts.timeout, stall_timeout = opts.stall_timeout or 300,
+    upload_buffer = opts.upload_buffer,
     verify_tls = self.verify_tls, cafile = self.cafile, progress = progress,
   }
   if not res then
