@@ -15,6 +15,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import ssl
 import struct
@@ -1617,6 +1618,8 @@ def main(argv=None):
         scheme = "https"
     host, port = srv.server_address[:2]
     cloud.base_url = "%s://%s:%d" % (scheme, host, port)
+    # SIGTERM (a test or the demo stopping it) exits cleanly, writing --state-file
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=srv.stop, daemon=True).start())
     timer = threading.Timer(args.lifetime, srv.stop)
     timer.daemon = True
     timer.start()

@@ -227,6 +227,23 @@ print(c.createDomain(name="From cs é*")["domain"]["path"])
     RUN("rm -rf " .. dir)
   end)
 
+  it("exits cleanly on SIGTERM, writing the state file", function()
+    local dir = assert(sys.mkdtemp("/tmp/salvage-sim-spec-XXXXXX"))
+    local s2 = assert(sim.start { lifetime = 60, state_file = dir .. "/state.json" })
+    sys.kill(s2.pid, 15)
+    local exited
+    local deadline = sys.clock() + 10
+    while sys.clock() < deadline do
+      exited = sys.wait(s2.pid, true)
+      if exited then break end
+      sys.sleep(0.05)
+    end
+    s2.pid = nil
+    assert.equal("exited", exited)
+    assert.truthy(sys.stat(dir .. "/state.json"))
+    RUN("rm -rf " .. dir)
+  end)
+
   it("stop() is idempotent and __close works", function()
     do
       local s3 <close> = assert(sim.start { lifetime = 30 })
