@@ -210,6 +210,21 @@ print(d["signature"])
       assert.is_true(#assert(c:list("listOsTypes")) >= 4)
     end)
 
+    it("retries a 429 rate limit on lookups; other server verdicts come back at once", function()
+      s:faults { fail_commands = { listZones = { count = 1, errorcode = 429, cserrorcode = 9999,
+        errortext = "There are too many api calls" } } }
+      assert.equal("Zone1", assert(c:list("listZones"))[1].name)
+      for _, code in ipairs { 432, 534, 535 } do
+        s:faults { fail_commands = { listNetworks = { count = 1, errorcode = code, errortext = "e" .. code } } }
+        local before = s:state().calls.listNetworks or 0
+        local _, err = c:call("listNetworks")
+        assert.equal(code, err.errorcode)
+        assert.equal(code, err.http_status)
+        assert.equal("e" .. code, err.errortext)
+        assert.equal(before + 1, s:state().calls.listNetworks)
+      end
+    end)
+
     it("gives up after the retry budget", function()
       s:faults { http_5xx = { listZones = 10 } }
       local r, err = c:call("listZones", nil, { retries = 2 })
