@@ -1,0 +1,182 @@
+--- salvage api COMMAND key=value ...: a cloudmonkey-like CloudStack API caller.
+local api = require "salvage.cloudstack.api"
+local args = require "salvage.args"
+local cli = require "salvage.cli"
+local json = require "salvage.json"
+local log = require "salvage.log"
+
+local spec = {
+  usage = "salvage api COMMAND [key=value ...] [--format json|table|csv] [--filter a,b] [--profile NAME]",
+  summary = "call the CloudStack API of the new cloud (signed, v3); async commands wait for their job",
+  description = [[
+List commands follow every page (pagesize 500) unless page= is given; async
+commands (deployVirtualMachine, attachVolume, ...) block until the job ends and
+print its result. Credentials come from a profile of ~/.config/salvage/config.lua
+($SALVAGE_CONFIG) or from SALVAGE_API_URL, SALVAGE_API_KEY, SALVAGE_SECRET_KEY.
+Map parameters are written details[0].cpuNumber=2.]],
+  options = {
+    { "format", short = "f", value = "FMT", choices = { "json", "table", "csv" }, default = "json",
+      help = "output format (default json)" },
+    { "json", help = "same as --format json" },
+    { "filter", value = "FIELDS", help = "comma-separated fields to keep" },
+    { "profile", short = "p", value = "NAME", help = "credential profile of the config file" },
+    { "timeout", value = "SECONDS", type = "number", help = "HTTP timeout per request (default 60)" },
+    { "job-timeout", value = "SECONDS", type = "number", help = "how long to wait for an async job (default 3600)" },
+    { "poll-interval", value = "SECONDS", type = "number", help = "first async job poll interval (default 2)" },
+    { "cafile", value = "FILE", help = "CA bundle to verify the server's certificate" },
+    { "insecure", help = "do not verify the server's TLS certificate" },
+    { "no-wait", help = "print an async command's job id instead of waiting" },
+  },
+  positionals = { min = 0 },
+  epilog = "Examples:\n  salvage api listZones --filter id,name --format table\n"
+    .. "  salvage api createDomain name='SPDM Inc'\n",
+}
+
+local M = { summary = "call the CloudStack API (signed, async jobs awaited, paging followed)" }
+
+local function fields_of(rows, filter)
+  if filter then
+    local out = {}
+    for f in filter:gmatch("[^,%s]+") do out[#out + 1] = f end
+    return out
+  end
+  local seen, out = {}, {}
+  for _, r in ipairs(rows) do
+    for k, v in pairs(r) do
+      if not seen[k] and type(v) ~= "table" then
+        seen[k] = true
+        out[#out + 1] = k
+      end
+    end
+  end
+  table.sort(out)
+  return out
+end
+
+local function cell(v)
+  if v == nil or v == json.null then return "" end
+  if type(v) == "table" then return json.encode(v) end
+  return tostring(v)
+end
+
+local function csv_cell(v)
+  local s = cell(v)
+  if s:find('[,"\n\r]') then s = '"' .. s:gsub('"', '""') .. '"' end
+  return s
+end
+
+-- The rows to tabulate: a list, or the one object inside an answer.
+local function as_rows(result)
+  if type(result) ~= "table" then return { { value = result } } end
+  if result[1] ~= nil or (next(result) == nil) then return result end
+  local k, v = next(result)
+  if next(result, k) == nil and type(v) == "table" then
+    if v[1] ~= nil then return v end
+    return { v }
+  end
+  return { result }
+end
+
+local function render(result, opts)
+  if opts.format == "json" then
+    if opts.filter then
+      local keep = fields_of({}, opts.filter)
+      local function filter_row(r)
+        local o = {}
+        for _, f in ipairs(keep) do o[f] = r[f] end
+        return o
+      end
+      local rows = as_rows(result)
+      local out = json.array {}
+      for i, r in ipairs(rows) do out[i] = filter_row(r) end
+      result = out
+    end
+    return json.pretty(result)
+  end
+  local rows = as_rows(result)
+  local cols = fields_of(rows, opts.filter)
+  local lines = {}
+  if opts.format == "csv" then
+    local h = {}
+    for i, c in ipairs(cols) do h[i] = csv_cell(c) end
+    lines[1] = table.concat(h, ",")
+    for _, r in ipairs(rows) do
+      local l = {}
+      for i, c in ipairs(cols) do l[i] = csv_cell(r[c]) end
+      lines[#lines + 1] = table.concat(l, ",")
+    end
+    return table.concat(lines, "\n") .. "\n"
+  end
+  local width = {}
+  for i, c in ipairs(cols) do width[i] = #c end
+  local cells = {}
+  for ri, r in ipairs(rows) do
+    cells[ri] = {}
+    for i, c in ipairs(cols) do
+      local s = cell(r[c]):gsub("[\r\n]", " ")
+      cells[ri][i] = s
+      if utf8.len(s) and utf8.len(s) > width[i] then width[i] = utf8.len(s) end
+    end
+  end
+  local function line(vals)
+    local out = {}
+    for i, v in ipairs(vals) do
+      out[i] = v .. string.rep(" ", width[i] - (utf8.len(v) or #v))
+    end
+    return (table.concat(out, "  "):gsub("%s+$", ""))
+  end
+  lines[1] = line(cols)
+  local sep = {}
+  for i in ipairs(cols) do sep[i] = string.rep("-", width[i]) end
+  lines[2] = line(sep)
+  for _, r in ipairs(cells) do lines[#lines + 1] = line(r) end
+  return table.concat(lines, "\n") .. "\n"
+end
+
+function M.run(argv)
+  local opts, err = args.parse(spec, argv)
+  if not opts then cli.usage_error("api: " .. err) end
+  if opts.help then
+    io.stdout:write(args.help(spec))
+    return 0
+  end
+  if opts.json then opts.format = "json" end
+  local command = opts[1]
+  if not command then cli.usage_error("api: a command name is required (e.g. listZones)") end
+  if not command:match("^%a%w*$") then cli.usage_error("api: bad command name '" .. command .. "'") end
+  local params = {}
+  for i = 2, #opts do
+    local k, v = opts[i]:match("^([^=]+)=(.*)$")
+    if not k then cli.usage_error(("api: expected key=value, got '%s'"):format(opts[i])) end
+    params[k] = v
+  end
+  local prof, perr = api.profile(opts.profile)
+  if not prof then cli.fail(1, perr) end
+  local o = {}
+  for k, v in pairs(prof) do o[k] = v end
+  if opts.timeout then o.timeout = opts.timeout end
+  if opts.job_timeout then o.job_timeout = opts.job_timeout end
+  if opts.poll_interval then o.poll_interval = opts.poll_interval end
+  if opts.cafile then o.cafile = opts.cafile end
+  if opts.insecure then o.verify_tls = false end
+  local client = api.new(o)
+  local result, cerr
+  local explicit_page = params.page or params.pagesize
+  if command:match("^list") and not explicit_page then
+    result, cerr = client:list(command, params)
+  elseif api.ASYNC[command] and not opts.no_wait then
+    result, cerr = client:async(command, params)
+  else
+    result, cerr = client:call(command, params)
+  end
+  client:close()
+  if not result then
+    log.debug("api failure", log.redact { command = command, errorcode = cerr.errorcode })
+    cli.fail(1, log.scrub(tostring(cerr)))
+  end
+  -- listUsers, registerUserKeys, createAccount... may carry keys or passwords
+  io.stdout:write(render(log.redact(result), opts))
+  return 0
+end
+
+return M
