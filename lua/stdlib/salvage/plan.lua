@@ -460,14 +460,21 @@ function M.load_policy(file)
     if file and policy.load then return policy.load(file) end
     if not file and policy.new then return policy.new({}) end
   end
-  if not file then return {} end
+  local base = {}
+  for k, f in pairs(DEFAULTS) do base[k] = f end
+  if not file then return base end
   local env = setmetatable({}, { __index = _G })
   local chunk, err = loadfile(file, "t", env)
   if not chunk then return nil, err end
   local okc, result = pcall(chunk)
   if not okc then return nil, file .. ": " .. tostring(result) end
-  if type(result) == "table" then return result end
-  return setmetatable({}, { __index = env })
+  if type(result) == "function" then
+    local okf, r2 = pcall(result, base)
+    if not okf then return nil, file .. ": " .. tostring(r2) end
+    return type(r2) == "table" and r2 or base
+  end
+  local over = type(result) == "table" and result or env
+  return setmetatable(over, { __index = base })
 end
 
 --- A table for people: one line per VM and disk, then a summary line.

@@ -285,12 +285,22 @@ function Engine:ensure_offering(vm)
   end
   local hook = self.policy.offering_for
   if type(hook) == "function" then
-    local choice = hook(vm, offerings)
+    -- Policies see the VM as the inventory shaped it (vm.offering = {cpu, speed, ram, name}).
+    local view = setmetatable({ offering = { cpu = s.cpu, speed = s.speed, ram = s.ram, name = s.offering } },
+      { __index = vm })
+    local choice = hook(view, offerings)
     if type(choice) == "table" and choice.id then
-      return { id = choice.id, name = choice.name }
+      local data = { id = choice.id, name = choice.name }
+      self.cache[key] = data
+      if not self.dry then self.journal:record(nil, key, data) end
+      return data
     elseif type(choice) == "string" then
       for _, of in ipairs(offerings) do
-        if of.id == choice or of.name == choice then return { id = of.id, name = of.name } end
+        if of.id == choice or of.name == choice then
+          local data = { id = of.id, name = of.name }
+          self.cache[key] = data
+          return data
+        end
       end
       step_fail("offering", ("policy chose offering '%s', which the new cloud does not have"):format(choice))
     end
@@ -452,6 +462,22 @@ function Engine:template(vm, own, file)
   end)
 end
 
+-- Wait for the new cloud's pending jobs on one resource (a killed run may have
+-- submitted a deploy or attach and never seen it end).
+function Engine:settle(instance_id)
+  local jobs = self:list("listAsyncJobs", { listall = true }, { "asyncjobs" })
+  for _, job in ipairs(jobs or {}) do
+    if job.jobinstanceid == instance_id and job.jobstatus == 0 then
+      local deadline = sys.clock() + self.wait_timeout
+      while true do
+        local r = self.client:call("queryAsyncJobResult", { jobid = job.jobid })
+        if not r or r.jobstatus ~= 0 or sys.clock() > deadline then break end
+        sleep(self.poll)
+      end
+    end
+  end
+end
+
 function Engine:find_vm(vm, own)
   local list, err = self:list("listVirtualMachines", { name = vm.name, account = own.account.name,
     domainid = own.domainid, listall = true }, { "virtualmachine" })
@@ -461,7 +487,18 @@ function Engine:find_vm(vm, own)
     return nil
   end
   for _, v in ipairs(list) do
-    if v.name == vm.name and v.state ~= "Destroyed" and v.state ~= "Expunging" then return v end
+    if v.name == vm.name and v.state ~= "Destroyed" and v.state ~= "Expunging" then
+      if v.state == "Starting" or v.state == "Creating" then
+        self:settle(v.id)
+        local again = self:list("listVirtualMachines", { id = v.id, listall = true }, { "virtualmachine" })
+        v = again and again[1] or v
+      end
+      if v.state == "Error" then
+        step_fail("vm", ("a VM named %s (id %s) is in state Error in the new cloud (a failed deployment); "
+          .. "destroy it and run again"):format(vm.name, tostring(v.id)))
+      end
+      return v
+    end
   end
 end
 
@@ -503,6 +540,14 @@ function Engine:volume(vm, own, d, file)
     local name = d.upload_name or d.name
     if not self.dry then
       local existing = self:find_volume(name, own)
+      local deadline = sys.clock() + self.wait_timeout
+      -- An upload a killed run finished sending is still being installed: wait for it.
+      while existing and (existing.state == "UploadInProgress" or existing.state == "Uploading"
+          or existing.state == "UploadOp") and sys.clock() < deadline do
+        sleep(self.poll)
+        local l = self:list("listVolumes", { id = existing.id, listall = true }, { "volume" })
+        existing = l and l[1]
+      end
       if existing and (existing.state == "Uploaded" or existing.state == "Ready") then
         return { id = existing.id, reused = true }
       end
@@ -522,6 +567,7 @@ end
 function Engine:attach(vm, d, vol_id, vm_id, deviceid)
   return self:step(vm.id, "attach:" .. tostring(d.id), function()
     if not self.dry then
+      self:settle(vol_id)
       local list = self:list("listVolumes", { id = vol_id, listall = true }, { "volume" })
       local v = list and list[1]
       if v and v.virtualmachineid == vm_id then return { deviceid = v.deviceid or deviceid, reused = true } end
