@@ -29,6 +29,7 @@ SALVAGE_API_KEY, SALVAGE_SECRET_KEY.]],
     { "only", value = "VM", multi = true, help = "only this VM (name, id or uuid)" },
     { "policy", value = "FILE.lua", help = "policy script (passwords, offerings, networks)" },
     { "format", value = "F", choices = { "table", "json" }, default = "table", help = "report format on stdout" },
+    { "poll-interval", value = "S", type = "number", help = "seconds between polls of jobs and uploads" },
     { "worker-vm", value = "ID", help = "(internal) run one VM as a worker process" },
     { "parent-pid", value = "PID", type = "integer", help = "(internal) the coordinating process" },
   },
@@ -37,14 +38,19 @@ SALVAGE_API_KEY, SALVAGE_SECRET_KEY.]],
 
 local M = { summary = "recover the VMs of a plan into the new cloud (resumable, parallel)", spec = spec }
 
---- A client for the new cloud from a profile name or the environment.
-function M.client(profile)
+--- A client for the new cloud from a profile name or the environment;
+-- extra: client options ({poll_interval = s, ...}).
+function M.client(profile, extra)
   local ok, api = pcall(require, "salvage.cloudstack.api")
   if not ok then cli.fail(1, "recover needs salvage.cloudstack.api, which this build lacks") end
   local cfg, err = api.profile(profile)
   if not cfg then cli.fail(1, "api: " .. tostring(err)) end
   if type(cfg.call) == "function" then return cfg end
-  local client, cerr = api.new(cfg)
+  local o = {}
+  for k, v in pairs(cfg) do o[k] = v end
+  for k, v in pairs(extra or {}) do o[k] = v end
+  local okn, client, cerr = pcall(api.new, o)
+  if not okn then cli.fail(1, "api: " .. tostring(client)) end
   if not client then cli.fail(1, "api: " .. tostring(cerr)) end
   return client
 end
@@ -78,11 +84,11 @@ function M.run(argv)
   if workdir == "" then workdir = "/" end
   sys.mkdir(workdir)
   workdir = sys.realpath(workdir) or workdir
-  local client = M.client(opts.api_profile)
+  local client = M.client(opts.api_profile, { poll_interval = opts.poll_interval })
   local run_opts = {
     client = client, zone = opts.zone, workdir = workdir, workers = opts.workers,
     dry_run = opts.dry_run, only = opts.only, policy = policy,
-    worker_vm = opts.worker_vm, parent_pid = opts.parent_pid,
+    worker_vm = opts.worker_vm, parent_pid = opts.parent_pid, poll_interval = opts.poll_interval,
     worker_argv = worker_argv(argv),
   }
   local ok, report = pcall(recover.run, p, run_opts)

@@ -77,7 +77,6 @@ local function create(vhd, path, opts, writes)
       return nil, ("write %s at %d: %s"):format(path, w[1], tostring(werr))
     end
   end
-  if opts.hidden and h.set_hidden then h:set_hidden(true) end
   h:close()
   return true
 end

@@ -36,6 +36,7 @@ function M.options(what)
     o[#o + 1] = { "workers", short = "j", value = "N", type = "integer", default = 1, help = "VMs at a time" }
     o[#o + 1] = { "dry-run", short = "n", help = "create nothing; print what would be done" }
     o[#o + 1] = { "json", help = "print the report as JSON" }
+    o[#o + 1] = { "poll-interval", value = "S", type = "number", help = "seconds between polls" }
   end
   for _, extra in ipairs(what.extra or {}) do o[#o + 1] = extra end
   return o
@@ -67,15 +68,16 @@ function M.recover(p, opts, policy)
   workdir = sys.realpath(workdir) or workdir
   local plan_file = workdir .. "/plan.json"
   if not opts.dry_run then assert(plan.save(p, plan_file)) end
-  local client = require("salvage.commands.recover").client(opts.api_profile)
+  local client = require("salvage.commands.recover").client(opts.api_profile, { poll_interval = opts.poll_interval })
   local exe = sys.realpath("/proc/self/exe")
   local report = recover.run(p, {
     client = client, zone = opts.zone, workdir = workdir, workers = opts.workers or 1,
-    dry_run = opts.dry_run, policy = policy, only = opts.only,
+    dry_run = opts.dry_run, policy = policy, only = opts.only, poll_interval = opts.poll_interval,
     worker_argv = function(vm_id)
       local a = { exe, "recover", plan_file, "--zone", opts.zone, "--workdir", workdir,
         "--worker-vm", tostring(vm_id), "--parent-pid", tostring(sys.getpid()) }
       if opts.api_profile then a[#a + 1] = "--api-profile"; a[#a + 1] = opts.api_profile end
+      if opts.poll_interval then a[#a + 1] = "--poll-interval"; a[#a + 1] = tostring(opts.poll_interval) end
       return a
     end,
   })
