@@ -184,14 +184,12 @@ local function check_disk(vhd, disk, file)
   disk.chain = json.array(chain)
   disk.virtual_size = info and info.footer and info.footer.current_size
   disk.disk_type = info and info.footer and info.footer.disk_type
-  for _, p in ipairs(chain) do
-    local r = vhd.check(p)
-    if r then
-      for _, pr in ipairs(r.problems or {}) do
-        -- A parent timestamp differing from the copy's mtime is normal after a copy.
-        local prefix = p ~= file and (p:match("[^/]+$") .. ": ") or ""
-        copy_problems({ pr }, disk.problems, prefix)
-      end
+  -- check() validates the whole chain; each finding names its file.
+  local r = vhd.check(file)
+  for _, pr in ipairs(r and r.problems or {}) do
+    if type(pr) == "table" then
+      local where = pr.file and pr.file ~= file and (tostring(pr.file):match("[^/]+$") .. ": ") or ""
+      copy_problems({ pr }, disk.problems, where)
     end
   end
   if disk.virtual_size and disk.size and disk.virtual_size ~= disk.size then
@@ -357,8 +355,13 @@ function M.build(vms, opts)
         reason = reason or "excluded by the policy's vm_filter" }
     end
   end
+  p.skipped_volumes = json.array({})
   for _, s in ipairs(opts.meta and opts.meta.skipped or {}) do
-    p.skipped[#p.skipped + 1] = { id = s.id, name = s.name, reason = s.reason }
+    if s.kind == "volume" then
+      p.skipped_volumes[#p.skipped_volumes + 1] = { id = s.id, name = s.name, vm_id = s.vm_id, reason = s.reason }
+    else
+      p.skipped[#p.skipped + 1] = { id = s.id, name = s.name, reason = s.reason }
+    end
   end
   M.summarize(p)
   return p
@@ -386,7 +389,7 @@ function M.encode(p)
 end
 
 local function mark_arrays(p)
-  for _, k in ipairs({ "vms", "skipped", "storage" }) do
+  for _, k in ipairs({ "vms", "skipped", "skipped_volumes", "storage" }) do
     if type(p[k]) == "table" then json.array(p[k]) end
   end
   for _, vm in ipairs(p.vms or {}) do

@@ -353,9 +353,9 @@ function Engine:flatten(vm, d)
     if not vhd then step_fail("flatten", "the VHD engine (salvage.vhd) is not available") end
     if not d.file then step_fail("flatten", "disk " .. tostring(d.name) .. " has no source file") end
     local r = vhd.check(d.file)
-    if r and not r.ok then
-      for _, p in ipairs(r.problems or {}) do
-        if p.severity == "error" then step_fail("flatten", d.file .. ": " .. (p.message or p.code)) end
+    for _, p in ipairs(r and r.problems or {}) do
+      if type(p) == "table" and p.severity == "error" then
+        step_fail("flatten", (p.file or d.file) .. ": " .. tostring(p.message or p.code))
       end
     end
     self:act(vm, "flatten", ("%s -> %s"):format(d.file, out))
@@ -370,9 +370,9 @@ function Engine:flatten(vm, d)
     p:finish()
     if not r then step_fail("flatten", d.file .. ": " .. tostring(err)) end
     local c = vhd.check(out)
-    if c and not c.ok then
-      for _, pr in ipairs(c.problems or {}) do
-        if pr.severity == "error" then step_fail("flatten", out .. ": check failed: " .. (pr.message or pr.code)) end
+    for _, pr in ipairs(c and c.problems or {}) do
+      if type(pr) == "table" and pr.severity == "error" then
+        step_fail("flatten", out .. ": check failed: " .. tostring(pr.message or pr.code))
       end
     end
     local h, herr = vhd.open(out)
