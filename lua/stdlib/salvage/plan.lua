@@ -67,6 +67,11 @@ function M.domain_path(p)
   return p
 end
 
+--- "ROOT/SPDM Inc/peterparker" for an owner {domain_path, account}.
+function M.owner_text(owner)
+  return "ROOT" .. M.domain_path(owner.domain_path) .. tostring(owner.account)
+end
+
 --- The levels of a domain path: "/A/B/" -> {"A", "B"}.
 function M.domain_levels(p)
   local out = {}
@@ -484,7 +489,7 @@ end
 function M.table(p)
   local rows = { { "VMID", "VM", "OWNER", "CPU", "MHZ", "RAM", "DISK", "TYPE", "SIZE", "CHAIN", "STATUS" } }
   for _, vm in ipairs(p.vms) do
-    local owner = vm.owner.domain_path .. vm.owner.account
+    local owner = M.owner_text(vm.owner)
     local first = true
     local vm_status = vm.recoverable and "ok" or "NOT RECOVERABLE"
     local disks = vm.disks

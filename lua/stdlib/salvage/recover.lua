@@ -933,7 +933,8 @@ function M.table(report)
     for _, x in ipairs(v.volumes or {}) do vols[#vols + 1] = x.name end
     local detail = ("%s CPU %s MHz %s MB"):format(tostring(v.cpu), tostring(v.speed), tostring(v.ram))
     if #vols > 0 then detail = detail .. "; data: " .. table.concat(vols, ", ") end
-    rows[#rows + 1] = { report.dry_run and "would" or "ok", tostring(v.id), v.name, v.domain_path .. v.account,
+    rows[#rows + 1] = { report.dry_run and "would" or "ok", tostring(v.id), v.name,
+      planlib.owner_text({ domain_path = v.domain_path, account = v.account }),
       v.new_id ~= json.null and tostring(v.new_id or "-") or "-", detail }
   end
   for _, v in ipairs(report.failed) do
@@ -964,8 +965,8 @@ function M.table(report)
   end
   for _, a in ipairs(report.accounts or {}) do
     if a.password then
-      out[#out + 1] = ("account %s%s created; password in %s/report.json"):format(a.domain_path, a.account,
-        report.workdir or ".")
+      out[#out + 1] = ("account %s created; password in %s/report.json"):format(
+        planlib.owner_text({ domain_path = a.domain_path, account = a.account }), report.workdir or ".")
     end
   end
   out[#out + 1] = ("%d recovered, %d failed, %d skipped"):format(#report.recovered, #report.failed, #report.skipped)

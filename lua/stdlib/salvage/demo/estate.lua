@@ -131,4 +131,21 @@ function M.build(dir, vms, opts)
   return made
 end
 
+--- from_dump(dir, files [, opts]) -> made, vms | nil, message
+-- Load the SQL files into a private MariaDB (salvage.db.ephemeral), read the
+-- inventory with the default policy, and build the storage for it.
+function M.from_dump(dir, files, opts)
+  local db = require "salvage.db"
+  local inventory = require "salvage.cloudstack.inventory"
+  local policy = require "salvage.policy"
+  local conn, err = db.ephemeral { load = files }
+  if not conn then return nil, "database: " .. tostring(err) end
+  local vms, meta = inventory.load(conn, { policy = (opts and opts.policy) or policy.new() })
+  conn:close()
+  if not vms then return nil, "inventory: " .. tostring(meta) end
+  local made, berr = M.build(dir, vms, opts)
+  if not made then return nil, berr end
+  return made, vms
+end
+
 return M
