@@ -96,10 +96,27 @@ local function sleep(s) if s > 0 then sys.sleep(s) end end
 local Engine = {}
 Engine.__index = Engine
 
+-- The client, with the time spent in it (waiting for the new cloud, uploading)
+-- added to timing.api: the engine's own overhead is what remains.
+local function timed_client(client, timing)
+  if client == nil then return nil end
+  return setmetatable({}, { __index = function(_, k)
+    local v = client[k]
+    if type(v) ~= "function" then return v end
+    return function(_, ...)
+      local t0 = sys.clock()
+      local r = table.pack(v(client, ...))
+      timing.api = timing.api + (sys.clock() - t0)
+      return table.unpack(r, 1, r.n)
+    end
+  end })
+end
+
 --- new(plan, opts) -> engine (opts as run()).
 function M.new(plan, opts)
+  local timing = { api = 0, flatten = 0 }
   local self = setmetatable({
-    plan = plan, opts = opts, client = opts.client, policy = opts.policy or {},
+    plan = plan, opts = opts, client = timed_client(opts.client, timing), timing = timing, policy = opts.policy or {},
     dry = opts.dry_run and true or false, workdir = opts.workdir,
     actions = {}, cache = {}, poll = opts.poll_interval or 0.2,
     wait_timeout = opts.wait_timeout or 3600,
@@ -366,7 +383,9 @@ function Engine:flatten(vm, d)
     if not d.file then step_fail("flatten", "disk " .. tostring(d.name) .. " has no source file") end
     sys.mkdir(self.workdir .. "/disks")
     local p = progress.new { label = ("flatten %s %s"):format(vm.name, d.name), total = d.size, unit = "bytes" }
+    local t0 = sys.clock()
     local r, err = vhd.flatten(d.file, out, { format = "vhd", progress = p:callback() })
+    self.timing.flatten = self.timing.flatten + (sys.clock() - t0)
     p:finish()
     if not r then step_fail("flatten", d.file .. ": " .. tostring(err)) end
     local c = vhd.check(out)
@@ -613,6 +632,7 @@ end
 
 --- Everything after the owners for one VM. own: result of owners().
 function Engine:machine(vm, own)
+  local t_start, api0, flat0 = sys.clock(), self.timing.api, self.timing.flatten
   local root = vm.disks[1]
   local data_disks = {}
   for i = 2, #vm.disks do
@@ -649,6 +669,9 @@ function Engine:machine(vm, own)
     volumes = json.array(volumes), offering = own.offering.name, offering_id = own.offering.id,
     account_id = own.account.id, domainid = own.domainid,
   }
+  local total = sys.clock() - t_start
+  local api, flat = self.timing.api - api0, self.timing.flatten - flat0
+  result.timing = { total = total, api = api, flatten = flat, engine = math.max(0, total - api - flat) }
   if not self.dry then self.journal:record(vm.id, "done", result) end
   return result
 end
@@ -769,6 +792,8 @@ function Engine:run_pool(queue, status, on_done)
         on_done(vm)
       else
         sys.write_atomic(("%s/workers/%d"):format(self.workdir, pid), tostring(vm.id))
+        self.spawned = self.spawned or {}
+        self.spawned[vm.id] = sys.clock()
         running[pid] = vm
         count = count + 1
       end
@@ -781,6 +806,8 @@ function Engine:run_pool(queue, status, on_done)
         count = count - 1
         reaped = true
         sys.unlink(("%s/workers/%d"):format(self.workdir, pid))
+        self.worker_wall = self.worker_wall or {}
+        self.worker_wall[vm.id] = sys.clock() - self.spawned[vm.id]
         if not (how == "exited" and (code == 0 or code == 1)) then
           status[vm.id] = { step = "worker", error = ("worker %s %d (log: %s/logs/vm-%s.log)"):format(how, code,
             self.workdir, tostring(vm.id)) }
@@ -835,10 +862,12 @@ function M.run(plan, opts)
     elseif not self.dry and self.journal:get(vm.id, "done") then
       tick(vm, "already recovered")
     else
+      local t0 = sys.clock()
       local ok, err = attempt("owners", function()
         self:zone_id()
         owners[vm.id] = self:owners(vm)
       end)
+      self.owners_time = (self.owners_time or 0) + (sys.clock() - t0)
       if ok then
         todo[#todo + 1] = vm
       else
@@ -922,6 +951,29 @@ function Engine:report(vms, status, elapsed)
   end
   if self.dry then r.actions = json.array(self.actions) end
   r.summary = { recovered = #r.recovered, failed = #r.failed, skipped = #r.skipped }
+  -- Where the time went, per VM recovered in this run (machine steps; owners are estate-wide).
+  local n, sum, maxe, api, flat, proc, nproc = 0, 0, 0, 0, 0, 0, 0
+  for _, vm in ipairs(vms) do
+    local done = not self.dry and j:get(vm.id, "done")
+    local t = done and done.timing
+    if t and t.engine then
+      n = n + 1
+      sum = sum + t.engine
+      maxe = math.max(maxe, t.engine)
+      api = api + (t.api or 0)
+      flat = flat + (t.flatten or 0)
+      local wall = self.worker_wall and self.worker_wall[vm.id]
+      if wall then
+        proc = proc + math.max(0, wall - t.total)
+        nproc = nproc + 1
+      end
+    end
+  end
+  if n > 0 then
+    r.timing = { vms = n, engine_ms_mean = sum / n * 1000, engine_ms_max = maxe * 1000,
+      api_ms_mean = api / n * 1000, flatten_ms_mean = flat / n * 1000, owners_ms = (self.owners_time or 0) * 1000,
+      worker_process_ms_mean = nproc > 0 and proc / nproc * 1000 or nil }
+  end
   return r
 end
 
