@@ -1,7 +1,7 @@
 -- The shipped example scripts (scripts/examples/): each says what it does in its
 -- header, answers --help, and does its job. Parts needing the VHD engine, the
 -- database or the API client are skipped, with the reason, when the build lacks them.
--- luacheck: max line length 160
+-- luacheck: max line length 200
 package.path = TOP .. "/tests/lua/?.lua;" .. package.path
 local sys = require "salvage.sys"
 local json = require "salvage.json"
