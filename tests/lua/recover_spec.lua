@@ -185,6 +185,47 @@ describe("salvage.recover (in-memory cloud)", function()
     for _, v in ipairs(cloud.vms) do assert.not_equal("rootvm1", v.name) end
   end)
 
+  it("keeps two data volumes of the same name in one account apart, also across a crash", function()
+    fake.write_disk(dir .. "/storage/data99.vhd", 500, "ppvm3 data")
+    local inv = fake.inventory()
+    local extra = {}
+    for k, v in pairs(inv[2].volumes[1]) do extra[k] = v end
+    extra.id, extra.path, extra.uuid = 99, "data99", "u-99"
+    table.insert(inv[3].volumes, extra)          -- ppvm3 gets a data disk also named ppdatavol
+    p = assert(plan.build(inv, { storage = { dir .. "/storage" }, vhd = fake.vhd() }))
+    for n = 0, 14 do
+      local cloud = fake.cloud()
+      local work = ("%s/work-dup-%d"):format(dir, n)
+      if n > 0 then
+        cloud.crash_after = n
+        run(cloud, nil, work)
+      end
+      local report = run(cloud, nil, work)
+      assert.equal(3, #report.recovered, "crash " .. n)
+      local by_vm = {}
+      for _, v in ipairs(cloud.volumes) do
+        local owner
+        for _, vm in ipairs(cloud.vms) do if vm.id == v.virtualmachineid then owner = vm.name end end
+        by_vm[#by_vm + 1] = ("%s %s %s"):format(v.name, tostring(owner), v.content:match("\n(.*)"))
+      end
+      table.sort(by_vm)
+      assert.same({ "ppdatavol ppvm2 ppvm2 data", "ppdatavol ppvm3 ppvm3 data" }, by_vm, "crash " .. n)
+    end
+  end)
+
+  it("deploys under a valid host name, keeping the old name as display name", function()
+    assert.equal("web-01-old", recover.hostname("web_01 (old)"))
+    assert.equal("a2", recover.hostname("2a2"))
+    assert.equal("vm", recover.hostname("___"))
+    assert.equal(63, #recover.hostname(("x"):rep(80)))
+    p.vms[1].name = "rootvm_1"
+    local cloud = fake.cloud()
+    run(cloud)
+    local names = {}
+    for _, v in ipairs(cloud.vms) do names[v.name] = v.displayname end
+    assert.equal("rootvm1", names["rootvm-1"])
+  end)
+
   it("creates a service offering when none matches, once", function()
     local cloud = fake.cloud()
     cloud.offerings = {}

@@ -498,7 +498,7 @@ function Engine:settle(instance_id)
 end
 
 function Engine:find_vm(vm, own)
-  local list, err = self:list("listVirtualMachines", { name = vm.name, account = own.account.name,
+  local list, err = self:list("listVirtualMachines", { name = M.hostname(vm.name), account = own.account.name,
     domainid = own.domainid, listall = true }, { "virtualmachine" })
   if not list then
     -- A cloud without listVirtualMachines leaves the journal as the only guard.
@@ -506,7 +506,7 @@ function Engine:find_vm(vm, own)
     return nil
   end
   for _, v in ipairs(list) do
-    if v.name == vm.name and v.state ~= "Destroyed" and v.state ~= "Expunging" then
+    if v.name == M.hostname(vm.name) and v.state ~= "Destroyed" and v.state ~= "Expunging" then
       if v.state == "Starting" or v.state == "Creating" then
         self:settle(v.id)
         local again = self:list("listVirtualMachines", { id = v.id, listall = true }, { "virtualmachine" })
@@ -531,7 +531,8 @@ function Engine:deploy(vm, own, template_id)
     if self.dry then return nil end
     local params = {
       serviceofferingid = own.offering.id, zoneid = self:zone_id(), templateid = template_id,
-      account = own.account.name, domainid = own.domainid, name = vm.name, displayname = vm.display_name,
+      account = own.account.name, domainid = own.domainid, name = M.hostname(vm.name),
+      displayname = vm.display_name or vm.name,
       startvm = false,
     }
     local hook = self.policy.network_for
@@ -546,19 +547,54 @@ function Engine:deploy(vm, own, template_id)
   end)
 end
 
-function Engine:find_volume(name, own)
+-- Volume names need not be unique in an account, so a volume found by name is
+-- taken as ours only when it cannot be another's: attached to this VM; or
+-- unattached, not journaled for another disk, this disk's upload was started
+-- before (its intent is journaled) and no other disk's upload of the same name
+-- and owner is pending. Anything ambiguous is uploaded again (a leftover stays).
+function Engine:find_volume(name, own, vm_new_id, disk_key)
   local list = self:list("listVolumes", { name = name, account = own.account.name, domainid = own.domainid,
     listall = true }, { "volume" })
+  local claimed, intents, done = {}, {}, {}
+  local owner_key = own.domainid .. "/" .. own.account.name
+  for _, e in ipairs(self.journal and self.journal:entries() or {}) do
+    local dk = e.step:match("^volume:(.*)$")
+    if dk and type(e.data) == "table" and e.data.id then
+      claimed[e.data.id] = true
+      done[tostring(e.vm) .. ":" .. dk] = true
+    end
+    local ik = e.step:match("^volume%-intent:(.*)$")
+    if ik and type(e.data) == "table" and e.data.name == name and e.data.owner == owner_key then
+      intents[tostring(e.vm) .. ":" .. ik] = true
+    end
+  end
+  local others_pending = false
+  for k in pairs(intents) do
+    if k ~= disk_key and not done[k] then others_pending = true end
+  end
   for _, v in ipairs(list or {}) do
-    if v.name == name and not BROKEN[v.state] then return v end
+    local attached = v.virtualmachineid and v.virtualmachineid ~= json.null
+    if v.name == name and not BROKEN[v.state] and not claimed[v.id] then
+      if attached and v.virtualmachineid == vm_new_id then return v end
+      if not attached and intents[disk_key] and not others_pending then return v end
+    end
   end
 end
 
-function Engine:volume(vm, own, d, file)
+--- A CloudStack host name for a VM name: letters, digits and hyphens, starting
+-- with a letter, at most 63 characters (the old name stays the display name).
+function M.hostname(name)
+  local h = tostring(name):gsub("[^%w%-]+", "-"):gsub("%-+", "-"):gsub("^[^%a]+", ""):gsub("%-+$", "")
+  if h == "" then h = "vm" end
+  h = h:sub(1, 63):gsub("%-+$", "")
+  return h
+end
+
+function Engine:volume(vm, own, d, file, vm_new_id)
   return self:step(vm.id, "volume:" .. tostring(d.id), function()
     local name = d.upload_name or d.name
     if not self.dry then
-      local existing = self:find_volume(name, own)
+      local existing = self:find_volume(name, own, vm_new_id, tostring(vm.id) .. ":" .. tostring(d.id))
       local deadline = sys.clock() + self.wait_timeout
       -- An upload a killed run finished sending is still being installed: wait for it.
       while existing and (existing.state == "UploadInProgress" or existing.state == "Uploading"
@@ -573,6 +609,8 @@ function Engine:volume(vm, own, d, file)
     end
     self:act(vm, "upload volume", ("%s (%s)"):format(name, file or "?"))
     if self.dry then return nil end
+    self.journal:record(vm.id, "volume-intent:" .. tostring(d.id),
+      { name = name, owner = own.domainid .. "/" .. own.account.name })
     local p = progress.new { label = ("upload %s %s"):format(vm.name, name), unit = "bytes" }
     local v, err = self.client:upload_volume(file, {
       name = name, format = "VHD", zoneid = self:zone_id(), account = own.account.name, domainid = own.domainid,
@@ -653,7 +691,7 @@ function Engine:machine(vm, own)
   local volumes = {}
   for _, d in ipairs(data_disks) do
     self:check_parent()
-    local v = self:volume(vm, own, d, flats[d].file)
+    local v = self:volume(vm, own, d, flats[d].file, dep and dep.id)
     self:check_parent()
     if v and dep then self:attach(vm, d, v.id, dep.id, ids[d]) end
     if self.dry then self:act(vm, "attach volume", ("%s as device %d"):format(d.upload_name or d.name, ids[d])) end
