@@ -93,9 +93,12 @@ print(('recover %d VMs, --workers 4: %.2f s wall (%.1f ms/VM), %d recovered, %d 
 print(('speed-up --workers 4 vs 1: %.2fx'):format(w1 / w4))
 for n, r in pairs({ [1] = r1, [4] = r4 }) do
   local t = r.timing
-  print(('workers %d: per VM engine %.2f ms mean (max %.2f), API+uploads %.1f ms, flatten %.1f ms; owners phase %.0f ms total%s')
-    :format(n, t.engine_ms_mean, t.engine_ms_max, t.api_ms_mean, t.flatten_ms_mean, t.owners_ms,
+  print(('workers %d: per VM engine %.2f ms mean (max %.2f), journal fsyncs %.1f ms, API+uploads %.1f ms, '
+    .. 'flatten+verify %.1f ms; owners phase %.0f ms total%s')
+    :format(n, t.engine_ms_mean, t.engine_ms_max, t.journal_ms_mean or 0, t.api_ms_mean, t.flatten_ms_mean, t.owners_ms,
       t.worker_process_ms_mean and (', worker process start+exit %.1f ms/VM'):format(t.worker_process_ms_mean) or ''))
 end
-print(('target: engine overhead per VM <= 50 ms: %s'):format((r1.timing.engine_ms_mean <= 50) and 'met' or 'NOT met'))
+local own = r1.timing.engine_ms_mean + (r1.timing.journal_ms_mean or 0)
+print(('engine overhead per VM (own Lua time + journal fsyncs, --workers 1): %.1f ms; target <= 50 ms: %s'):format(own,
+  own <= 50 and 'met' or 'NOT met'))
 "

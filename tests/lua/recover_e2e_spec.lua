@@ -200,6 +200,16 @@ describe("recovery end to end (MariaDB + VHD engine + simulator)", function()
     assert.equal(0, code, out)
     local st = assert(s:state())
     check_state(st, work)
+    -- the generated password of the new account is in report.json (mode 0600), masked on stdout
+    local rep = report_of(work)
+    assert.equal(1, #rep.accounts)
+    assert.equal("peterparker", rep.accounts[1].account)
+    for _, a in ipairs(st.accounts) do
+      if a.name == "peterparker" then assert.equal(a.user[1]._password, rep.accounts[1].password) end
+    end
+    assert.truthy(out:find('"password": "***"', 1, true))
+    assert.falsy(out:find(rep.accounts[1].password, 1, true))
+    assert.equal(tonumber("600", 8), sys.stat(work .. "/report.json").mode & tonumber("777", 8))
     -- the flattened disks hold the chains' content (child over base) where data was written
     for path, writes in pairs(MADE.expect) do
       local flat

@@ -114,7 +114,7 @@ end
 
 --- new(plan, opts) -> engine (opts as run()).
 function M.new(plan, opts)
-  local timing = { api = 0, flatten = 0 }
+  local timing = { api = 0, flatten = 0, journal = 0 }
   local self = setmetatable({
     plan = plan, opts = opts, client = timed_client(opts.client, timing), timing = timing, policy = opts.policy or {},
     dry = opts.dry_run and true or false, workdir = opts.workdir,
@@ -135,6 +135,14 @@ function Engine:open_journal()
   local j, err = journal.open(self.workdir .. "/journal.jsonl")
   if not j then error("recover: " .. err, 0) end
   sys.chmod(self.workdir .. "/journal.jsonl", tonumber("600", 8))
+  -- time spent appending + fsyncing records, reported apart from the engine's own time
+  local record, timing = j.record, self.timing
+  j.record = function(jj, ...)
+    local t0 = sys.clock()
+    local r = record(jj, ...)
+    timing.journal = timing.journal + (sys.clock() - t0)
+    return r
+  end
   self.journal = j
   return j
 end
@@ -385,7 +393,6 @@ function Engine:flatten(vm, d)
     local p = progress.new { label = ("flatten %s %s"):format(vm.name, d.name), total = d.size, unit = "bytes" }
     local t0 = sys.clock()
     local r, err = vhd.flatten(d.file, out, { format = "vhd", progress = p:callback() })
-    self.timing.flatten = self.timing.flatten + (sys.clock() - t0)
     p:finish()
     if not r then step_fail("flatten", d.file .. ": " .. tostring(err)) end
     local c = vhd.check(out)
@@ -403,6 +410,7 @@ function Engine:flatten(vm, d)
       step_fail("flatten", ("flattened virtual size %s differs from volumes.size %d"):format(tostring(vsize), d.size))
     end
     local st = sys.stat(out)
+    self.timing.flatten = self.timing.flatten + (sys.clock() - t0)   -- flatten and its verification
     return { file = out, virtual_size = vsize, bytes = st and st.size }
   end)
 end
@@ -670,7 +678,7 @@ end
 
 --- Everything after the owners for one VM. own: result of owners().
 function Engine:machine(vm, own)
-  local t_start, api0, flat0 = sys.clock(), self.timing.api, self.timing.flatten
+  local t_start, api0, flat0, jr0 = sys.clock(), self.timing.api, self.timing.flatten, self.timing.journal
   local root = vm.disks[1]
   local data_disks = {}
   for i = 2, #vm.disks do
@@ -708,8 +716,10 @@ function Engine:machine(vm, own)
     account_id = own.account.id, domainid = own.domainid,
   }
   local total = sys.clock() - t_start
-  local api, flat = self.timing.api - api0, self.timing.flatten - flat0
-  result.timing = { total = total, api = api, flatten = flat, engine = math.max(0, total - api - flat) }
+  local api, flat, jr = self.timing.api - api0, self.timing.flatten - flat0, self.timing.journal - jr0
+  -- the "done" record's own fsync is not counted (it is written after this)
+  result.timing = { total = total, api = api, flatten = flat, journal = jr,
+    engine = math.max(0, total - api - flat - jr) }
   if not self.dry then self.journal:record(vm.id, "done", result) end
   return result
 end
@@ -990,7 +1000,7 @@ function Engine:report(vms, status, elapsed)
   if self.dry then r.actions = json.array(self.actions) end
   r.summary = { recovered = #r.recovered, failed = #r.failed, skipped = #r.skipped }
   -- Where the time went, per VM recovered in this run (machine steps; owners are estate-wide).
-  local n, sum, maxe, api, flat, proc, nproc = 0, 0, 0, 0, 0, 0, 0
+  local n, sum, maxe, api, flat, proc, nproc, jr = 0, 0, 0, 0, 0, 0, 0, 0
   for _, vm in ipairs(vms) do
     local done = not self.dry and j:get(vm.id, "done")
     local t = done and done.timing
@@ -1000,6 +1010,7 @@ function Engine:report(vms, status, elapsed)
       maxe = math.max(maxe, t.engine)
       api = api + (t.api or 0)
       flat = flat + (t.flatten or 0)
+      jr = jr + (t.journal or 0)
       local wall = self.worker_wall and self.worker_wall[vm.id]
       if wall then
         proc = proc + math.max(0, wall - t.total)
@@ -1009,7 +1020,8 @@ function Engine:report(vms, status, elapsed)
   end
   if n > 0 then
     r.timing = { vms = n, engine_ms_mean = sum / n * 1000, engine_ms_max = maxe * 1000,
-      api_ms_mean = api / n * 1000, flatten_ms_mean = flat / n * 1000, owners_ms = (self.owners_time or 0) * 1000,
+      api_ms_mean = api / n * 1000, flatten_ms_mean = flat / n * 1000, journal_ms_mean = jr / n * 1000,
+      owners_ms = (self.owners_time or 0) * 1000,
       worker_process_ms_mean = nproc > 0 and proc / nproc * 1000 or nil }
   end
   return r

@@ -70,7 +70,8 @@ function M.inventory(opts, policy)
     cli.fail(1, "inventory: " .. tostring(meta))
   end
   conn:close()
-  local source = opts.db and { database = log.scrub(opts.db) } or { dump = opts.dump }
+  local source = opts.db and { database = log.scrub((opts.db:gsub("//([^:/@]*):[^@/]*@", "//%1:***@"))) }
+    or { dump = opts.dump }
   if type(meta) == "table" then source.cloudstack_version = meta.version end
   return vms, meta, source
 end

@@ -98,7 +98,8 @@ function M.run(argv)
   end
   if opts.worker_vm then return report and 0 or 1 end
   if opts.format == "json" then
-    io.stdout:write(json.pretty(report))
+    -- generated passwords stay in DIR/report.json (mode 0600), not on stdout
+    io.stdout:write(json.pretty(require("salvage.log").redact(report)))
   else
     io.stdout:write(recover.table(report))
   end
