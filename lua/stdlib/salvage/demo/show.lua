@@ -32,7 +32,9 @@ function M.state(st)
   for _, d in ipairs(st.domains or {}) do rows[#rows + 1] = { s(d.name), s(d.path) } end
   out[#out + 1] = "domains:\n" .. table_text(rows)
   rows = { { "ACCOUNT", "DOMAIN", "TYPE" } }
-  for _, a in ipairs(st.accounts or {}) do rows[#rows + 1] = { s(a.name), s(a.domainpath or a.domain), s(a.accounttype) } end
+  for _, a in ipairs(st.accounts or {}) do
+    rows[#rows + 1] = { s(a.name), s(a.domainpath or a.domain), s(a.accounttype) }
+  end
   out[#out + 1] = "accounts:\n" .. table_text(rows)
   rows = { { "TEMPLATE", "OWNER", "READY", "OS TYPE", "HVM", "PASSWORD", "VIRTUAL SIZE", "UPLOADED SHA-256" } }
   for _, t in ipairs(st.templates or {}) do
@@ -50,7 +52,8 @@ function M.state(st)
   rows = { { "VOLUME", "TYPE", "OWNER", "VM", "DEVICE", "SIZE", "STATE", "UPLOADED SHA-256" } }
   for _, v in ipairs(st.volumes or {}) do
     local up = type(v.upload) == "table" and v.upload or {}
-    rows[#rows + 1] = { s(v.name), s(v.type), s(v.domainpath or v.domain) .. "/" .. s(v.account), s(v.vmname), s(v.deviceid),
+    rows[#rows + 1] = { s(v.name), s(v.type), s(v.domainpath or v.domain) .. "/" .. s(v.account), s(v.vmname),
+      s(v.deviceid),
       v.size and plan.human(v.size) or "-", s(v.state), up.sha256 and up.sha256:sub(1, 16) .. "..." or "-" }
   end
   out[#out + 1] = "volumes:\n" .. table_text(rows)
