@@ -193,6 +193,22 @@ describe("recovery end to end (MariaDB + VHD engine + simulator)", function()
     assert.equal("ppdatavol", p.vms[2].disks[2].name)   -- the seed attaches ppdatavol to ppvm2 (instance 25)
   end)
 
+  it("plans from a live database (--db URL) as from a dump", function()
+    local db = require "salvage.db"
+    local okinfo, eph = pcall(require, "salvage.db.ephemeral")
+    if not okinfo or type(eph.info) ~= "function" then
+      pending("salvage.db.ephemeral.info is not available")
+      return
+    end
+    local conn = assert(db.ephemeral { load = { SCHEMA, SEED } })
+    local url = ("mariadb://root@localhost/cloud?socket=%s"):format(eph.info(conn).socket)
+    local code, out = RUN(("%q plan --db %q --storage %q --format table"):format(SALVAGE, url, PRIMARY))
+    conn:close()
+    assert.equal(0, code, out)
+    assert.truthy(out:find("3 VMs (3 recoverable), 4 disks, 65G, 0 problems, 3 skipped", 1, true))
+    assert.truthy(out:find("ppdatavol  DATADISK  5G", 1, true))
+  end)
+
   it("recovers the seed estate into the simulator, every resource right, sources untouched", function()
     local s = start_sim()
     local work = DIR .. "/work-clean"
