@@ -226,6 +226,20 @@ describe("salvage.recover (in-memory cloud)", function()
     assert.equal("rootvm1", names["rootvm-1"])
   end)
 
+  it("recovers a VM whose data disk is lost without it, and says so", function()
+    os.remove(dir .. "/storage/data28.vhd")
+    p = assert(plan.build(fake.inventory(), { storage = { dir .. "/storage" }, vhd = fake.vhd() }))
+    local cloud = fake.cloud()
+    local report = run(cloud)
+    assert.equal(3, #report.recovered)
+    assert.equal(0, #cloud.volumes)
+    local ppvm2
+    for _, r in ipairs(report.recovered) do if r.name == "ppvm2" then ppvm2 = r end end
+    assert.equal("ppdatavol", ppvm2.left_out[1].name)
+    assert.truthy(ppvm2.left_out[1].reason:find("data28.vhd not found", 1, true))
+    assert.truthy(recover.table(report):find("LEFT OUT ppdatavol", 1, true))
+  end)
+
   it("creates a service offering when none matches, once", function()
     local cloud = fake.cloud()
     cloud.offerings = {}

@@ -680,9 +680,16 @@ end
 function Engine:machine(vm, own)
   local t_start, api0, flat0, jr0 = sys.clock(), self.timing.api, self.timing.flatten, self.timing.journal
   local root = vm.disks[1]
-  local data_disks = {}
+  local data_disks, left_out = {}, json.array({})
   for i = 2, #vm.disks do
-    if vm.disks[i].recoverable ~= false then data_disks[#data_disks + 1] = vm.disks[i] end
+    local d = vm.disks[i]
+    if d.recoverable ~= false then
+      data_disks[#data_disks + 1] = d
+    else
+      local why = {}
+      for _, p in ipairs(d.problems or {}) do if p.severity == "error" then why[#why + 1] = p.message end end
+      left_out[#left_out + 1] = { old_id = d.id, name = d.name, reason = table.concat(why, "; ") }
+    end
   end
   self:check_parent()
   local flat_root = self:flatten(vm, root)
@@ -712,7 +719,7 @@ function Engine:machine(vm, own)
   end
   local result = {
     new_id = dep and dep.id or json.null, template_id = tpl and tpl.id or json.null,
-    volumes = json.array(volumes), offering = own.offering.name, offering_id = own.offering.id,
+    volumes = json.array(volumes), left_out = left_out, offering = own.offering.name, offering_id = own.offering.id,
     account_id = own.account.id, domainid = own.domainid,
   }
   local total = sys.clock() - t_start
@@ -976,7 +983,7 @@ function Engine:report(vms, status, elapsed)
         domain_path = vm.owner.domain_path, account = vm.owner.account,
         old_domain_path = vm.owner.old_domain_path, old_account = vm.owner.old_account,
         cpu = vm.spec.cpu, speed = vm.spec.speed, ram = vm.spec.ram, offering = done.offering,
-        volumes = json.array(done.volumes or {}),
+        volumes = json.array(done.volumes or {}), left_out = json.array(done.left_out or {}),
       }
     elseif self.dry and not status[vm.id] then
       r.recovered[#r.recovered + 1] = { id = vm.id, name = vm.name, domain_path = vm.owner.domain_path,
@@ -1035,6 +1042,7 @@ function M.table(report)
     for _, x in ipairs(v.volumes or {}) do vols[#vols + 1] = x.name end
     local detail = ("%s CPU %s MHz %s MB"):format(tostring(v.cpu), tostring(v.speed), tostring(v.ram))
     if #vols > 0 then detail = detail .. "; data: " .. table.concat(vols, ", ") end
+    for _, x in ipairs(v.left_out or {}) do detail = detail .. "; LEFT OUT " .. tostring(x.name) .. ": " .. x.reason end
     rows[#rows + 1] = { report.dry_run and "would" or "ok", tostring(v.id), v.name,
       planlib.owner_text({ domain_path = v.domain_path, account = v.account }),
       v.new_id ~= json.null and tostring(v.new_id or "-") or "-", detail }
