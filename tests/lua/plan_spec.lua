@@ -62,6 +62,14 @@ describe("salvage.plan", function()
     assert.truthy(text:find("NOT RECOVERABLE", 1, true) or text:find("ERROR", 1, true))
   end)
 
+  it("blocks a disk only on what blocks flatten (a damaged footer copy is a warning)", function()
+    fake.write_disk(dir .. "/root24.vhd", 1000, "FOOTERCOPY")
+    local p = build()
+    assert.is_true(p.vms[1].recoverable)
+    assert.same({ code = "FOOTER_COPY_BAD", severity = "warning", message = "the footer copy at offset 0 is damaged" },
+      p.vms[1].disks[1].problems[1])
+  end)
+
   it("lets a lost data disk leave its VM recoverable, with a warning", function()
     os.remove(dir .. "/data28.vhd")
     local p = build()

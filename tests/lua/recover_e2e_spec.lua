@@ -193,6 +193,51 @@ describe("recovery end to end (MariaDB + VHD engine + simulator)", function()
     assert.equal("ppdatavol", p.vms[2].disks[2].name)   -- the seed attaches ppdatavol to ppvm2 (instance 25)
   end)
 
+  it("explains damaged and broken chains in the plan, and recovers what flatten can read", function()
+    local bad = DIR .. "/primary-damaged"
+    assert(os.execute(("cp -a %q %q"):format(PRIMARY, bad)))
+    -- ppvm3: one byte of the footer copy at offset 0 (the footer at the end is intact)
+    local f = assert(io.open(bad .. "/7046409c-f1c2-49db-ad33-b2ba03a1c257.vhd", "r+b"))
+    f:seek("set", 100)
+    f:write("X")
+    f:close()
+    -- ppvm2: its template's base copy is gone, and its data disk is truncated
+    assert(os.remove(bad .. "/9b0c8d7e-6f5a-4b3c-8d2e-1f0a9b8c7202.vhd"))
+    assert(os.execute(("truncate -s 3000000 %q"):format(bad .. "/b9a51f4a-3eb4-4d17-a36d-5359333a5d71.vhd")))
+    local s = start_sim()
+    local plan3 = DIR .. "/plan-damaged.json"
+    local code, out = run(s, { "plan", "--dump", SCHEMA, "--dump", SEED, "--storage", bad, "-o", plan3, "--format", "table" })
+    assert.equal(0, code, out)
+    assert.truthy(out:find("3 VMs (2 recoverable)", 1, true), out)
+    assert.truthy(out:find("ppvm2: error EROOT: root disk cannot be recovered: [^\n]*9b0c8d7e%-6f5a%-4b3c%-8d2e%-1f0a9b8c7202%.vhd[^\n]*missing"), out)
+    local p = assert(plan.load(plan3))
+    local by = {}
+    for _, vm in ipairs(p.vms) do by[vm.name] = vm end
+    assert.is_false(by.ppvm2.recoverable)
+    assert.is_false(by.ppvm2.disks[2].recoverable)     -- the truncated data disk
+    assert.is_true(by.ppvm3.recoverable)
+    assert.equal("warning", by.ppvm3.disks[1].problems[1].severity)
+    local work = DIR .. "/work-damaged"
+    local args = recover_args(work)
+    args[2] = plan3
+    local rc = run(s, args)
+    assert.equal(1, rc)
+    local r = report_of(work)
+    local names = {}
+    for _, x in ipairs(r.recovered) do names[#names + 1] = x.name end
+    table.sort(names)
+    assert.same({ "ppvm3", "rootvm1" }, names)
+    assert.equal("ppvm2", r.failed[1].name)
+    assert.equal("plan", r.failed[1].step)
+    -- ppvm3 came through the good footer with its content intact
+    local h = assert(vhd.open(work .. "/disks/26-27.vhd"))
+    for _, w in ipairs(MADE.expect["7046409c-f1c2-49db-ad33-b2ba03a1c257"]) do
+      assert.is_true(h:read(w[1], #w[2]) == estate.expected(MADE.expect["7046409c-f1c2-49db-ad33-b2ba03a1c257"], w[1], #w[2]))
+    end
+    h:close()
+    s:stop()
+  end)
+
   it("plans from a live database (--db URL) as from a dump", function()
     local db = require "salvage.db"
     local okinfo, eph = pcall(require, "salvage.db.ephemeral")

@@ -217,6 +217,10 @@ function M.vhd()
   function V.check(path)
     local _, s = parse(path)
     if not s then return { path = path, ok = false, problems = { { code = "ENOENT", severity = "error", message = "missing" } } } end
+    if s:find("FOOTERCOPY") then
+      return { path = path, ok = false, problems = { { code = "FOOTER_COPY_BAD", severity = "error", blocks_flatten = false,
+        message = "the footer copy at offset 0 is damaged" } } }
+    end
     if s:find("BAD") then
       return { path = path, ok = false, problems = { { code = "ECHECKSUM", severity = "error", message = "bad footer checksum" } } }
     end

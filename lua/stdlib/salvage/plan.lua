@@ -182,10 +182,8 @@ local function check_disk(vhd, disk, file)
   local info = h:info()
   local chain, cerr, ccode = h:chain()
   h:close()
-  if not chain then
-    disk.problems[#disk.problems + 1] = problem(ccode or "ECHAIN", "error", "broken chain: " .. tostring(cerr))
-    chain = { file }
-  end
+  local broken = not chain and problem(ccode or "ECHAIN", "error", "broken chain: " .. tostring(cerr))
+  chain = chain or { file }
   disk.chain = json.array(chain)
   disk.virtual_size = info and info.footer and info.footer.current_size
   disk.disk_type = info and info.footer and info.footer.disk_type
@@ -194,9 +192,16 @@ local function check_disk(vhd, disk, file)
   for _, pr in ipairs(r and r.problems or {}) do
     if type(pr) == "table" then
       local where = pr.file and pr.file ~= file and (tostring(pr.file):match("[^/]+$") .. ": ") or ""
-      copy_problems({ pr }, disk.problems, where)
+      local sev = pr.severity
+      -- What stops a recovery is what stops flatten: a damaged footer copy is an
+      -- "error" for check, yet flatten reads through the good copy.
+      if pr.blocks_flatten == false and sev == "error" then sev = "warning" end
+      if pr.blocks_flatten == true then sev = "error" end
+      copy_problems({ { code = pr.code, severity = sev, message = pr.message } }, disk.problems, where)
     end
   end
+  -- check() usually names what broke the chain; say it ourselves only if it did not
+  if broken and not has_error(disk.problems) then disk.problems[#disk.problems + 1] = broken end
   if disk.virtual_size and disk.size and disk.virtual_size ~= disk.size then
     disk.problems[#disk.problems + 1] = problem("ESIZE", "error",
       ("virtual size %d differs from volumes.size %d"):format(disk.virtual_size, disk.size))

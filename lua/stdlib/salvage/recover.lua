@@ -379,7 +379,7 @@ function Engine:flatten(vm, d)
     if not d.file then step_fail("flatten", "disk " .. tostring(d.name) .. " has no source file") end
     local r = vhd.check(d.file)
     for _, p in ipairs(r and r.problems or {}) do
-      if type(p) == "table" and p.severity == "error" then
+      if type(p) == "table" and (p.blocks_flatten or (p.blocks_flatten == nil and p.severity == "error")) then
         step_fail("flatten", (p.file or d.file) .. ": " .. tostring(p.message or p.code))
       end
     end
