@@ -74,6 +74,9 @@ function Journal:reload()
     self.bad[#self.bad] = nil
     self.torn = 1
   end
+  -- tail() continues after the last whole line
+  local last_nl = text:match(".*()\n")
+  self.offset = last_nl or 0
   self.records = lineno
   return self
 end
@@ -101,6 +104,43 @@ function M.open(path)
     if not ok then return nil, err, code end
   end
   return self:reload()
+end
+
+--- Records appended (by other processes) since the last reload or tail: an array
+-- of {vm, step, data} or {vm, step, failed}, in file order; they are applied to
+-- this journal's view too. Only whole lines are read: a record being written
+-- is picked up by the next call.
+function Journal:tail()
+  local f = io.open(self.path, "rb")
+  if not f then return {} end
+  f:seek("set", self.offset or 0)
+  local text = f:read("a") or ""
+  f:close()
+  local out = {}
+  local pos = 1
+  while true do
+    local nl = text:find("\n", pos, true)
+    if not nl then break end
+    local rec = json.decode(text:sub(pos, nl - 1))
+    pos = nl + 1
+    if type(rec) == "table" and type(rec.step) == "string" then
+      local vm = rec.vm
+      if vm == json.null then vm = nil end
+      local k = key(vm, rec.step)
+      if rec.failed ~= nil then
+        self.failures[k] = { vm = vm, step = rec.step, error = rec.failed, time = rec.time }
+        out[#out + 1] = { vm = vm, step = rec.step, failed = rec.failed }
+      else
+        local data = (rec.data == nil or rec.data == json.null) and {} or rec.data
+        if not self.done[k] then self.order[#self.order + 1] = { vm = vm, step = rec.step } end
+        self.done[k] = data
+        self.failures[k] = nil
+        out[#out + 1] = { vm = vm, step = rec.step, data = data }
+      end
+    end
+  end
+  self.offset = (self.offset or 0) + pos - 1
+  return out
 end
 
 --- The data recorded for (vm, step), or nil when the step is not done.

@@ -870,7 +870,14 @@ function Engine:run_pool(queue, status, on_done)
         on_done(vm)
       end
     end
-    if not reaped and count > 0 then sleep(0.01) end
+    if not reaped and count > 0 then
+      local now = sys.clock()
+      if self.follow and now - (self.followed or 0) > 0.25 then
+        self.followed = now
+        self.follow()
+      end
+      sleep(0.01)
+    end
   end
 end
 
@@ -934,10 +941,27 @@ function M.run(plan, opts)
   end
   local workers = opts.workers or 1
   if workers > 1 and not self.dry and opts.worker_argv and #todo > 1 then
+    local names = {}
+    for _, vm in ipairs(todo) do names[tostring(vm.id)] = vm.name end
+    -- Per-VM progress from the workers' journal records, as they land.
+    local function follow()
+      for _, r in ipairs(self.journal:tail()) do
+        if r.vm ~= nil and r.step ~= "done" and names[tostring(r.vm)] then
+          if r.failed then
+            log.warn("step failed", { vm = names[tostring(r.vm)], step = r.step, error = r.failed })
+          elseif not r.step:match("^volume%-intent") then
+            local id = type(r.data) == "table" and r.data.id or nil
+            log.info("step done", { vm = names[tostring(r.vm)], step = r.step, id = id })
+          end
+        end
+      end
+    end
+    self.follow = follow
     self:run_pool(todo, status, function(vm)
-      self.journal:reload()
+      follow()
       if self.journal:get(vm.id, "done") then tick(vm, "recovered") else tick(vm, "FAILED") end
     end)
+    self.follow = nil
     self.journal:reload()
   else
     for _, vm in ipairs(todo) do
