@@ -1,0 +1,112 @@
+--- salvage plan: read the old cloud's inventory, find and check every disk chain,
+-- and write the recovery plan (JSON a person can read and edit).
+local args = require "salvage.args"
+local cli = require "salvage.cli"
+local json = require "salvage.json"
+local log = require "salvage.log"
+local plan = require "salvage.plan"
+
+local spec = {
+  usage = "salvage plan (--db URL | --dump FILE... | --inventory FILE) --storage ROOT... "
+    .. "[--policy FILE.lua] [-o plan.json]",
+  summary = "build the recovery plan: owners, specs and checked VHD chains of every VM to recover",
+  description = [[
+ROOT is a directory searched recursively for <volumes.path>.vhd, or POOL_UUID=DIR to say
+where the files of one old storage pool are. A VM whose root disk cannot be recovered is
+kept in the plan, marked and explained. Without -o the plan is printed (JSON, or a table
+with --format table).]],
+  options = {
+    { "db", value = "URL", help = "the old cloud's database (mariadb://user@host/cloud)" },
+    { "dump", value = "FILE", multi = true,
+      help = "a mysqldump of it (several: loaded in order), on a private server" },
+    { "inventory", value = "FILE", help = "an inventory saved with 'salvage inventory --format json'" },
+    { "storage", short = "s", value = "ROOT", multi = true, help = "primary storage copy: DIR or POOL_UUID=DIR" },
+    { "policy", value = "FILE.lua", help = "policy script (filters, owner mapping, names)" },
+    { "output", short = "o", value = "FILE", help = "write the plan here (JSON)" },
+    { "format", value = "F", choices = { "json", "table" }, help = "what to print" },
+  },
+  positionals = { min = 0, max = 0 },
+}
+
+local M = { summary = "build a recovery plan from the old database and primary storage", spec = spec }
+
+--- inventory(opts, policy) -> vms, meta, source  (raises cli failures)
+function M.inventory(opts, policy)
+  if opts.inventory then
+    local f, err = io.open(opts.inventory, "rb")
+    if not f then cli.fail(1, err) end
+    local vms, derr = json.decode(f:read("a"))
+    f:close()
+    if type(vms) ~= "table" then cli.fail(1, opts.inventory .. ": " .. tostring(derr or "not an array")) end
+    local keep, skipped = {}, {}
+    for _, vm in ipairs(vms) do
+      local ok, reason = true, nil
+      if type(policy.vm_filter) == "function" then ok, reason = policy.vm_filter(vm) end
+      if ok then
+        keep[#keep + 1] = vm
+      else
+        skipped[#skipped + 1] = { id = vm.id, name = vm.name, reason = reason or "vm_filter" }
+      end
+    end
+    return keep, { skipped = skipped }, { inventory = opts.inventory }
+  end
+  local okdb, db = pcall(require, "salvage.db")
+  local okinv, inventory = pcall(require, "salvage.cloudstack.inventory")
+  if not okdb or not okinv then
+    cli.fail(1, "reading a database needs salvage.db and salvage.cloudstack.inventory, which this build lacks")
+  end
+  local conn, err
+  if opts.db then
+    conn, err = db.connect(opts.db)
+  elseif #opts.dump == 1 then
+    conn, err = db.ephemeral { dump = opts.dump[1] }
+  else
+    conn, err = db.ephemeral { load = opts.dump }
+  end
+  if not conn then cli.fail(1, "database: " .. tostring(err)) end
+  local vms, meta = inventory.load(conn, { policy = policy })
+  if not vms then
+    conn:close()
+    cli.fail(1, "inventory: " .. tostring(meta))
+  end
+  conn:close()
+  local source = opts.db and { database = log.scrub((opts.db:gsub("//([^:/@]*):[^@/]*@", "//%1:***@"))) }
+    or { dump = opts.dump }
+  if type(meta) == "table" then source.cloudstack_version = meta.version end
+  return vms, meta, source
+end
+
+function M.run(argv)
+  local opts, err = args.parse(spec, argv)
+  if not opts then cli.usage_error("plan: " .. err) end
+  if opts.help then
+    io.stdout:write(args.help(spec))
+    return 0
+  end
+  local sources = (opts.db and 1 or 0) + (#opts.dump > 0 and 1 or 0) + (opts.inventory and 1 or 0)
+  if sources ~= 1 then cli.usage_error("plan: give exactly one of --db, --dump or --inventory") end
+  if #opts.storage == 0 then cli.usage_error("plan: give at least one --storage ROOT") end
+  local policy, perr = plan.load_policy(opts.policy)
+  if not policy then cli.fail(1, "policy: " .. tostring(perr)) end
+  local roots, rerr = plan.parse_storage(opts.storage)
+  if not roots then cli.fail(1, rerr) end
+  local vms, meta, source = M.inventory(opts, policy)
+  local p, berr = plan.build(vms, { storage = roots, policy = policy, meta = meta, source = source })
+  if not p then cli.fail(1, berr) end
+  if opts.output then
+    local ok, werr = plan.save(p, opts.output)
+    if not ok then cli.fail(1, werr) end
+    local s = p.summary
+    log.info(("plan written to %s: %d VMs (%d recoverable), %d disks, %d problems"):format(
+      opts.output, s.vms, s.recoverable, s.disks, s.problems))
+    if opts.format == "table" then io.stdout:write(plan.table(p)) end
+    if opts.format == "json" then io.stdout:write(plan.encode(p)) end
+  elseif opts.format == "table" then
+    io.stdout:write(plan.table(p))
+  else
+    io.stdout:write(plan.encode(p))
+  end
+  return 0
+end
+
+return M

@@ -1,0 +1,110 @@
+--- salvage recover PLAN: flatten, upload and deploy every VM of a plan into the new
+-- cloud; resumable (journal in the work directory), N VMs at a time.
+local args = require "salvage.args"
+local cli = require "salvage.cli"
+local json = require "salvage.json"
+local sys = require "salvage.sys"
+local plan = require "salvage.plan"
+local recover = require "salvage.recover"
+
+local spec = {
+  usage = "salvage recover PLAN.json --zone ZONE --workdir DIR [--api-profile NAME] [--workers N] "
+    .. "[--dry-run] [--only VM]...",
+  summary = "recover the VMs of a plan into the new cloud (resumable)",
+  description = [[
+Per VM: flatten each disk chain into DIR (sources are never written), ensure the
+domain, account and service offering, upload the root disk as a template, deploy the
+VM stopped with its old names, upload and attach the data disks, start it if the
+policy says so. Every finished step is journaled in DIR/journal.jsonl: run the same
+command again after any interruption and it continues where it stopped, creating
+nothing twice. The report is printed and written to DIR/report.json.
+Credentials: --api-profile NAME (~/.config/salvage/config.lua) or SALVAGE_API_URL,
+SALVAGE_API_KEY, SALVAGE_SECRET_KEY.]],
+  options = {
+    { "api-profile", value = "NAME", help = "API credentials profile" },
+    { "zone", value = "ZONE", required = true, help = "zone name or id in the new cloud" },
+    { "workdir", value = "DIR", required = true, help = "flattened disks, journal and report" },
+    { "workers", short = "j", value = "N", type = "integer", default = 1, help = "VMs recovered at a time" },
+    { "dry-run", short = "n", help = "look up and check everything, create nothing; print what would be done" },
+    { "only", value = "VM", multi = true, help = "only this VM (name, id or uuid)" },
+    { "policy", value = "FILE.lua", help = "policy script (passwords, offerings, networks)" },
+    { "format", value = "F", choices = { "table", "json" }, default = "table", help = "report format on stdout" },
+    { "poll-interval", value = "S", type = "number", help = "seconds between polls of jobs and uploads" },
+    { "worker-vm", value = "ID", help = "(internal) run one VM as a worker process" },
+    { "parent-pid", value = "PID", type = "integer", help = "(internal) the coordinating process" },
+  },
+  positionals = { min = 1, max = 1 },
+}
+
+local M = { summary = "recover the VMs of a plan into the new cloud (resumable, parallel)", spec = spec }
+
+--- A client for the new cloud from a profile name or the environment;
+-- extra: client options ({poll_interval = s, ...}).
+function M.client(profile, extra)
+  local ok, api = pcall(require, "salvage.cloudstack.api")
+  if not ok then cli.fail(1, "recover needs salvage.cloudstack.api, which this build lacks") end
+  local cfg, err = api.profile(profile)
+  if not cfg then cli.fail(1, "api: " .. tostring(err)) end
+  if type(cfg.call) == "function" then return cfg end
+  local o = {}
+  for k, v in pairs(cfg) do o[k] = v end
+  for k, v in pairs(extra or {}) do o[k] = v end
+  local okn, client, cerr = pcall(api.new, o)
+  if not okn then cli.fail(1, "api: " .. tostring(client)) end
+  if not client then cli.fail(1, "api: " .. tostring(cerr)) end
+  return client
+end
+
+local function worker_argv(argv)
+  local exe = sys.realpath("/proc/self/exe")
+  return function(vm_id)
+    local a = { exe, "recover" }
+    for _, x in ipairs(argv) do a[#a + 1] = x end
+    a[#a + 1] = "--worker-vm"
+    a[#a + 1] = tostring(vm_id)
+    a[#a + 1] = "--parent-pid"
+    a[#a + 1] = tostring(sys.getpid())
+    return a
+  end
+end
+
+function M.run(argv)
+  local opts, err = args.parse(spec, argv)
+  if not opts then cli.usage_error("recover: " .. err) end
+  if opts.help then
+    io.stdout:write(args.help(spec))
+    return 0
+  end
+  if opts.workers < 1 or opts.workers > 64 then cli.usage_error("recover: --workers must be 1..64") end
+  local p, perr = plan.load(opts[1])
+  if not p then cli.fail(1, perr) end
+  local policy, polerr = plan.load_policy(opts.policy)
+  if not policy then cli.fail(1, "policy: " .. tostring(polerr)) end
+  local workdir = opts.workdir:gsub("/+$", "")
+  if workdir == "" then workdir = "/" end
+  sys.mkdir(workdir)
+  workdir = sys.realpath(workdir) or workdir
+  local client = M.client(opts.api_profile, { poll_interval = opts.poll_interval })
+  local run_opts = {
+    client = client, zone = opts.zone, workdir = workdir, workers = opts.workers,
+    dry_run = opts.dry_run, only = opts.only, policy = policy,
+    worker_vm = opts.worker_vm, parent_pid = opts.parent_pid, poll_interval = opts.poll_interval,
+    worker_argv = worker_argv(argv),
+  }
+  local ok, report = pcall(recover.run, p, run_opts)
+  if not ok then
+    if type(report) == "string" and report:match("^recover: ") then cli.fail(1, report:gsub("^recover: ", "")) end
+    error(report, 0)
+  end
+  if opts.worker_vm then return report and 0 or 1 end
+  if opts.format == "json" then
+    -- generated passwords stay in DIR/report.json (mode 0600), not on stdout
+    io.stdout:write(json.pretty(require("salvage.log").redact(report)))
+  else
+    io.stdout:write(recover.table(report))
+  end
+  if #report.failed > 0 then return 1 end
+  return 0
+end
+
+return M

@@ -1,0 +1,434 @@
+-- Recovery end to end: the seed estate from a real MariaDB (salvage.db.ephemeral),
+-- VHD chains built with the VHD engine, `salvage recover` against the CloudStack
+-- API simulator; every resource checked in the simulator's state dump. Also:
+-- kill -9 at many points then resume, injected API failures, --dry-run, a policy
+-- script. Skipped (with the reason) when this build lacks one of the modules.
+-- luacheck: max line length 160
+local sys = require "salvage.sys"
+local json = require "salvage.json"
+
+local NEEDED = { "salvage.vhd", "salvage.db", "salvage.cloudstack.inventory", "salvage.policy",
+  "salvage.cloudstack.api", "salvage.cloudstack.simulator", "salvage.crypto" }
+local missing
+for _, m in ipairs(NEEDED) do
+  if not pcall(require, m) then missing = m; break end
+end
+local SCHEMA = SHARED .. "/cloudstack/schema-4.5.2.sql"
+local SEED = SHARED .. "/cloudstack/seed-4.5.2.sql"
+if not missing and not sys.stat(SEED) then missing = SEED end
+if missing then
+  io.stderr:write("recover_e2e_spec: skipped, this build lacks ", missing, "\n")
+  describe("recovery end to end", function()
+    pending("skipped: this build lacks " .. missing)
+  end)
+  return
+end
+
+local crypto = require "salvage.crypto"
+local vhd = require "salvage.vhd"
+local simulator = require "salvage.cloudstack.simulator"
+local estate = require "salvage.demo.estate"
+local plan = require "salvage.plan"
+
+local function slurp(p)
+  local f = io.open(p, "rb")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+local function lines(p)
+  local n = 0
+  for _ in (slurp(p) or ""):gmatch("[^\n]*\n") do n = n + 1 end
+  return n
+end
+
+-- The old estate, built once: storage, inventory, plan file.
+local DIR, PRIMARY, PLAN, MADE, VMS, SOURCES
+
+local function start_sim()
+  return assert(simulator.start { lifetime = 180, job_polls = 1, template_polls = 1 })
+end
+
+local function env_of(s)
+  return { SALVAGE_API_URL = s.url, SALVAGE_API_KEY = s.apikey, SALVAGE_SECRET_KEY = s.secretkey,
+    SALVAGE_CONFIG = DIR .. "/no-config.lua" }
+end
+
+-- Start `salvage ARGS...` in the background against simulator s: pid, log path.
+local n_runs = 0
+local function spawn(s, args)
+  n_runs = n_runs + 1
+  local log = ("%s/run-%d.log"):format(DIR, n_runs)
+  local argv = { SALVAGE }
+  for _, a in ipairs(args) do argv[#argv + 1] = a end
+  argv.env = env_of(s)
+  argv.stdout, argv.stderr, argv.stdin = log, log, "/dev/null"
+  return assert(sys.spawn(argv)), log
+end
+
+local function run(s, args)
+  local pid, log = spawn(s, args)
+  local how, code = sys.wait(pid)
+  return how == "exited" and code or -code, slurp(log)
+end
+
+local function recover_args(work, extra)
+  local a = { "recover", PLAN, "--zone", "Zone1", "--workdir", work, "--poll-interval", "0.02", "--format", "json" }
+  for _, x in ipairs(extra or {}) do a[#a + 1] = x end
+  return a
+end
+
+local function report_of(work)
+  return assert(json.decode(assert(slurp(work .. "/report.json"))))
+end
+
+local DEAD = { NotUploaded = true, UploadError = true, UploadAbandoned = true, Inactive = true }
+
+-- The simulator's state after a complete recovery of the seed estate, checked
+-- resource by resource; `names` maps the expected owners (policy tests change them).
+local function check_state(st, work, want)
+  want = want or {}
+  local owner = want.owner or { rootvm1 = "ROOT/admin", ppvm2 = "ROOT/SPDM Inc/peterparker", ppvm3 = "ROOT/SPDM Inc/peterparker" }
+  local tname = want.template or function(n) return "recovered-" .. n .. "-root" end
+  -- VMs: exactly one each, right owner, name, display name, CPU/speed/RAM, stopped
+  local vms = {}
+  for _, v in ipairs(st.vms) do
+    assert.is_nil(vms[v.name], "duplicate VM " .. v.name)
+    vms[v.name] = v
+  end
+  local n = 0
+  for _ in pairs(vms) do n = n + 1 end
+  assert.equal(3, n)
+  for name, path in pairs(owner) do
+    local v = assert(vms[name], "VM " .. name .. " missing")
+    assert.equal(path, v.domainpath .. "/" .. v.account)
+    assert.equal(name, v.displayname)
+    assert.same({ 1, 500, 512 }, { v.cpunumber, v.cpuspeed, v.memory })
+    assert.equal(tname(name), v.templatename)
+    assert.equal((want.running or {})[name] and "Running" or "Stopped", v.state)
+  end
+  -- templates: one live per VM, ready, OS type by name, content = our flattened root
+  local live = {}
+  for _, t in ipairs(st.templates) do
+    if t.isready or not DEAD[t.state] then
+      assert.is_nil(live[t.name], "duplicate template " .. t.name)
+      live[t.name] = t
+    end
+  end
+  local disks = report_of(work)
+  local recovered = {}
+  for _, r in ipairs(disks.recovered) do recovered[r.name] = r end
+  local os_of = { rootvm1 = "Other Linux (64-bit)", ppvm2 = "Windows Server 2012 (64-bit)", ppvm3 = "Debian GNU/Linux 7(64-bit)" }
+  local root_disk = { rootvm1 = "24-25", ppvm2 = "25-26", ppvm3 = "26-27" }
+  for name in pairs(owner) do
+    local t = assert(live[tname(name)], "template for " .. name)
+    assert.is_true(t.isready)
+    assert.equal(os_of[name], t.ostypename)
+    assert.equal(name == "ppvm2", t.passwordenabled)   -- win2012-spdm had enable_password = 1
+    assert.equal(21474836480, t.upload.virtualsize)
+    local flat = ("%s/disks/%s.vhd"):format(work, root_disk[name])
+    assert.equal(crypto.sha256_file(flat), t.upload.sha256)
+    assert.equal(recovered[name].new_id, vms[name].id)
+  end
+  -- the data disk: one live ppdatavol, attached to ppvm2 as device 1, full size, our bytes
+  local datas = {}
+  for _, v in ipairs(st.volumes) do
+    if v.type == "DATADISK" and not DEAD[v.state] then datas[#datas + 1] = v end
+  end
+  assert.equal(1, #datas)
+  local d = datas[1]
+  assert.equal(want.volume or "ppdatavol", d.name)
+  assert.equal("ppvm2", d.vmname)
+  assert.equal(1, d.deviceid)
+  assert.equal(5368709120, d.size)
+  assert.equal(5368709120, d.upload.virtualsize)
+  assert.equal(crypto.sha256_file(work .. "/disks/25-28.vhd"), d.upload.sha256)
+  -- exactly the domains and accounts needed
+  local domains, accounts = {}, {}
+  for _, x in ipairs(st.domains) do
+    assert.is_nil(domains[x.path], "duplicate domain " .. x.path)
+    domains[x.path] = true
+  end
+  for _, a in ipairs(st.accounts) do
+    local k = a.domain .. "/" .. a.name
+    assert.is_nil(accounts[k], "duplicate account " .. k)
+    accounts[k] = true
+  end
+  return vms, live
+end
+
+describe("recovery end to end (MariaDB + VHD engine + simulator)", function()
+  setup(function()
+    DIR = assert(sys.mkdtemp("/tmp/salvage-e2e-"))
+    PRIMARY = DIR .. "/primary"
+    local cf = assert(io.open(DIR .. "/no-config.lua", "w"))   -- no profiles: credentials from the environment
+    cf:write("return {}\n")
+    cf:close()
+    assert(sys.mkdir(PRIMARY))
+    MADE, VMS = estate.from_dump(PRIMARY, { SCHEMA, SEED })
+    assert(MADE, VMS)
+    local p = assert(plan.build(VMS, { storage = { PRIMARY }, policy = require("salvage.policy").new() }))
+    PLAN = DIR .. "/plan.json"
+    assert(plan.save(p, PLAN))
+    SOURCES = {}
+    for _, f in ipairs(MADE.files) do SOURCES[f] = crypto.sha256_file(f) end
+  end)
+  teardown(function()
+    if DIR then os.execute("rm -rf '" .. DIR .. "'") end
+  end)
+
+  it("builds the demo storage as XenServer lays it out: base copies, deltas, the data disk", function()
+    assert.equal(7, #MADE.files)
+    local h = assert(vhd.open(PRIMARY .. "/7046409c-f1c2-49db-ad33-b2ba03a1c257.vhd"))
+    local chain = h:chain()
+    assert.equal(2, #chain)
+    assert.truthy(chain[2]:find("9b0c8d7e-6f5a-4b3c-8d2e-1f0a9b8c7203.vhd", 1, true))
+    assert.equal("differencing", h:info().footer.disk_type)
+    h:close()
+    local p = assert(plan.load(PLAN))
+    assert.equal(3, #p.vms)
+    for _, vm in ipairs(p.vms) do assert.is_true(vm.recoverable, vm.name) end
+    assert.equal("ppdatavol", p.vms[2].disks[2].name)   -- the seed attaches ppdatavol to ppvm2 (instance 25)
+  end)
+
+  it("explains damaged and broken chains in the plan, and recovers what flatten can read", function()
+    local bad = DIR .. "/primary-damaged"
+    assert(os.execute(("cp -a %q %q"):format(PRIMARY, bad)))
+    -- ppvm3: one byte of the footer copy at offset 0 (the footer at the end is intact)
+    local f = assert(io.open(bad .. "/7046409c-f1c2-49db-ad33-b2ba03a1c257.vhd", "r+b"))
+    f:seek("set", 100)
+    f:write("X")
+    f:close()
+    -- ppvm2: its template's base copy is gone, and its data disk is truncated
+    assert(os.remove(bad .. "/9b0c8d7e-6f5a-4b3c-8d2e-1f0a9b8c7202.vhd"))
+    assert(os.execute(("truncate -s 3000000 %q"):format(bad .. "/b9a51f4a-3eb4-4d17-a36d-5359333a5d71.vhd")))
+    local s = start_sim()
+    local plan3 = DIR .. "/plan-damaged.json"
+    local code, out = run(s, { "plan", "--dump", SCHEMA, "--dump", SEED, "--storage", bad, "-o", plan3, "--format", "table" })
+    assert.equal(0, code, out)
+    assert.truthy(out:find("3 VMs (2 recoverable)", 1, true), out)
+    assert.truthy(out:find("ppvm2: error EROOT: root disk cannot be recovered: [^\n]*9b0c8d7e%-6f5a%-4b3c%-8d2e%-1f0a9b8c7202%.vhd[^\n]*missing"), out)
+    local p = assert(plan.load(plan3))
+    local by = {}
+    for _, vm in ipairs(p.vms) do by[vm.name] = vm end
+    assert.is_false(by.ppvm2.recoverable)
+    assert.is_false(by.ppvm2.disks[2].recoverable)     -- the truncated data disk
+    assert.is_true(by.ppvm3.recoverable)
+    assert.equal("warning", by.ppvm3.disks[1].problems[1].severity)
+    local work = DIR .. "/work-damaged"
+    local args = recover_args(work)
+    args[2] = plan3
+    local rc = run(s, args)
+    assert.equal(1, rc)
+    local r = report_of(work)
+    local names = {}
+    for _, x in ipairs(r.recovered) do names[#names + 1] = x.name end
+    table.sort(names)
+    assert.same({ "ppvm3", "rootvm1" }, names)
+    assert.equal("ppvm2", r.failed[1].name)
+    assert.equal("plan", r.failed[1].step)
+    -- ppvm3 came through the good footer with its content intact
+    local h = assert(vhd.open(work .. "/disks/26-27.vhd"))
+    for _, w in ipairs(MADE.expect["7046409c-f1c2-49db-ad33-b2ba03a1c257"]) do
+      assert.is_true(h:read(w[1], #w[2]) == estate.expected(MADE.expect["7046409c-f1c2-49db-ad33-b2ba03a1c257"], w[1], #w[2]))
+    end
+    h:close()
+    s:stop()
+  end)
+
+  it("plans from a live database (--db URL) as from a dump", function()
+    local db = require "salvage.db"
+    local okinfo, eph = pcall(require, "salvage.db.ephemeral")
+    if not okinfo or type(eph.info) ~= "function" then
+      pending("salvage.db.ephemeral.info is not available")
+      return
+    end
+    local conn = assert(db.ephemeral { load = { SCHEMA, SEED } })
+    local url = ("mariadb://root@localhost/cloud?socket=%s"):format(eph.info(conn).socket)
+    local code, out = RUN(("%q plan --db %q --storage %q --format table"):format(SALVAGE, url, PRIMARY))
+    conn:close()
+    assert.equal(0, code, out)
+    assert.truthy(out:find("3 VMs (3 recoverable), 4 disks, 65G, 0 problems, 3 skipped", 1, true))
+    assert.truthy(out:find("ppdatavol  DATADISK  5G", 1, true))
+  end)
+
+  it("recovers the seed estate into the simulator, every resource right, sources untouched", function()
+    local s = start_sim()
+    local work = DIR .. "/work-clean"
+    local code, out = run(s, recover_args(work, { "--workers", "2" }))
+    assert.equal(0, code, out)
+    local st = assert(s:state())
+    check_state(st, work)
+    -- the generated password of the new account is in report.json (mode 0600), masked on stdout
+    local rep = report_of(work)
+    assert.equal(1, #rep.accounts)
+    assert.equal("peterparker", rep.accounts[1].account)
+    assert.is_true(#rep.accounts[1].password >= 12)
+    for _, a in ipairs(st.accounts) do
+      if a.name == "peterparker" and a.has_password ~= nil then assert.is_true(a.has_password) end
+    end
+    assert.truthy(out:find('"password": "***"', 1, true))
+    assert.falsy(out:find(rep.accounts[1].password, 1, true))
+    assert.equal(tonumber("600", 8), sys.stat(work .. "/report.json").mode & tonumber("777", 8))
+    -- the flattened disks hold the chains' content (child over base) where data was written
+    for path, writes in pairs(MADE.expect) do
+      local flat
+      if path == "b9a51f4a-3eb4-4d17-a36d-5359333a5d71" then flat = work .. "/disks/25-28.vhd"
+      elseif path == "34c8b964-4ecb-4463-9535-40afc0bd2117" then flat = work .. "/disks/24-25.vhd"
+      elseif path == "10c12a4f-7bf6-45c4-9a4e-c1806c5dd54a" then flat = work .. "/disks/25-26.vhd"
+      elseif path == "7046409c-f1c2-49db-ad33-b2ba03a1c257" then flat = work .. "/disks/26-27.vhd" end
+      if flat then
+        local h = assert(vhd.open(flat))
+        assert.equal("dynamic", h:info().footer.disk_type)
+        local size = h:info().footer.current_size
+        for _, w in ipairs(writes) do
+          local off = math.max(0, w[1] - 512)
+          local len = math.min(#w[2] + 1024, size - off)
+          local want, got = estate.expected(writes, off, len), h:read(off, len)
+          assert.is_true(want == got, ("%s: %d bytes at %d differ from the chain's content"):format(path, len, off))
+        end
+        h:close()
+      end
+    end
+    for f, sum in pairs(SOURCES) do assert.equal(sum, crypto.sha256_file(f), f .. " changed") end
+    -- a second run creates nothing
+    local before = st.calls
+    local code2 = run(s, recover_args(work))
+    assert.equal(0, code2)
+    local after = assert(s:state()).calls
+    for _, cmd in ipairs({ "createDomain", "createAccount", "createServiceOffering", "getUploadParamsForTemplate",
+      "getUploadParamsForVolume", "deployVirtualMachine", "attachVolume" }) do
+      assert.equal(before[cmd], after[cmd], cmd .. " called again")
+    end
+    s:stop()
+  end)
+
+  it("ends in the same state with no duplicates after kill -9 at many points and a resume", function()
+    -- kill when the journal has k records, a little later for some (mid-step)
+    local points = { { 1, 0 }, { 3, 0.01 }, { 5, 0 }, { 7, 0.02 }, { 9, 0 }, { 11, 0.01 }, { 14, 0 }, { 16, 0.03 } }
+    local killed = 0
+    for i, pt in ipairs(points) do
+      local s = start_sim()
+      local work = ("%s/work-kill-%d"):format(DIR, i)
+      sys.mkdir(work)
+      local workers = (i % 3 == 0) and "2" or "1"
+      local pid = spawn(s, recover_args(work, { "--workers", workers }))
+      local journal = work .. "/journal.jsonl"
+      local deadline = sys.clock() + 60
+      local state = "running"
+      while sys.clock() < deadline do
+        if sys.wait(pid, true) then state = "exited"; break end
+        if lines(journal) >= pt[1] then
+          if pt[2] > 0 then sys.sleep(pt[2]) end
+          sys.kill(pid, 9)
+          sys.wait(pid)
+          state = "killed"
+          break
+        end
+        sys.sleep(0.002)
+      end
+      assert.equal("killed", state, "point " .. i .. " was not reached")
+      killed = killed + 1
+      local code, out = run(s, recover_args(work, { "--workers", workers }))
+      assert.equal(0, code, "resume after kill point " .. i .. ":\n" .. tostring(out))
+      check_state(assert(s:state()), work)
+      s:stop()
+    end
+    assert.is_true(killed >= 5)
+  end)
+
+  it("reports the VMs hit by API failures with the step and the server's text, and recovers the rest", function()
+    local s = start_sim()
+    assert(s:faults {
+      fail_commands = { deployVirtualMachine = { count = 1, errorcode = 533, cserrorcode = 4250,
+        errortext = "Insufficient capacity to deploy rootvm1" } },
+      job_fail = { attachVolume = { count = 1, errorcode = 530, errortext = "Failed to attach volume: SR full" } },
+      http_5xx = { listTemplates = 2 },
+    })
+    local work = DIR .. "/work-faults"
+    local code = run(s, recover_args(work))
+    assert.equal(1, code)
+    local r = report_of(work)
+    assert.equal(1, #r.recovered)
+    assert.equal("ppvm3", r.recovered[1].name)
+    local failed = {}
+    for _, f in ipairs(r.failed) do failed[f.name] = f end
+    assert.equal("vm", failed.rootvm1.step)
+    assert.truthy(failed.rootvm1.error:find("Insufficient capacity to deploy rootvm1", 1, true))
+    assert.equal("attach", failed.ppvm2.step)
+    assert.truthy(failed.ppvm2.error:find("SR full", 1, true))
+    -- faults gone: the same command finishes the job without duplicates
+    local code2, out2 = run(s, recover_args(work))
+    assert.equal(0, code2, out2)
+    check_state(assert(s:state()), work)
+    s:stop()
+  end)
+
+  it("creates nothing with --dry-run and lists what it would create", function()
+    local s = start_sim()
+    local work = DIR .. "/work-dry"
+    local code, out = run(s, recover_args(work, { "--dry-run" }))
+    assert.equal(0, code, out)
+    local r = assert(json.decode(out:match("(%b{})%s*$")))
+    assert.is_true(r.dry_run)
+    local kinds = {}
+    for _, a in ipairs(r.actions) do kinds[a.action] = (kinds[a.action] or 0) + 1 end
+    assert.same({ ["create domain"] = 1, ["create account"] = 1, ["flatten"] = 4, ["upload template"] = 3,
+      ["deploy VM"] = 3, ["upload volume"] = 1, ["attach volume"] = 1 }, kinds)
+    local st = assert(s:state())
+    for cmd in pairs(st.calls) do
+      assert.falsy(cmd:match("^create") or cmd:match("^deploy") or cmd:match("^getUpload") or cmd:match("^attach")
+        or cmd:match("^start"), cmd .. " called in a dry run")
+    end
+    assert.equal(0, #st.vms)
+    assert.equal(0, #st.templates)
+    assert.is_nil(sys.stat(work .. "/disks"))
+    s:stop()
+  end)
+
+  it("follows a policy script that renames the customer's domain and accounts", function()
+    local pol = DIR .. "/spider.lua"
+    local f = assert(io.open(pol, "w"))
+    f:write([[
+return function(p)
+  local map = p.account_map
+  p.account_map = function(account, domain)
+    local m = map(account, domain)
+    if domain.path == "/SPDM Inc/" then
+      m.domain_path = "/Spider Industries/Recovered/"
+      m.account = account.name .. "-spider"
+    end
+    return m
+  end
+  p.template_name = function(vm) return "spider-" .. vm.name end
+  p.volume_name = function(vol, vm) return vm.name .. "-" .. vol.name end
+  p.start_after_import = function(vm) return vm.name == "ppvm2" end
+end
+]])
+    f:close()
+    local s = start_sim()
+    local plan2 = DIR .. "/plan-spider.json"
+    local code, out = run(s, { "plan", "--dump", SCHEMA, "--dump", SEED, "--storage", PRIMARY, "--policy", pol, "-o", plan2 })
+    assert.equal(0, code, out)
+    local work = DIR .. "/work-spider"
+    local args = recover_args(work)
+    args[2] = plan2
+    local rc, rout = run(s, args)
+    assert.equal(0, rc, rout)
+    check_state(assert(s:state()), work, {
+      owner = { rootvm1 = "ROOT/admin", ppvm2 = "ROOT/Spider Industries/Recovered/peterparker-spider",
+        ppvm3 = "ROOT/Spider Industries/Recovered/peterparker-spider" },
+      template = function(n) return "spider-" .. n end,
+      volume = "ppvm2-ppdatavol",
+      running = { ppvm2 = true },
+    })
+    local st = assert(s:state())
+    local paths = {}
+    for _, d in ipairs(st.domains) do paths[#paths + 1] = d.path end
+    table.sort(paths)
+    assert.same({ "ROOT", "ROOT/Spider Industries", "ROOT/Spider Industries/Recovered" }, paths)
+    s:stop()
+  end)
+end)
