@@ -339,6 +339,24 @@ describe("recovery end to end (MariaDB + VHD engine + simulator)", function()
     assert.is_true(killed >= 5)
   end)
 
+  it("redoes a flattened disk left without its journal record (killed between rename and record)", function()
+    local s = start_sim()
+    local work = DIR .. "/work-stale-output"
+    sys.mkdir(work)
+    sys.mkdir(work .. "/disks")
+    -- what a run killed right after flatten's rename leaves: a file under the final name, no record
+    local f = assert(io.open(work .. "/disks/26-27.vhd", "w"))
+    f:write("stale, unverified output of a killed run")
+    f:close()
+    local code, out = run(s, recover_args(work))
+    assert.equal(0, code, out)
+    check_state(assert(s:state()), work)
+    local h = assert(vhd.open(work .. "/disks/26-27.vhd"))
+    assert.equal("dynamic", h:info().footer.disk_type)
+    h:close()
+    s:stop()
+  end)
+
   it("reports the VMs hit by API failures with the step and the server's text, and recovers the rest", function()
     local s = start_sim()
     assert(s:faults {

@@ -392,7 +392,10 @@ function Engine:flatten(vm, d)
     sys.mkdir(self.workdir .. "/disks")
     local p = progress.new { label = ("flatten %s %s"):format(vm.name, d.name), total = d.size, unit = "bytes" }
     local t0 = sys.clock()
-    local r, err = vhd.flatten(d.file, out, { format = "vhd", progress = p:callback() })
+    -- A file already under `out` with no journal record is the work of a run
+    -- killed between rename and record: it is ours, in our workdir, and unproven,
+    -- so it is redone (flatten still never replaces a file of the chain).
+    local r, err = vhd.flatten(d.file, out, { format = "vhd", progress = p:callback(), overwrite = true })
     p:finish()
     if not r then step_fail("flatten", d.file .. ": " .. tostring(err)) end
     local c = vhd.check(out)
@@ -482,7 +485,7 @@ function Engine:template(vm, own, file)
       format = "VHD", hypervisor = "XenServer", zoneid = self:zone_id(), ostypeid = ostypeid,
       account = own.account.name, domainid = own.domainid,
       requireshvm = vm.template.requires_hvm ~= false, passwordenabled = vm.template.password_enabled == true,
-    }, { progress = p:callback() })
+    }, { progress = p:callback(), overwrite = true })
     p:finish()
     if not t then step_fail("template", M.errtext(err)) end
     return { id = t.id }
@@ -622,7 +625,7 @@ function Engine:volume(vm, own, d, file, vm_new_id)
     local p = progress.new { label = ("upload %s %s"):format(vm.name, name), unit = "bytes" }
     local v, err = self.client:upload_volume(file, {
       name = name, format = "VHD", zoneid = self:zone_id(), account = own.account.name, domainid = own.domainid,
-    }, { progress = p:callback() })
+    }, { progress = p:callback(), overwrite = true })
     p:finish()
     if not v then step_fail("volume", M.errtext(err)) end
     return { id = v.id }
