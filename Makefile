@@ -115,7 +115,12 @@ fuzz: deps
 		clang -g -O1 -fsanitize=fuzzer,address,undefined -std=c11 -D_GNU_SOURCE -Isrc -o build-fuzz/$$n $$f $(PURE_SRCS); \
 		mkdir -p build-fuzz/corpus-$$n; \
 		echo "fuzz: $$n for $(FUZZ_SECONDS)s"; \
-		./build-fuzz/$$n -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 build-fuzz/corpus-$$n $$( [ -d fuzz/seeds/$$n ] && echo fuzz/seeds/$$n ) 2>&1 | tail -3; \
+		if ./build-fuzz/$$n -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 build-fuzz/corpus-$$n \
+			$$( [ -d fuzz/seeds/$$n ] && echo fuzz/seeds/$$n ) > build-fuzz/$$n.log 2>&1; then \
+			grep -E '^stat::number_of_executed_units|^Done' build-fuzz/$$n.log | tail -1; \
+		else \
+			tail -40 build-fuzz/$$n.log; echo "fuzz: $$n FAILED (log: build-fuzz/$$n.log)"; exit 1; \
+		fi; \
 	done
 
 install: all
