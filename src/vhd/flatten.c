@@ -21,29 +21,6 @@
 #define VHD_EPOCH 946684800
 #define OUT_BLOCK (2u << 20)
 
-static int pwriten(int fd, const void *buf, size_t len, uint64_t off)
-{
-	size_t done = 0;
-	while (done < len) {
-		ssize_t n = pwrite(fd, (const char *)buf + done, len - done, (off_t)(off + done));
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		done += (size_t)n;
-	}
-	return 0;
-}
-
-static int ferr(vhd_err *e, const char *what, const char *path)
-{
-	int err = errno;
-	vhd_seterr(e, err == ENOSPC ? "ENOSPC" : err == EACCES ? "EACCES" : err == ENOENT ? "ENOENT"
-		   : err == EEXIST ? "EEXIST" : "EIO", "%s: %s: %s", path, what, strerror(err));
-	return -1;
-}
-
 static uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
 
 /*
@@ -192,7 +169,7 @@ int vhd_flatten(vhd_file *leaf, const char *out, const vhd_flatten_opts *o, vhd_
 		snprintf(tmp, olen + 32, ".%s.salvage-XXXXXX", out);
 	int fd = mkstemp(tmp);
 	if (fd < 0) {
-		ferr(e, "cannot create temporary output", tmp);
+		vhd_syserr(e, "cannot create temporary output", tmp);
 		free(tmp);
 		return -1;
 	}
@@ -233,8 +210,8 @@ int vhd_flatten(vhd_file *leaf, const char *out, const vhd_flatten_opts *o, vhd_
 				goto fail;
 			if (!all_zero(data, n * 512)) {
 				if (o->raw) {
-					if (pwriten(fd, data, n * 512, s0 * 512) != 0) {
-						ferr(e, "writing", tmp);
+					if (vhd_pwrite_all(fd, data, n * 512, s0 * 512) != 0) {
+						vhd_syserr(e, "writing", tmp);
 						goto fail;
 					}
 					r->bytes_written += n * 512;
@@ -246,8 +223,8 @@ int vhd_flatten(vhd_file *leaf, const char *out, const vhd_flatten_opts *o, vhd_
 						vhd_setbit(bitmap, s);
 					if (n < spb)
 						memset(data + n * 512, 0, (spb - n) * 512);
-					if (pwriten(fd, buf, bmbytes + (size_t)OUT_BLOCK, next) != 0) {
-						ferr(e, "writing", tmp);
+					if (vhd_pwrite_all(fd, buf, bmbytes + (size_t)OUT_BLOCK, next) != 0) {
+						vhd_syserr(e, "writing", tmp);
 						goto fail;
 					}
 					bat[b] = (uint32_t)(next / 512);
@@ -269,7 +246,7 @@ int vhd_flatten(vhd_file *leaf, const char *out, const vhd_flatten_opts *o, vhd_
 	}
 	if (o->raw) {
 		if (ftruncate(fd, (off_t)size) != 0) {
-			ferr(e, "setting size", tmp);
+			vhd_syserr(e, "setting size", tmp);
 			goto fail;
 		}
 	} else {
@@ -288,8 +265,8 @@ int vhd_flatten(vhd_file *leaf, const char *out, const vhd_flatten_opts *o, vhd_
 				bytes = align_up(bytes, 512); /* padding stays 0xFF-free below */
 			if (i + k >= entries)
 				memset(buf + 4 * k, 0, (size_t)(bytes - 4 * k));
-			if (pwriten(fd, buf, (size_t)bytes, 1536 + 4 * i) != 0) {
-				ferr(e, "writing BAT", tmp);
+			if (vhd_pwrite_all(fd, buf, (size_t)bytes, 1536 + 4 * i) != 0) {
+				vhd_syserr(e, "writing BAT", tmp);
 				goto fail;
 			}
 			i += k;
@@ -305,8 +282,8 @@ int vhd_flatten(vhd_file *leaf, const char *out, const vhd_flatten_opts *o, vhd_
 		bm.checksum = ~sum;
 		uint8_t bh[512];
 		vhd_batmap_header_build(&bm, bh);
-		if (pwriten(fd, bh, 512, 1536 + batpad) != 0 || pwriten(fd, batmap, (size_t)mapbytes, bm.offset) != 0) {
-			ferr(e, "writing batmap", tmp);
+		if (vhd_pwrite_all(fd, bh, 512, 1536 + batpad) != 0 || vhd_pwrite_all(fd, batmap, (size_t)mapbytes, bm.offset) != 0) {
+			vhd_syserr(e, "writing batmap", tmp);
 			goto fail;
 		}
 		r->bytes_written += 512 + mapbytes;
@@ -337,24 +314,24 @@ int vhd_flatten(vhd_file *leaf, const char *out, const vhd_flatten_opts *o, vhd_
 		uint8_t fb[512];
 		vhd_footer_build(&f, fb);
 		vhd_uuid_str(f.uuid, r->uuid);
-		if (pwriten(fd, hb, 1024, 512) != 0 || pwriten(fd, fb, 512, 0) != 0 || pwriten(fd, fb, 512, next) != 0) {
-			ferr(e, "writing metadata", tmp);
+		if (vhd_pwrite_all(fd, hb, 1024, 512) != 0 || vhd_pwrite_all(fd, fb, 512, 0) != 0 || vhd_pwrite_all(fd, fb, 512, next) != 0) {
+			vhd_syserr(e, "writing metadata", tmp);
 			goto fail;
 		}
 		r->bytes_written += 512 * 3 + batpad + 512;
 	}
 	if (fsync(fd) != 0) {
-		ferr(e, "fsync", tmp);
+		vhd_syserr(e, "fsync", tmp);
 		goto fail;
 	}
 	if (close(fd) != 0) {
 		fd = -1;
-		ferr(e, "close", tmp);
+		vhd_syserr(e, "close", tmp);
 		goto fail;
 	}
 	fd = -1;
 	if (rename(tmp, out) != 0) {
-		ferr(e, "rename to output", out);
+		vhd_syserr(e, "rename to output", out);
 		goto fail;
 	}
 	{

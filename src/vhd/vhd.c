@@ -45,47 +45,6 @@ void vhd_problem_add(vhd_file *f, int sev, int fatal, const char *code, int64_t 
 	va_end(ap);
 }
 
-/* pread all of it; returns bytes read (short only at EOF) or -1. */
-static ssize_t preadn(int fd, void *buf, size_t len, uint64_t off)
-{
-	size_t got = 0;
-	while (got < len) {
-		ssize_t n = pread(fd, (char *)buf + got, len - got, (off_t)(off + got));
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		if (n == 0)
-			break;
-		got += (size_t)n;
-	}
-	return (ssize_t)got;
-}
-
-static const char *errcode(int err)
-{
-	switch (err) {
-	case ENOENT: return "ENOENT";
-	case EACCES: return "EACCES";
-	case EPERM: return "EPERM";
-	case EISDIR: return "EISDIR";
-	case ENOSPC: return "ENOSPC";
-	case EIO: return "EIO";
-	case EROFS: return "EROFS";
-	case EEXIST: return "EEXIST";
-	case ENOTDIR: return "ENOTDIR";
-	default: return "EIO";
-	}
-}
-
-static int sys_err(vhd_err *e, const char *what, const char *path)
-{
-	int err = errno;
-	vhd_seterr(e, errcode(err), "%s: %s: %s", path, what, strerror(err));
-	return -1;
-}
-
 uint64_t vhd_size(const vhd_file *f) { return f->footer.current_size; }
 
 uint32_t vhd_allocated_blocks(const vhd_file *f)
@@ -157,8 +116,8 @@ static int open_dynamic(vhd_file *f, vhd_err *e)
 			   (unsigned long long)hoff, (unsigned long long)f->file_size);
 		return -1;
 	}
-	if (preadn(f->fd, hb, sizeof hb, hoff) != (ssize_t)sizeof hb)
-		return sys_err(e, "reading dynamic header", name);
+	if (vhd_pread_all(f->fd, hb, sizeof hb, hoff) != (ssize_t)sizeof hb)
+		return vhd_syserr(e, "reading dynamic header", name);
 	if (vhd_header_parse(hb, &f->header) != 0) {
 		vhd_seterr(e, "EFORMAT", "%s: no dynamic header (cookie 'cxsparse') at offset %llu", name,
 			   (unsigned long long)hoff);
@@ -198,8 +157,8 @@ static int open_dynamic(vhd_file *f, vhd_err *e)
 		vhd_seterr(e, "ENOMEM", "%s: out of memory for the BAT", name);
 		return -1;
 	}
-	if (preadn(f->fd, f->bat, batbytes, h->table_offset) != (ssize_t)batbytes)
-		return sys_err(e, "reading BAT", name);
+	if (vhd_pread_all(f->fd, f->bat, batbytes, h->table_offset) != (ssize_t)batbytes)
+		return vhd_syserr(e, "reading BAT", name);
 	for (uint32_t i = 0; i < f->bat_entries; i++) {
 		const uint8_t *p = (const uint8_t *)&f->bat[i];
 		f->bat[i] = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
@@ -207,7 +166,7 @@ static int open_dynamic(vhd_file *f, vhd_err *e)
 	/* XenServer's batmap: right after the padded BAT. A hint only. */
 	uint64_t bmh = h->table_offset + ((uint64_t)h->max_bat_entries * 4 + 511) / 512 * 512;
 	uint8_t bb[512];
-	if (bmh + 512 <= f->file_size && preadn(f->fd, bb, 512, bmh) == 512 &&
+	if (bmh + 512 <= f->file_size && vhd_pread_all(f->fd, bb, 512, bmh) == 512 &&
 	    vhd_batmap_header_parse(bb, &f->batmap) == 0) {
 		f->batmap.hdr_offset = bmh;
 		uint64_t len = (uint64_t)f->batmap.size_sectors * 512;
@@ -219,7 +178,7 @@ static int open_dynamic(vhd_file *f, vhd_err *e)
 			f->batmap.present = 0;
 		} else {
 			f->batmap.map = malloc(len);
-			if (f->batmap.map == NULL || preadn(f->fd, f->batmap.map, len, f->batmap.offset) != (ssize_t)len) {
+			if (f->batmap.map == NULL || vhd_pread_all(f->fd, f->batmap.map, len, f->batmap.offset) != (ssize_t)len) {
 				free(f->batmap.map);
 				f->batmap.map = NULL;
 				f->batmap.present = 0;
@@ -301,12 +260,12 @@ vhd_file *vhd_open(const char *path, const vhd_open_opts *o, vhd_err *e)
 		goto nomem;
 	f->fd = open(path, (f->writable ? O_RDWR : O_RDONLY) | O_CLOEXEC);
 	if (f->fd < 0) {
-		sys_err(e, "cannot open", path);
+		vhd_syserr(e, "cannot open", path);
 		goto fail;
 	}
 	struct stat st;
 	if (fstat(f->fd, &st) != 0) {
-		sys_err(e, "stat", path);
+		vhd_syserr(e, "stat", path);
 		goto fail;
 	}
 	if (!S_ISREG(st.st_mode)) {
@@ -321,8 +280,8 @@ vhd_file *vhd_open(const char *path, const vhd_open_opts *o, vhd_err *e)
 	}
 	uint8_t eb[512], cb[512];
 	vhd_footer ef, cf;
-	if (preadn(f->fd, eb, 512, f->file_size - 512) != 512 || preadn(f->fd, cb, 512, 0) != 512) {
-		sys_err(e, "reading footer", path);
+	if (vhd_pread_all(f->fd, eb, 512, f->file_size - 512) != 512 || vhd_pread_all(f->fd, cb, 512, 0) != 512) {
+		vhd_syserr(e, "reading footer", path);
 		goto fail;
 	}
 	int ecookie = vhd_footer_parse(eb, &ef) == 0;
@@ -472,10 +431,10 @@ const uint8_t *vhd_block_bitmap(vhd_file *f, uint32_t b, vhd_err *e)
 	if (f->cached_block == (int64_t)b)
 		return f->cached_bitmap;
 	uint64_t off = (uint64_t)f->bat[b] * 512;
-	ssize_t n = preadn(f->fd, f->cached_bitmap, f->bitmap_bytes, off);
+	ssize_t n = vhd_pread_all(f->fd, f->cached_bitmap, f->bitmap_bytes, off);
 	if (n < 0) {
 		f->cached_block = -1;
-		sys_err(e, "reading a sector bitmap", f->path);
+		vhd_syserr(e, "reading a sector bitmap", f->path);
 		return NULL;
 	}
 	if ((size_t)n < f->bitmap_bytes) {
@@ -550,8 +509,8 @@ int vhd_read_sectors_ctx(vhd_file *f, uint64_t sec, uint64_t cnt, uint8_t *buf, 
 			snprintf(why, sizeof why, "%s: past the end of the truncated fixed disk", base_name(f->path));
 			add_range(c, sec + n, cnt - n, 0, why);
 		}
-		if (n && preadn(f->fd, buf, n * 512, sec * 512) != (ssize_t)(n * 512))
-			return sys_err(c->e, "reading data", f->path);
+		if (n && vhd_pread_all(f->fd, buf, n * 512, sec * 512) != (ssize_t)(n * 512))
+			return vhd_syserr(c->e, "reading data", f->path);
 		return 0;
 	}
 	while (cnt > 0) {
@@ -614,8 +573,8 @@ int vhd_read_sectors_ctx(vhd_file *f, uint64_t sec, uint64_t cnt, uint8_t *buf, 
 							ok = (f->data_limit - off) / 512;
 						if (ok > run)
 							ok = run;
-						if (ok && preadn(f->fd, dst, ok * 512, off) != (ssize_t)(ok * 512))
-							return sys_err(c->e, "reading data", f->path);
+						if (ok && vhd_pread_all(f->fd, dst, ok * 512, off) != (ssize_t)(ok * 512))
+							return vhd_syserr(c->e, "reading data", f->path);
 						if (ok < run) {
 							if (!c->force) {
 								vhd_seterr(c->e, "ETRUNCATED",
@@ -769,7 +728,7 @@ int vhd_resolve_parent(vhd_file *f, const vhd_open_opts *o, vhd_err *e)
 				continue;
 			uint8_t buf[4096];
 			char out[2048];
-			if (preadn(f->fd, buf, l->data_length, l->data_offset) != (ssize_t)l->data_length)
+			if (vhd_pread_all(f->fd, buf, l->data_length, l->data_offset) != (ssize_t)l->data_length)
 				continue;
 			if (vhd_locator_decode(l->code, buf, l->data_length, out, sizeof out) == 0 && nc < 9)
 				cand[nc++] = join_dir(f->path, out);

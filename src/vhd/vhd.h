@@ -12,6 +12,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #define VHD_SECTOR 512u
 #define VHD_FOOTER_SIZE 512u
@@ -207,5 +208,10 @@ const vhd_problem *vhd_chain_blocker(vhd_file *leaf, int force, const vhd_file *
 int vhd_coalesce(vhd_file *child, vhd_progress_fn progress, void *ctx, vhd_err *e);
 
 void vhd_seterr(vhd_err *e, const char *code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* ---- I/O helpers (io.c) ---- */
+ssize_t vhd_pread_all(int fd, void *buf, size_t len, uint64_t off);  /* short only at EOF; -1 on error */
+int vhd_pwrite_all(int fd, const void *buf, size_t len, uint64_t off);
+int vhd_syserr(vhd_err *e, const char *what, const char *path);      /* from errno; returns -1 */
 
 #endif

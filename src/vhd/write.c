@@ -19,29 +19,6 @@
 #define VHD_EPOCH 946684800
 #define ALIGN_DATA 4096u
 
-static int pwriten(int fd, const void *buf, size_t len, uint64_t off)
-{
-	size_t done = 0;
-	while (done < len) {
-		ssize_t n = pwrite(fd, (const char *)buf + done, len - done, (off_t)(off + done));
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		done += (size_t)n;
-	}
-	return 0;
-}
-
-static int werr(vhd_err *e, const char *what, const char *path)
-{
-	int err = errno;
-	vhd_seterr(e, err == ENOSPC ? "ENOSPC" : err == EEXIST ? "EEXIST" : err == EACCES ? "EACCES"
-		   : err == ENOENT ? "ENOENT" : "EIO", "%s: %s: %s", path, what, strerror(err));
-	return -1;
-}
-
 static void put32(uint8_t *p, uint32_t v)
 {
 	p[0] = (uint8_t)(v >> 24); p[1] = (uint8_t)(v >> 16); p[2] = (uint8_t)(v >> 8); p[3] = (uint8_t)v;
@@ -84,10 +61,10 @@ static int write_footers(vhd_file *f, vhd_err *e)
 	uint8_t b[512];
 	vhd_footer_build(&f->footer, b);
 	f->footer.checksum = f->footer.checksum_computed = vhd_checksum(b, 512, 64);
-	if (f->footer.disk_type != VHD_FIXED && pwriten(f->fd, b, 512, 0) != 0)
-		return werr(e, "writing footer copy", f->path);
-	if (pwriten(f->fd, b, 512, footer_pos(f)) != 0)
-		return werr(e, "writing footer", f->path);
+	if (f->footer.disk_type != VHD_FIXED && vhd_pwrite_all(f->fd, b, 512, 0) != 0)
+		return vhd_syserr(e, "writing footer copy", f->path);
+	if (vhd_pwrite_all(f->fd, b, 512, footer_pos(f)) != 0)
+		return vhd_syserr(e, "writing footer", f->path);
 	f->file_size = footer_pos(f) + 512;
 	f->data_limit = footer_pos(f);
 	f->footer_eof_ok = 1;
@@ -140,7 +117,7 @@ vhd_file *vhd_create(const char *path, const vhd_create_opts *o, vhd_err *e)
 		if (parent == NULL)
 			return NULL;
 		if (fstat(parent->fd, &pst) != 0 || realpath(o->parent, parent_abs) == NULL) {
-			werr(e, "stat parent", o->parent);
+			vhd_syserr(e, "stat parent", o->parent);
 			vhd_close(parent);
 			return NULL;
 		}
@@ -165,7 +142,7 @@ vhd_file *vhd_create(const char *path, const vhd_create_opts *o, vhd_err *e)
 	f->cached_block = -1;
 	f->fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
 	if (f->fd < 0) {
-		werr(e, "cannot create", path);
+		vhd_syserr(e, "cannot create", path);
 		vhd_close(parent);
 		f->fd = -1;
 		vhd_close(f);
@@ -219,12 +196,12 @@ vhd_file *vhd_create(const char *path, const vhd_create_opts *o, vhd_err *e)
 		uint64_t left = (uint64_t)f->bat_entries * 4;
 		for (uint64_t off = 0; off < left; off += sizeof chunk) {
 			size_t n = left - off < sizeof chunk ? (size_t)(left - off) : sizeof chunk;
-			if (pwriten(f->fd, chunk, n, h->table_offset + off) != 0)
+			if (vhd_pwrite_all(f->fd, chunk, n, h->table_offset + off) != 0)
 				goto syserr;
 		}
 		if (batbytes > left) {
 			uint8_t zero[512] = { 0 };
-			if (pwriten(f->fd, zero, (size_t)(batbytes - left), h->table_offset + left) != 0)
+			if (vhd_pwrite_all(f->fd, zero, (size_t)(batbytes - left), h->table_offset + left) != 0)
 				goto syserr;
 		}
 		/* XenServer's batmap right after the BAT: tapdisk expects one from a "tap" 1.3 file */
@@ -244,11 +221,11 @@ vhd_file *vhd_create(const char *path, const vhd_create_opts *o, vhd_err *e)
 			}
 			uint8_t bh[512];
 			vhd_batmap_header_build(bm, bh);
-			if (pwriten(f->fd, bh, 512, bm->hdr_offset) != 0)
+			if (vhd_pwrite_all(f->fd, bh, 512, bm->hdr_offset) != 0)
 				goto syserr;
 			for (uint64_t off = 0; off < mapbytes; off += 512) {
 				uint8_t zero[512] = { 0 };
-				if (pwriten(f->fd, zero, 512, bm->offset + off) != 0)
+				if (vhd_pwrite_all(f->fd, zero, 512, bm->offset + off) != 0)
 					goto syserr;
 			}
 			next = bm->offset + mapbytes;
@@ -291,7 +268,7 @@ vhd_file *vhd_create(const char *path, const vhd_create_opts *o, vhd_err *e)
 				h->loc[i].data_space = space; /* bytes, as XenServer writes it */
 				h->loc[i].data_length = (uint32_t)len;
 				h->loc[i].data_offset = next;
-				if (pwriten(f->fd, data, space, next) != 0)
+				if (vhd_pwrite_all(f->fd, data, space, next) != 0)
 					goto syserr;
 				next += space;
 			}
@@ -299,7 +276,7 @@ vhd_file *vhd_create(const char *path, const vhd_create_opts *o, vhd_err *e)
 		uint8_t hb[1024];
 		vhd_header_build(h, hb);
 		f->header.checksum = f->header.checksum_computed = vhd_checksum(hb, 1024, 36);
-		if (pwriten(f->fd, hb, 1024, 512) != 0)
+		if (vhd_pwrite_all(f->fd, hb, 1024, 512) != 0)
 			goto syserr;
 		f->next_free = block_slot(next, f->bitmap_bytes);
 	}
@@ -313,7 +290,7 @@ vhd_file *vhd_create(const char *path, const vhd_create_opts *o, vhd_err *e)
 	}
 	return f;
 syserr:
-	werr(e, "writing", path);
+	vhd_syserr(e, "writing", path);
 fail:
 	unlink(path);
 	vhd_close(parent);
@@ -349,25 +326,25 @@ static int alloc_block(vhd_file *f, uint32_t b, vhd_err *e)
 		vhd_seterr(e, "ENOMEM", "out of memory");
 		return -1;
 	}
-	int rc = pwriten(f->fd, zero, f->bitmap_bytes, start);
+	int rc = vhd_pwrite_all(f->fd, zero, f->bitmap_bytes, start);
 	free(zero);
 	if (rc != 0)
-		return werr(e, "writing bitmap", f->path);
+		return vhd_syserr(e, "writing bitmap", f->path);
 	/* the data area reads as zeros until written (the old footer there is overwritten below) */
 	if (f->file_size > start + f->bitmap_bytes) {
 		uint64_t clear_to = f->file_size < end ? f->file_size : end;
 		uint8_t z[512] = { 0 };
 		for (uint64_t off = start + f->bitmap_bytes; off < clear_to; off += 512)
-			if (pwriten(f->fd, z, 512, off) != 0)
-				return werr(e, "clearing block", f->path);
+			if (vhd_pwrite_all(f->fd, z, 512, off) != 0)
+				return vhd_syserr(e, "clearing block", f->path);
 	}
 	f->next_free = block_slot(end, f->bitmap_bytes);
 	if (ftruncate(f->fd, (off_t)f->next_free) != 0)
-		return werr(e, "extending", f->path);
+		return vhd_syserr(e, "extending", f->path);
 	uint8_t be[4];
 	put32(be, (uint32_t)(start / 512));
-	if (pwriten(f->fd, be, 4, f->header.table_offset + 4ull * b) != 0)
-		return werr(e, "writing BAT", f->path);
+	if (vhd_pwrite_all(f->fd, be, 4, f->header.table_offset + 4ull * b) != 0)
+		return vhd_syserr(e, "writing BAT", f->path);
 	f->bat[b] = (uint32_t)(start / 512);
 	if (write_footers(f, e) != 0)
 		return -1;
@@ -390,9 +367,9 @@ static int batmap_update(vhd_file *f, uint32_t b, const uint8_t *bitmap, vhd_err
 	bm->checksum_computed = bm->checksum;
 	uint8_t cs[4];
 	put32(cs, bm->checksum);
-	if (pwriten(f->fd, bm->map + b / 8, 1, bm->offset + b / 8) != 0 ||
-	    pwriten(f->fd, cs, 4, bm->hdr_offset + 24) != 0)
-		return werr(e, "writing batmap", f->path);
+	if (vhd_pwrite_all(f->fd, bm->map + b / 8, 1, bm->offset + b / 8) != 0 ||
+	    vhd_pwrite_all(f->fd, cs, 4, bm->hdr_offset + 24) != 0)
+		return vhd_syserr(e, "writing batmap", f->path);
 	return 0;
 }
 
@@ -410,8 +387,8 @@ int vhd_write(vhd_file *f, uint64_t off, const uint8_t *data, uint64_t len, vhd_
 	if (len == 0)
 		return 0;
 	if (f->footer.disk_type == VHD_FIXED) {
-		if (pwriten(f->fd, data, (size_t)len, off) != 0)
-			return werr(e, "writing", f->path);
+		if (vhd_pwrite_all(f->fd, data, (size_t)len, off) != 0)
+			return vhd_syserr(e, "writing", f->path);
 		return 0;
 	}
 	writer_init(f);
@@ -451,10 +428,10 @@ int vhd_write(vhd_file *f, uint64_t off, const uint8_t *data, uint64_t len, vhd_
 			return -1;
 		}
 		uint64_t bstart = (uint64_t)f->bat[b] * 512;
-		int rc = pwriten(f->fd, src, nsec * 512, bstart + f->bitmap_bytes + s0 * 512);
+		int rc = vhd_pwrite_all(f->fd, src, nsec * 512, bstart + f->bitmap_bytes + s0 * 512);
 		free(tmp);
 		if (rc != 0)
-			return werr(e, "writing data", f->path);
+			return vhd_syserr(e, "writing data", f->path);
 		const uint8_t *cur = vhd_block_bitmap(f, b, e);
 		if (cur == NULL)
 			return -1;
@@ -462,8 +439,8 @@ int vhd_write(vhd_file *f, uint64_t off, const uint8_t *data, uint64_t len, vhd_
 		uint64_t lo = s0 / 8, hi = s1 / 8;
 		for (uint64_t s = s0; s <= s1; s++)
 			vhd_setbit(bm, s);
-		if (pwriten(f->fd, bm + lo, hi - lo + 1, bstart + lo) != 0)
-			return werr(e, "writing bitmap", f->path);
+		if (vhd_pwrite_all(f->fd, bm + lo, hi - lo + 1, bstart + lo) != 0)
+			return vhd_syserr(e, "writing bitmap", f->path);
 		if (batmap_update(f, b, bm, e) != 0)
 			return -1;
 		off += n;
@@ -488,6 +465,6 @@ int vhd_set_hidden(vhd_file *f, int hidden, vhd_err *e)
 int vhd_sync(vhd_file *f, vhd_err *e)
 {
 	if (f->writable && fsync(f->fd) != 0)
-		return werr(e, "fsync", f->path);
+		return vhd_syserr(e, "fsync", f->path);
 	return 0;
 }

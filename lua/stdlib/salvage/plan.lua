@@ -20,6 +20,7 @@
 -- A problem is { code, severity = "error"|"warning"|"info", message }; any "error"
 -- makes its disk (and, for the ROOT disk, its VM) not recoverable.
 local sys = require "salvage.sys"
+local columns = require "salvage.columns"
 local json = require "salvage.json"
 
 local M = {}
@@ -519,18 +520,7 @@ function M.table(p)
       first = false
     end
   end
-  local widths = {}
-  for _, r in ipairs(rows) do
-    for i, c in ipairs(r) do widths[i] = math.max(widths[i] or 0, utf8.len(c) or #c) end
-  end
-  local out = {}
-  for _, r in ipairs(rows) do
-    local cells = {}
-    for i, c in ipairs(r) do
-      cells[i] = i == #r and c or (c .. (" "):rep(widths[i] - (utf8.len(c) or #c)))
-    end
-    out[#out + 1] = table.concat(cells, "  ")
-  end
+  local out = columns.lines(rows)
   local s = p.summary or M.summarize(p)
   out[#out + 1] = ("%d VMs (%d recoverable), %d disks, %s, %d problems, %d skipped"):format(
     s.vms, s.recoverable, s.disks, human(s.bytes), s.problems, s.skipped or 0)

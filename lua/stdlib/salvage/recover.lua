@@ -24,6 +24,7 @@
 -- Estate-wide resources (domains, accounts, offerings) are ensured first, in the
 -- parent, one at a time: two workers never race to create the same account.
 local sys = require "salvage.sys"
+local columns = require "salvage.columns"
 local json = require "salvage.json"
 local log = require "salvage.log"
 local progress = require "salvage.progress"
@@ -1080,18 +1081,7 @@ function M.table(report)
   for _, v in ipairs(report.skipped) do
     rows[#rows + 1] = { "skipped", tostring(v.id), tostring(v.name), "", "-", tostring(v.reason) }
   end
-  local widths = {}
-  for _, row in ipairs(rows) do
-    for i, c in ipairs(row) do widths[i] = math.max(widths[i] or 0, utf8.len(c) or #c) end
-  end
-  local out = {}
-  for _, row in ipairs(rows) do
-    local cells = {}
-    for i, c in ipairs(row) do
-      cells[i] = i == #row and c or (c .. (" "):rep(widths[i] - (utf8.len(c) or #c)))
-    end
-    out[#out + 1] = table.concat(cells, "  ")
-  end
+  local out = columns.lines(rows)
   if report.dry_run and report.actions then
     out[#out + 1] = ""
     out[#out + 1] = ("dry run: %d actions would be taken, nothing was created"):format(#report.actions)

@@ -1,22 +1,13 @@
 --- The simulator's state dump (salvage.cloudstack.simulator s:state(), or GET
 -- /_sim/state) as a few tables for people: what the recovery created.
 local json = require "salvage.json"
+local columns = require "salvage.columns"
 local plan = require "salvage.plan"
 
 local M = {}
 
 local function table_text(rows)
-  local widths = {}
-  for _, r in ipairs(rows) do
-    for i, c in ipairs(r) do widths[i] = math.max(widths[i] or 0, utf8.len(c) or #c) end
-  end
-  local out = {}
-  for _, r in ipairs(rows) do
-    local cells = {}
-    for i, c in ipairs(r) do cells[i] = i == #r and c or c .. (" "):rep(widths[i] - (utf8.len(c) or #c)) end
-    out[#out + 1] = "  " .. table.concat(cells, "  ")
-  end
-  return table.concat(out, "\n")
+  return columns.text(rows, { indent = "  " })
 end
 
 local function s(v)
