@@ -505,19 +505,29 @@ static int fetch_row(lua_State *L, Cstmt *s, int *nret)
 	return 1;
 }
 
+/* conn:method(sql, ...): prepare (cached) and execute with the arguments from
+ * index 3; NULL with *nret results (nil, msg, code) pushed on failure. */
+static Cstmt *run_statement(lua_State *L, Conn *c, int *nret)
+{
+	Cstmt *s = prepare(L, c, 1, 2, nret);
+	if (!s)
+		return NULL;
+	int base = lua_gettop(L);
+	if (execute(L, s, 3, nret) != 0)
+		return NULL;
+	lua_settop(L, base);
+	return s;
+}
+
 /* ---------- connection methods ---------- */
 
 static int conn_query(lua_State *L)
 {
 	Conn *c = check_open(L, 1);
 	int nret = 0;
-	Cstmt *s = prepare(L, c, 1, 2, &nret);
+	Cstmt *s = run_statement(L, c, &nret);
 	if (!s)
 		return nret;
-	int base = lua_gettop(L);
-	if (execute(L, s, 3, &nret) != 0)
-		return nret;
-	lua_settop(L, base);
 	lua_newtable(L);
 	if (s->ncols == 0) {
 		finish(s->st, 0);
@@ -543,13 +553,9 @@ static int conn_exec(lua_State *L)
 {
 	Conn *c = check_open(L, 1);
 	int nret = 0;
-	Cstmt *s = prepare(L, c, 1, 2, &nret);
+	Cstmt *s = run_statement(L, c, &nret);
 	if (!s)
 		return nret;
-	int base = lua_gettop(L);
-	if (execute(L, s, 3, &nret) != 0)
-		return nret;
-	lua_settop(L, base);
 	my_ulonglong affected = mysql_stmt_affected_rows(s->st);
 	my_ulonglong id = mysql_stmt_insert_id(s->st);
 	finish(s->st, 0);
@@ -600,13 +606,9 @@ static int conn_rows(lua_State *L)
 {
 	Conn *c = check_open(L, 1);
 	int nret = 0;
-	Cstmt *s = prepare(L, c, 1, 2, &nret);
+	Cstmt *s = run_statement(L, c, &nret);
 	if (!s)
 		return nret;
-	int base = lua_gettop(L);
-	if (execute(L, s, 3, &nret) != 0)
-		return nret;
-	lua_settop(L, base);
 	Cursor *cur = lua_newuserdatauv(L, sizeof *cur, 1);
 	cur->stmt = s;
 	cur->gen = s->gen;

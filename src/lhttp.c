@@ -695,17 +695,6 @@ static int http_request(lua_State *L)
 	return n;
 }
 
-static int http_escape(lua_State *L)
-{
-	size_t n;
-	const char *s = luaL_checklstring(L, 1, &n);
-	luaL_Buffer b;
-	char *out = luaL_buffinitsize(L, &b, SALVAGE_URLENCODE_MAX(n));
-	size_t len = salvage_urlencode_java((const unsigned char *)s, n, out);
-	luaL_pushresultsize(&b, len);
-	return 1;
-}
-
 static int http_version(lua_State *L)
 {
 	lua_pushstring(L, curl_version());
@@ -721,7 +710,6 @@ static const luaL_Reg client_methods[] = {
 static const luaL_Reg http_funcs[] = {
 	{"request", http_request},
 	{"client", http_client},
-	{"escape", http_escape},
 	{"version", http_version},
 	{NULL, NULL},
 };
