@@ -9,8 +9,7 @@ set -eu
 cd "$(dirname "$0")/.."
 TOP=$(pwd)
 SALVAGE=${SALVAGE:-$TOP/salvage}
-SHARED=${SALVAGE_SHARED:-$TOP/../shared}
-export TOP SALVAGE SHARED
+export TOP SALVAGE
 work=$(mktemp -d /tmp/salvage-bench-inv.XXXXXX)
 trap 'rm -rf "$work"' EXIT INT TERM
 
@@ -18,10 +17,10 @@ cat >"$work/run.lua" <<'LUA'
 local db = require "salvage.db"
 local ephemeral = require "salvage.db.ephemeral"
 local sys = require "salvage.sys"
-local work, top, shared, salvage = arg[1], os.getenv("TOP"), os.getenv("SHARED"), os.getenv("SALVAGE")
+local work, top, salvage = arg[1], os.getenv("TOP"), os.getenv("SALVAGE")
 local t0 = sys.clock()
 local conn <close> = assert(db.ephemeral { database = "cloud", buffer_pool = "256M", load = {
-  shared .. "/cloudstack/schema-4.22.1.sql", shared .. "/cloudstack/seed-4.22.1.sql",
+  top .. "/tests/fixtures/cloudstack/schema-4.22.1.sql", top .. "/tests/fixtures/cloudstack/seed-4.22.1.sql",
   top .. "/tests/db/bench-estate.sql" } })
 local info = ephemeral.info(conn)
 local n = assert(conn:query("SELECT (SELECT COUNT(*) FROM vm_instance WHERE type = 'User' AND removed IS NULL) AS vms, "

@@ -1,6 +1,6 @@
 #!/bin/sh
 # make demo: the whole recovery on the sample estate, start to finish.
-#  1. a private MariaDB loaded with ../shared/cloudstack/schema-4.5.2.sql + seed-4.5.2.sql
+#  1. a private MariaDB loaded with data/cloudstack/schema-4.5.2.sql + seed-4.5.2.sql
 #     (salvage.db.ephemeral: its own datadir and socket, gone when done);
 #  2. a demo primary storage built with the VHD engine: hidden base copies of the
 #     templates, differencing root disks with each VM's data on top, the data disk ppdatavol;
@@ -11,9 +11,8 @@ set -eu
 cd "$(dirname "$0")/.."
 TOP=$(pwd)
 SALVAGE=${SALVAGE:-$TOP/salvage}
-SHARED=${SALVAGE_SHARED:-$TOP/../shared}
-SCHEMA=$SHARED/cloudstack/schema-4.5.2.sql
-SEED=$SHARED/cloudstack/seed-4.5.2.sql
+SCHEMA=$TOP/data/cloudstack/schema-4.5.2.sql
+SEED=$TOP/data/cloudstack/seed-4.5.2.sql
 SIM=$TOP/tests/cloudstack-sim/simulator.py
 for f in "$SCHEMA" "$SEED" "$SIM"; do
 	[ -f "$f" ] || { echo "demo: missing $f" >&2; exit 1; }

@@ -1,7 +1,7 @@
 /*
  * VHD engine (pure C, no Lua): parse, check, read through chains, flatten,
  * create, write, coalesce. Formats as XenServer's blktap writes them; see
- * ../shared/vhd/README.md. All on-disk integers are big-endian.
+ * doc/vhd-format.md. All on-disk integers are big-endian.
  *
  * Content is decided by sector bitmaps alone; the batmap is only compared.
  * Every failure fills a vhd_err with a stable code and a sentence naming

@@ -325,7 +325,7 @@ LIST_KEY = {
 }
 
 OS_TYPES = [
-    # the guest OS names of ../shared/cloudstack/seed-4.5.2.sql first
+    # the guest OS names of data/cloudstack/seed-4.5.2.sql first
     ("CentOS 5.3 (64-bit)", "CentOS"),
     ("Other Linux (64-bit)", "Other"),
     ("Windows Server 2012 (64-bit)", "Windows"),

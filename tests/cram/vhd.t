@@ -1,6 +1,6 @@
-salvage vhd on XenServer-made fixtures (../shared/vhd/fixtures).
+salvage vhd on XenServer-made fixtures (tests/fixtures/vhd).
 
-  $ sh "$TOP/../shared/vhd/fixtures/unpack.sh" "$CRAMTMP/fx" && cd "$CRAMTMP/fx"
+  $ sh "$TOP/tests/fixtures/vhd/unpack.sh" "$CRAMTMP/fx" && cd "$CRAMTMP/fx"
 
 Every subcommand answers --help:
 

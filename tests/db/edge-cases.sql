@@ -1,5 +1,5 @@
 -- Edge cases for the inventory, one per defect of the seed article's query
--- (../shared/cloudstack/README.md). Loads after schema-<v>.sql + seed-<v>.sql on
+-- (doc/cloudstack-facts.md). Loads after schema-<v>.sql + seed-<v>.sql on
 -- every release: only columns present in 4.5.2 .. 4.22.1 are used, and
 -- @DETAILS@ is replaced by user_vm_details or vm_instance_details.
 -- Ids >= 100 so they never collide with the seed.

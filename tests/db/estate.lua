@@ -1,9 +1,9 @@
--- luacheck: globals TOP SHARED
+-- luacheck: globals TOP CLOUDSTACK
 -- Test estates for the db/inventory specs: one private MariaDB server per spec
 -- file, one database per CloudStack release (cloud_4_5_2, ...), loaded with the
 -- real schema, the sample estate and tests/db/edge-cases.sql.
 --
--- The sample estate exists for 4.5.2 and 4.22.1 (../shared/cloudstack). For
+-- The sample estate exists for 4.5.2 and 4.22.1 (data/cloudstack, tests/fixtures/cloudstack). For
 -- 4.19.1 and 4.20.1 it is derived from seed-4.22.1.sql: the details table gets
 -- its pre-4.21 name (user_vm_details) and the version rows stop at the release.
 -- Every column that seed uses exists in those schemas (4.17+ layout). Their
@@ -30,7 +30,7 @@ local function write(path, s)
   return path
 end
 
-function M.shared(name) return SHARED .. "/cloudstack/" .. name end
+function M.shared(name) return CLOUDSTACK(name) end
 
 -- the details table of a release
 function M.details_table(v)
@@ -48,12 +48,8 @@ local function tmpdir(conn) return ephemeral.info(conn).dir end
 
 --- The sample estate for release v (a file path).
 function M.seed_file(conn, v)
-  local own = M.shared("seed-" .. v .. ".sql")
-  local f = io.open(own)
-  if f then
-    f:close()
-    return own
-  end
+  local ok, own = pcall(M.shared, "seed-" .. v .. ".sql")
+  if ok then return own end
   local s = read(M.shared("seed-4.22.1.sql"))
   s = s:gsub("`vm_instance_details`", "`" .. M.details_table(v) .. "`")
   if not read(M.shared("schema-" .. v .. ".sql")):find("CREATE TABLE `template_spool_ref`", 1, true) then

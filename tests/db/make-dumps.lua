@@ -6,7 +6,7 @@ local db = require "salvage.db"
 local ephemeral = require "salvage.db.ephemeral"
 local out, version = arg[1], arg[2] or "4.5.2"
 TOP = TOP or os.getenv("TOP")
-SHARED = SHARED or (TOP .. "/../shared")
+dofile(TOP .. "/tests/lua/helper.lua")
 local estate = dofile(TOP .. "/tests/db/estate.lua")
 local conn <close> = assert(db.ephemeral {})
 local info = ephemeral.info(conn)

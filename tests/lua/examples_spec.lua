@@ -1,6 +1,6 @@
 -- The shipped example scripts (scripts/examples/): each says what it does in its
 -- header, answers --help, and does its job. Parts needing the VHD engine, the
--- database or the API client are skipped, with the reason, when the build lacks them.
+-- database or the API client fail, naming the module, when the build lacks them.
 -- luacheck: max line length 200
 package.path = TOP .. "/tests/lua/?.lua;" .. package.path
 local sys = require "salvage.sys"
@@ -77,10 +77,11 @@ describe("example scripts", function()
   describe("with the VHD engine, the database and the simulator", function()
     local ok, lacking = have("salvage.vhd", "salvage.db", "salvage.cloudstack.inventory", "salvage.policy",
       "salvage.cloudstack.api", "salvage.cloudstack.simulator", "salvage.crypto")
-    local SCHEMA, SEED = SHARED .. "/cloudstack/schema-4.5.2.sql", SHARED .. "/cloudstack/seed-4.5.2.sql"
+    local SCHEMA, SEED = CLOUDSTACK("schema-4.5.2.sql"), CLOUDSTACK("seed-4.5.2.sql")
     if not ok then
-      io.stderr:write("examples_spec: the recovery scripts are skipped, this build lacks ", lacking, "\n")
-      pending("skipped: this build lacks " .. lacking)
+      it("has every module the recovery scripts need", function()
+        error("this build lacks " .. lacking)
+      end)
       return
     end
     local simulator = require "salvage.cloudstack.simulator"

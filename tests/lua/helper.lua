@@ -2,7 +2,24 @@
 local sys = require "salvage.sys"
 TOP = os.getenv("TOP") or sys.realpath(".")
 SALVAGE = os.getenv("SALVAGE") or (TOP .. "/salvage")
-SHARED = os.getenv("SALVAGE_SHARED") or (TOP .. "/../shared")
+FIXTURES = TOP .. "/tests/fixtures"
+DATA = TOP .. "/data"
+
+--- The path of a test input; a missing one is an error (a spec whose input
+-- is missing fails, it never vanishes).
+function INPUT(path)
+  local f = io.open(path, "rb")
+  if not f then error("test input missing: " .. path, 2) end
+  f:close()
+  return path
+end
+
+--- The sample CloudStack files: the demo's (data/cloudstack) or the tests' own.
+function CLOUDSTACK(name)
+  local f = io.open(DATA .. "/cloudstack/" .. name, "rb")
+  if f then f:close(); return DATA .. "/cloudstack/" .. name end
+  return INPUT(FIXTURES .. "/cloudstack/" .. name)
+end
 
 --- Run a shell command; returns exit code, stdout, stderr.
 function RUN(cmd)

@@ -1,4 +1,4 @@
--- salvage.cloudstack.inventory on every CloudStack release in ../shared/cloudstack,
+-- salvage.cloudstack.inventory on every CloudStack release in data/cloudstack and tests/fixtures/cloudstack,
 -- against a real private MariaDB loaded with the schema, the sample estate and
 -- tests/db/edge-cases.sql (one database per release, one server for the file).
 local inventory = require "salvage.cloudstack.inventory"

@@ -38,8 +38,8 @@ describe("cloudstack simulator", function()
     assert.equal(1, st.accounts[1].accounttype)
     local os_names = {}
     for _, o in ipairs(st.os_types) do os_names[o.description] = true end
-    -- every guest_os.display_name of the shared seed
-    local f = assert(io.open(SHARED .. "/cloudstack/seed-4.5.2.sql"))
+    -- every guest_os.display_name of the sample seed
+    local f = assert(io.open(CLOUDSTACK("seed-4.5.2.sql")))
     local sql = f:read("a")
     f:close()
     local block = sql:match("INSERT INTO `guest_os`.-;\n")

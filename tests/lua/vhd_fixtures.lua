@@ -1,4 +1,4 @@
---- Test fixtures for the VHD specs: ../shared/vhd/fixtures unpacked (with its
+--- Test fixtures for the VHD specs: tests/fixtures/vhd unpacked (with its
 -- own unpack.sh, which checks their byte hashes) into a private temp dir.
 --   local fx = dofile(TOP .. "/tests/lua/vhd_fixtures.lua")
 --   local dir = fx.unpack()        -- once per spec file; fx.cleanup() in teardown
@@ -12,7 +12,7 @@ M.sh = sh
 function M.unpack()
   if M.dir then return M.dir end
   local dir = assert(sys.mkdtemp("/tmp/salvage-vhd-fx-"))
-  local code, _, err = RUN(("sh %s %s"):format(sh(SHARED .. "/vhd/fixtures/unpack.sh"), sh(dir)))
+  local code, _, err = RUN(("sh %s %s"):format(sh(INPUT(FIXTURES .. "/vhd/unpack.sh")), sh(dir)))
   assert(code == 0, "unpack.sh failed: " .. tostring(err))
   M.dir = dir
   return dir
@@ -26,7 +26,7 @@ end
 --- {["chain_d1/c1.vhd"] = sha256, ...}
 function M.expected()
   local t = {}
-  for line in io.lines(SHARED .. "/vhd/fixtures/EXPECTED_VIRTUAL.sha256") do
+  for line in io.lines(INPUT(FIXTURES .. "/vhd/EXPECTED_VIRTUAL.sha256")) do
     local h, p = line:match("^(%x+)%s+%*?(%S+)$")
     if h then t[p] = h end
   end

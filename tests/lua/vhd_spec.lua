@@ -1,4 +1,4 @@
--- salvage.vhd against XenServer-made fixtures (../shared/vhd/fixtures), qemu-img
+-- salvage.vhd against XenServer-made fixtures (tests/fixtures/vhd), qemu-img
 -- as an independent reader of our fixed/dynamic output, and our own writer.
 local vhd = require "salvage.vhd"
 local sys = require "salvage.sys"

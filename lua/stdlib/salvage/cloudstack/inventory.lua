@@ -24,7 +24,7 @@
 --   detached = { volume records with account and domain } (policy.include_detached),
 --   counts = {vms, volumes, bytes, problems}}
 --
--- What it fixes in the seed article's query (../shared/cloudstack/README.md):
+-- What it fixes in the seed article's query (doc/cloudstack-facts.md):
 -- columns are read by unique names; VMs without volumes are kept, with a
 -- problem; `removed` is honoured (through the policy); a stale ROOT in
 -- Destroy/Destroying/Expunging never counts as a second root disk; Allocated
