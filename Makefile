@@ -24,10 +24,11 @@ SALVAGE_LDFLAGS += -fsanitize=address,undefined
 endif
 SALVAGE_LIBS := $(PKG_LIBS) -lreadline -lm -lpthread
 
-# Layers: pure C in src/<area>/ (no lua.h), bindings src/l<area>.c, host src/*.c.
+# Layers: pure C in src/<area>/ (no lua.h), bindings src/l<area>.c (their shared
+# helpers in src/lutil.c, not a module), host src/*.c.
 PURE_SRCS    := $(sort $(wildcard src/*/*.c))
-BINDING_SRCS := $(sort $(wildcard src/l*.c))
-HOST_SRCS    := src/host.c src/repl.c src/errname.c
+BINDING_SRCS := $(filter-out src/lutil.c,$(sort $(wildcard src/l*.c)))
+HOST_SRCS    := src/host.c src/repl.c src/lutil.c
 STDLIB_LUA   := $(sort $(shell find lua/stdlib -name '*.lua' 2>/dev/null))
 
 CORE_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(PURE_SRCS) $(BINDING_SRCS) $(HOST_SRCS)) \
@@ -38,7 +39,7 @@ CTESTS     := $(patsubst tests/c/%.c,$(BUILD)/tests/%,$(CTEST_SRCS))
 
 MODULES := $(patsubst src/l%.c,$(BUILD)/lua/salvage/%.so,$(BINDING_SRCS))
 
-.PHONY: all deps check test demo bench fuzz modules install clean asan-check
+.PHONY: all deps dberr check test demo bench fuzz modules install clean asan-check
 all: salvage
 
 salvage: $(BUILD)/salvage
@@ -79,12 +80,16 @@ ctests: $(CTESTS)
 
 # Each binding as a loadable module for stock lua5.4: lua5.4 -e 'package.cpath="build/lua/?.so;"..package.cpath'
 modules: $(MODULES)
-$(BUILD)/lua/salvage/%.so: src/l%.c $(PURE_SRCS) src/errname.c
+$(BUILD)/lua/salvage/%.so: src/l%.c $(PURE_SRCS) src/lutil.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(SALVAGE_CFLAGS) -fPIC -shared -o $@ $< $(PURE_SRCS) src/errname.c $(PKG_LIBS)
+	$(CC) $(CFLAGS) $(SALVAGE_CFLAGS) -fPIC -shared -o $@ $< $(PURE_SRCS) src/lutil.c $(PKG_LIBS)
 
 deps:
 	@sh tools/deps.sh
+
+# MariaDB's error names, regenerated from libmariadb-dev's headers (commit the result).
+dberr:
+	sh tools/gendberr.sh src/db/dberr.c
 
 check: deps
 	$(MAKE) all ctests modules
