@@ -105,7 +105,7 @@ asan-check: deps
 
 demo: deps
 	$(MAKE) all
-	sh scripts/demo.sh
+	./salvage demo
 
 bench: deps
 	$(MAKE) all
@@ -128,11 +128,18 @@ fuzz: deps
 		fi; \
 	done
 
+# Layout read by salvage.examples and salvage.demo (bin/../share/salvage).
+SHARE := $(DESTDIR)$(PREFIX)/share/salvage
 install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/salvage/examples $(DESTDIR)$(PREFIX)/share/man/man1
+	install -d $(DESTDIR)$(PREFIX)/bin $(SHARE)/examples $(SHARE)/cloudstack $(SHARE)/cloudstack-sim \
+		$(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/bash-completion/completions
 	install -m 755 salvage $(DESTDIR)$(PREFIX)/bin/salvage
-	install -m 644 scripts/examples/*.lua $(DESTDIR)$(PREFIX)/share/salvage/examples/
+	install -m 644 scripts/examples/*.lua $(SHARE)/examples/
+	install -m 644 data/cloudstack/*.sql data/cloudstack/README.md $(SHARE)/cloudstack/
+	install -m 644 tests/cloudstack-sim/simulator.py tests/cloudstack-sim/README.md $(SHARE)/cloudstack-sim/
+	install -m 644 NOTICE $(SHARE)/NOTICE
 	install -m 644 man/salvage.1 $(DESTDIR)$(PREFIX)/share/man/man1/salvage.1
+	install -m 644 tools/salvage.bash-completion $(DESTDIR)$(PREFIX)/share/bash-completion/completions/salvage
 
 clean:
 	rm -rf build build-asan build-fuzz salvage
