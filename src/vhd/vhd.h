@@ -209,6 +209,20 @@ int vhd_coalesce(vhd_file *child, vhd_progress_fn progress, void *ctx, vhd_err *
 
 void vhd_seterr(vhd_err *e, const char *code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
+/* ---- streams (stream.c; interface in vhd/stream.h) ---- */
+struct disk_source;
+struct out_stream;
+struct out_stream_opts;
+/* The virtual content of a checked chain (leaf's chain resolved, validated, no blocker under
+ * force) as a disk_source with grain = the leaf's block size. Reads go through the chain;
+ * with force, damage reads as zeros and is recorded in rctx. The source borrows leaf. */
+int vhd_chain_source(vhd_file *leaf, int force, struct disk_source *src, vhd_rctx *rctx, vhd_err *e);
+/* A standalone dynamic VHD (XenServer layout, 2 MiB blocks) of src as a stream of known
+ * length. Reads src only in order; one block in memory. NULL with e filled on failure. */
+struct out_stream *vhd_stream_open(const struct disk_source *src, const struct out_stream_opts *o, vhd_err *e);
+/* The footer UUID of a stream from vhd_stream_open, as text. */
+void vhd_stream_uuid(const struct out_stream *s, char out[37]);
+
 /* ---- I/O helpers (io.c) ---- */
 ssize_t vhd_pread_all(int fd, void *buf, size_t len, uint64_t off);  /* short only at EOF; -1 on error */
 int vhd_pwrite_all(int fd, const void *buf, size_t len, uint64_t off);
