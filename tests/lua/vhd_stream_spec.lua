@@ -115,6 +115,7 @@ describe("vhd.stream", function()
     assert.is_nil(s)
     assert.are.equal("EPARENT", code)
     assert.is_truthy(msg:find("c1.vhd", 1, true))
+    local _
     s, _, code = vhd.stream(OUT .. "/nope.vhd")
     assert.is_nil(s)
     assert.are.equal("ENOENT", code)
