@@ -228,7 +228,7 @@ subcommands.flatten = {
       .. "-o - writes the output to standard output, as one stream of known length (for pipes: "
       .. "| ssh host dd of=..., | curl -T -); the summary then goes to standard error.",
     options = {
-      { "output", short = "o", value = "OUT", required = true, help = "the new file (must not exist), or - for stdout" },
+      { "output", short = "o", value = "OUT", required = true, help = "new file (must not exist), - for stdout" },
       { "format", value = "F", choices = { "vhd", "raw" }, default = "vhd", help = "dynamic VHD or raw image" },
       { "force", help = "go past damage whose loss can be listed exactly" },
       { "overwrite", help = "replace OUT if it exists (never a file of the chain)" },
