@@ -105,6 +105,24 @@ const char *vhd_type_name(uint32_t t);
 
 /* ---- open files ---- */
 typedef struct vhd_file vhd_file;
+
+/*
+ * A readable object of known size that is not a file of its own, such as an
+ * LV inside a LUN image. The VHD is read exactly as from a file of `size`
+ * bytes: the primary footer is the last 512 bytes (where LVHD puts it; the
+ * LV is usually larger than the VHD's data), the copy at offset 0.
+ */
+typedef struct vhd_source {
+	void *ctx;
+	uint64_t size;
+	/* all of len unless the object ends; -1 on error with e filled */
+	ssize_t (*pread)(void *ctx, void *buf, size_t len, uint64_t off, vhd_err *e);
+	/* The parent of a child read from this source: ref is a locator's path or the header's parent
+	 * name (uuid NULL), or ref is NULL and the VHD with footer uuid is wanted. NULL with e->code
+	 * "ENOENT" when there is none. */
+	vhd_file *(*parent)(void *ctx, const char *ref, const uint8_t *uuid, vhd_err *e);
+	void (*release)(void *ctx);  /* when the vhd_file is closed (or the open failed) */
+} vhd_source;
 struct vhd_file {
 	int fd;
 	int writable;
@@ -131,6 +149,9 @@ struct vhd_file {
 	size_t nproblems, cproblems;
 	uint64_t next_free;      /* writer: where the next block goes */
 	int validated;           /* vhd_validate ran */
+	int has_src;             /* read through src, not fd (fd is -1) */
+	int raw;                 /* a raw object: the footer is made up, every byte is data */
+	vhd_source src;
 };
 
 typedef struct vhd_open_opts {
@@ -141,6 +162,12 @@ typedef struct vhd_open_opts {
 
 /* Open one file (no parent). Problems found while opening are recorded in f->problems. */
 vhd_file *vhd_open(const char *path, const vhd_open_opts *o, vhd_err *e);
+/* Open a VHD held by a source (taken over: released on close, or at once on failure). */
+vhd_file *vhd_open_source(const char *name, const vhd_source *src, const vhd_open_opts *o, vhd_err *e);
+/* A raw object (no VHD inside: an LVHD "LV-" volume) seen as a fixed disk of its whole size. */
+vhd_file *vhd_open_raw(const char *name, const vhd_source *src, vhd_err *e);
+/* Read bytes of the file itself (not through the chain): short only at its end; -1 with e. */
+ssize_t vhd_file_pread(vhd_file *f, void *buf, size_t len, uint64_t off, vhd_err *e);
 void vhd_ref(vhd_file *f);
 void vhd_close(vhd_file *f); /* drops a reference; frees the chain when last */
 /* Open the parent of a differencing file (locators, name, then search by UUID). 0 ok. */

@@ -1,0 +1,339 @@
+/*
+ * One device (an image file or a block device) holding a PV: opened
+ * read-only, label and metadata areas read, the newest metadata copy whose
+ * checksums hold is parsed. When the current copy is damaged, older copies
+ * left in the circular buffer are tried (with a warning naming the copy);
+ * when none parses, the open is refused with the reason. LVs are then
+ * checked against this device: an LV on another PV, or whose extents lie
+ * past the end of the device, is marked unreadable with the reason.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "lvm/lvm.h"
+
+static ssize_t pread_all(int fd, void *buf, size_t len, uint64_t off)
+{
+	size_t got = 0;
+	while (got < len) {
+		ssize_t n = pread(fd, (char *)buf + got, len - got, (off_t)(off + got));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -1;
+		if (n == 0)
+			break;
+		got += (size_t)n;
+	}
+	return (ssize_t)got;
+}
+
+
+/* The text a raw_locn points to (it may wrap to the start of the buffer); checksum checked. */
+static char *read_current(lvm_dev *d, const lvm_mda *m, const lvm_rlocn *r, lvm_err *e)
+{
+	if (r->size == 0 || r->size > LVM_MAX_TEXT || r->size > m->size - LVM_SECTOR || r->offset < LVM_SECTOR ||
+	    r->offset >= m->size) {
+		lvm_seterr(e, "EMETADATA", "%s: metadata location (offset %llu, %llu bytes) does not fit its area "
+			   "(%llu bytes)", d->path, (unsigned long long)r->offset, (unsigned long long)r->size,
+			   (unsigned long long)m->size);
+		return NULL;
+	}
+	uint64_t first = m->size - r->offset < r->size ? m->size - r->offset : r->size;
+	char *t = malloc(r->size + 1);
+	if (!t) {
+		lvm_seterr(e, "ENOMEM", "%s: out of memory for metadata", d->path);
+		return NULL;
+	}
+	if (pread_all(d->fd, t, first, m->start + r->offset) != (ssize_t)first ||
+	    (r->size > first && pread_all(d->fd, t + first, r->size - first, m->start + LVM_SECTOR) !=
+					(ssize_t)(r->size - first))) {
+		free(t);
+		lvm_seterr(e, "ETRUNCATED", "%s: metadata text (%llu bytes at byte %llu) lies past the end of the device",
+			   d->path, (unsigned long long)r->size, (unsigned long long)(m->start + r->offset));
+		return NULL;
+	}
+	uint32_t crc = lvm_crc(LVM_INITIAL_CRC, (const uint8_t *)t, r->size);
+	if (crc != r->checksum) {
+		free(t);
+		lvm_seterr(e, "ECHECKSUM", "%s: metadata text at byte %llu has a bad checksum (stored 0x%08x, computed "
+			   "0x%08x)", d->path, (unsigned long long)(m->start + r->offset), r->checksum, crc);
+		return NULL;
+	}
+	t[r->size] = 0;
+	return t;
+}
+
+/* Current metadata of one area into vg; 0 ok. */
+static int area_current(lvm_dev *d, const lvm_area *a, lvm_vg *vg, lvm_err *e)
+{
+	uint8_t hb[LVM_SECTOR];
+	lvm_mda m;
+	if (pread_all(d->fd, hb, sizeof hb, a->offset) != (ssize_t)sizeof hb) {
+		lvm_seterr(e, "ETRUNCATED", "%s: metadata area header at byte %llu lies past the end of the device",
+			   d->path, (unsigned long long)a->offset);
+		return -1;
+	}
+	if (lvm_mda_parse(hb, a->offset, &m, e) != 0) {
+		char why[400];
+		snprintf(why, sizeof why, "%.399s", e->msg);
+		lvm_seterr(e, e->code, "%.100s: %s", d->path, why);
+		return -1;
+	}
+	if (m.nrlocn == 0 || (m.rlocn[0].flags & 1)) {
+		lvm_seterr(e, "EMETADATA", "%s: metadata area at byte %llu holds no committed metadata", d->path,
+			   (unsigned long long)a->offset);
+		return -1;
+	}
+	char *t = read_current(d, &m, &m.rlocn[0], e);
+	if (!t)
+		return -1;
+	int rc = lvm_vg_parse(t, m.rlocn[0].size, vg, e);
+	free(t);
+	if (rc == 0)
+		d->mda_offset = m.start + m.rlocn[0].offset;
+	return rc;
+}
+
+/* Older copies stay in the circular buffer, 512-aligned: the newest that parses. */
+static int area_scan(lvm_dev *d, const lvm_area *a, lvm_vg *best, uint64_t *at)
+{
+	uint64_t size = a->size;
+	if (size == 0 || a->offset >= d->size)
+		return -1;
+	if (size > d->size - a->offset)
+		size = d->size - a->offset;  /* a truncated area: what is left */
+	if (size > LVM_MAX_TEXT)
+		size = LVM_MAX_TEXT;
+	char *buf = malloc(size + 1);
+	if (!buf)
+		return -1;
+	ssize_t n = pread_all(d->fd, buf, size, a->offset);
+	int found = -1;
+	for (uint64_t o = LVM_SECTOR; n > 0 && o + 16 < (uint64_t)n; o += LVM_SECTOR) {
+		const char *s = buf + o;
+		if (!(s[0] == '_' || (s[0] >= 'A' && s[0] <= 'Z') || (s[0] >= 'a' && s[0] <= 'z')))
+			continue;
+		const char *brace = memchr(s, '{', (size_t)n - o < 200 ? (size_t)n - o : 200);
+		const char *nul = memchr(s, 0, (size_t)n - o);
+		if (!brace || !nul)
+			continue;
+		lvm_vg vg;
+		lvm_err e;
+		if (lvm_vg_parse(s, (size_t)(nul - s), &vg, &e) != 0)
+			continue;
+		if (found != 0 || vg.seqno > best->seqno) {
+			if (found == 0)
+				lvm_vg_free(best);
+			*best = vg;
+			*at = a->offset + o;
+			found = 0;
+		} else {
+			lvm_vg_free(&vg);
+		}
+	}
+	free(buf);
+	return found;
+}
+
+static int read_metadata(lvm_dev *d, lvm_err *e)
+{
+	lvm_err first = { "", "" };
+	int have = 0;
+	for (size_t i = 0; i < d->label.nmeta; i++) {
+		lvm_vg vg;
+		lvm_err here;
+		if (area_current(d, &d->label.meta[i], &vg, &here) != 0) {
+			if (!first.code[0])
+				first = here;
+			continue;
+		}
+		if (!have || vg.seqno > d->vg.seqno) {
+			if (have)
+				lvm_vg_free(&d->vg);
+			d->vg = vg;
+			have = 1;
+		} else {
+			lvm_vg_free(&vg);
+		}
+	}
+	if (have)
+		return 0;
+	if (d->label.nmeta == 0) {
+		lvm_seterr(e, "EMETADATA", "%s: the PV has no metadata area (its VG's metadata is on other PVs)", d->path);
+		return -1;
+	}
+	for (size_t i = 0; i < d->label.nmeta; i++) {
+		uint64_t at = 0;
+		lvm_vg vg;
+		if (area_scan(d, &d->label.meta[i], &vg, &at) != 0)
+			continue;
+		if (!have || vg.seqno > d->vg.seqno) {
+			if (have)
+				lvm_vg_free(&d->vg);
+			d->vg = vg;
+			d->mda_offset = at;
+			have = 1;
+		} else {
+			lvm_vg_free(&vg);
+		}
+	}
+	if (!have) {
+		lvm_seterr(e, first.code, "%.400s; no older metadata copy in the area parses either: refusing to guess",
+			   first.msg);
+		return -1;
+	}
+	char seq[64];
+	snprintf(seq, sizeof seq, "%llu at byte %llu", (unsigned long long)d->vg.seqno,
+		 (unsigned long long)d->mda_offset);
+	d->from_old_copy = 1;
+	if (d->nwarnings < sizeof d->warnings / sizeof d->warnings[0])
+		snprintf(d->warnings[d->nwarnings++], sizeof d->warnings[0], "%.300s; using the newest older metadata "
+			 "copy that parses (seqno %s): changes made after it are not seen", first.msg, seq);
+	return 0;
+}
+
+static void pv_id_plain(const char *id, char out[33])
+{
+	size_t n = 0;
+	for (; *id && n < 32; id++)
+		if (*id != '-')
+			out[n++] = *id;
+	out[n] = 0;
+}
+
+/* Which PV this device is; LVs on others or past the device end are unreadable. */
+static void check_lvs(lvm_dev *d)
+{
+	lvm_vg *vg = &d->vg;
+	for (size_t i = 0; i < vg->npvs; i++) {
+		char id[33];
+		pv_id_plain(vg->pvs[i].id, id);
+		vg->pvs[i].present = strcmp(id, d->label.pv_id) == 0;
+	}
+	for (size_t i = 0; i < vg->nlvs; i++) {
+		lvm_lv *lv = &vg->lvs[i];
+		for (size_t s = 0; s < lv->nsegs && !lv->problem[0]; s++) {
+			const lvm_seg *g = &lv->segs[s];
+			if (g->pv < 0)
+				continue;
+			const lvm_pv *pv = &vg->pvs[g->pv];
+			uint64_t end = pv->pe_start + (g->pe + g->extent_count) * vg->extent_size;
+			if (!pv->present) {
+				snprintf(lv->problem_code, sizeof lv->problem_code, "EMISSINGPV");
+				snprintf(lv->problem, sizeof lv->problem, "LV %s: segment at logical extent %llu is on PV %s "
+					 "(%s), which is not this device (%s): that PV is missing", lv->name,
+					 (unsigned long long)g->start_extent, pv->name, pv->id, d->path);
+			} else if (end > d->size) {
+				snprintf(lv->problem_code, sizeof lv->problem_code, "ERANGE");
+				snprintf(lv->problem, sizeof lv->problem, "LV %s: extents %llu-%llu end at byte %llu, past the "
+					 "end of %s (%llu bytes): device truncated", lv->name, (unsigned long long)g->pe,
+					 (unsigned long long)(g->pe + g->extent_count - 1), (unsigned long long)end,
+					 d->path, (unsigned long long)d->size);
+			}
+		}
+	}
+}
+
+lvm_dev *lvm_open(const char *path, lvm_err *e)
+{
+	lvm_dev *d = calloc(1, sizeof *d);
+	if (!d || !(d->path = strdup(path))) {
+		free(d);
+		lvm_seterr(e, "ENOMEM", "%s: out of memory", path);
+		return NULL;
+	}
+	d->refs = 1;
+	d->fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (d->fd < 0) {
+		int err = errno;
+		lvm_seterr(e, err == ENOENT ? "ENOENT" : err == EACCES ? "EACCES" : "EIO", "%s: cannot open: %s", path,
+			   strerror(err));
+		goto fail;
+	}
+	off_t end = lseek(d->fd, 0, SEEK_END);  /* block devices too */
+	if (end < 0) {
+		lvm_seterr(e, "EIO", "%s: cannot find its size: %s", path, strerror(errno));
+		goto fail;
+	}
+	d->size = (uint64_t)end;
+	uint8_t head[LVM_LABEL_SCAN * LVM_SECTOR] = { 0 };
+	ssize_t n = pread_all(d->fd, head, sizeof head, 0);
+	if (n < 0) {
+		lvm_seterr(e, "EIO", "%s: reading the label: %s", path, strerror(errno));
+		goto fail;
+	}
+	if (lvm_label_find(head, (size_t)n, &d->label, e) != 0) {
+		char why[400];
+		snprintf(why, sizeof why, "%.399s", e->msg);
+		lvm_seterr(e, e->code, "%.100s: %s", path, why);
+		goto fail;
+	}
+	if (read_metadata(d, e) != 0)
+		goto fail;
+	check_lvs(d);
+	return d;
+fail:
+	lvm_close(d);
+	return NULL;
+}
+
+void lvm_ref(lvm_dev *d) { d->refs++; }
+
+void lvm_close(lvm_dev *d)
+{
+	if (!d || --d->refs > 0)
+		return;
+	if (d->fd >= 0)
+		close(d->fd);
+	lvm_vg_free(&d->vg);
+	free(d->path);
+	free(d);
+}
+
+int lvm_find_lv(const lvm_dev *d, const char *name)
+{
+	for (size_t i = 0; i < d->vg.nlvs; i++)
+		if (strcmp(d->vg.lvs[i].name, name) == 0)
+			return (int)i;
+	return -1;
+}
+
+ssize_t lvm_lv_pread(lvm_dev *d, size_t i, void *buf, size_t len, uint64_t off, lvm_err *e)
+{
+	const lvm_lv *lv = &d->vg.lvs[i];
+	if (lv->problem[0]) {
+		lvm_seterr(e, lv->problem_code, "%s", lv->problem);
+		return -1;
+	}
+	size_t done = 0;
+	while (done < len && off + done < lv->size) {
+		uint64_t at, run;
+		int pv;
+		if (lvm_lv_map(&d->vg, lv, off + done, &at, &run, &pv) != 0) {
+			lvm_seterr(e, "EMETADATA", "LV %s: byte %llu is in no segment", lv->name,
+				   (unsigned long long)(off + done));
+			return -1;
+		}
+		size_t want = len - done;
+		if (want > run)
+			want = (size_t)run;
+		if (want > lv->size - (off + done))
+			want = (size_t)(lv->size - (off + done));
+		ssize_t n = pread_all(d->fd, (char *)buf + done, want, at);
+		if (n < 0) {
+			lvm_seterr(e, "EIO", "%s: LV %s: read at byte %llu: %s", d->path, lv->name, (unsigned long long)at,
+				   strerror(errno));
+			return -1;
+		}
+		done += (size_t)n;
+		if ((size_t)n < want)
+			break;  /* the device shrank under us */
+	}
+	return (ssize_t)done;
+}
