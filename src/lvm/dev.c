@@ -70,7 +70,7 @@ static char *read_current(lvm_dev *d, const lvm_mda *m, const lvm_rlocn *r, lvm_
 }
 
 /* Current metadata of one area into vg; 0 ok. */
-static int area_current(lvm_dev *d, const lvm_area *a, lvm_vg *vg, lvm_err *e)
+static int area_current(lvm_dev *d, const lvm_area *a, lvm_vg *vg, uint64_t *cur, lvm_err *e)
 {
 	uint8_t hb[LVM_SECTOR];
 	lvm_mda m;
@@ -80,9 +80,10 @@ static int area_current(lvm_dev *d, const lvm_area *a, lvm_vg *vg, lvm_err *e)
 		return -1;
 	}
 	if (lvm_mda_parse(hb, a->offset, &m, e) != 0) {
-		char why[400];
+		char why[400], code[24];
 		snprintf(why, sizeof why, "%.399s", e->msg);
-		lvm_seterr(e, e->code, "%.100s: %s", d->path, why);
+		snprintf(code, sizeof code, "%s", e->code);
+		lvm_seterr(e, code, "%.100s: %s", d->path, why);
 		return -1;
 	}
 	if (m.nrlocn == 0 || (m.rlocn[0].flags & 1)) {
@@ -90,6 +91,7 @@ static int area_current(lvm_dev *d, const lvm_area *a, lvm_vg *vg, lvm_err *e)
 			   (unsigned long long)a->offset);
 		return -1;
 	}
+	*cur = m.start + m.rlocn[0].offset;
 	char *t = read_current(d, &m, &m.rlocn[0], e);
 	if (!t)
 		return -1;
@@ -101,7 +103,7 @@ static int area_current(lvm_dev *d, const lvm_area *a, lvm_vg *vg, lvm_err *e)
 }
 
 /* Older copies stay in the circular buffer, 512-aligned: the newest that parses. */
-static int area_scan(lvm_dev *d, const lvm_area *a, lvm_vg *best, uint64_t *at)
+static int area_scan(lvm_dev *d, const lvm_area *a, const uint64_t *bad, size_t nbad, lvm_vg *best, uint64_t *at)
 {
 	uint64_t size = a->size;
 	if (size == 0 || a->offset >= d->size)
@@ -117,6 +119,11 @@ static int area_scan(lvm_dev *d, const lvm_area *a, lvm_vg *best, uint64_t *at)
 	int found = -1;
 	for (uint64_t o = LVM_SECTOR; n > 0 && o + 16 < (uint64_t)n; o += LVM_SECTOR) {
 		const char *s = buf + o;
+		int refused = 0;  /* the copy whose checksum failed is not an "older copy" */
+		for (size_t k = 0; k < nbad; k++)
+			refused |= bad[k] == a->offset + o;
+		if (refused)
+			continue;
 		if (!(s[0] == '_' || (s[0] >= 'A' && s[0] <= 'Z') || (s[0] >= 'a' && s[0] <= 'z')))
 			continue;
 		const char *brace = memchr(s, '{', (size_t)n - o < 200 ? (size_t)n - o : 200);
@@ -145,12 +152,17 @@ static int read_metadata(lvm_dev *d, lvm_err *e)
 {
 	lvm_err first = { "", "" };
 	int have = 0;
+	uint64_t bad[LVM_MAX_AREAS];
+	size_t nbad = 0;
 	for (size_t i = 0; i < d->label.nmeta; i++) {
 		lvm_vg vg;
 		lvm_err here;
-		if (area_current(d, &d->label.meta[i], &vg, &here) != 0) {
+		uint64_t cur = 0;
+		if (area_current(d, &d->label.meta[i], &vg, &cur, &here) != 0) {
 			if (!first.code[0])
 				first = here;
+			if (cur)
+				bad[nbad++] = cur;
 			continue;
 		}
 		if (!have || vg.seqno > d->vg.seqno) {
@@ -171,7 +183,7 @@ static int read_metadata(lvm_dev *d, lvm_err *e)
 	for (size_t i = 0; i < d->label.nmeta; i++) {
 		uint64_t at = 0;
 		lvm_vg vg;
-		if (area_scan(d, &d->label.meta[i], &vg, &at) != 0)
+		if (area_scan(d, &d->label.meta[i], bad, nbad, &vg, &at) != 0)
 			continue;
 		if (!have || vg.seqno > d->vg.seqno) {
 			if (have)
@@ -269,9 +281,10 @@ lvm_dev *lvm_open(const char *path, lvm_err *e)
 		goto fail;
 	}
 	if (lvm_label_find(head, (size_t)n, &d->label, e) != 0) {
-		char why[400];
+		char why[400], code[24];
 		snprintf(why, sizeof why, "%.399s", e->msg);
-		lvm_seterr(e, e->code, "%.100s: %s", path, why);
+		snprintf(code, sizeof code, "%s", e->code);
+		lvm_seterr(e, code, "%.100s: %s", path, why);
 		goto fail;
 	}
 	if (read_metadata(d, e) != 0)

@@ -112,7 +112,9 @@ subcommands.scan = {
     usage = "salvage vhd scan PATH... [--match GLOB] [--json]",
     summary = "Every VHD under the given paths, as chain trees (like vhd-util scan -p)",
     description = "A parent is found by the child's parent name and verified by UUID; when that file is "
-      .. "missing or wrong, the scanned files are searched for the parent UUID.",
+      .. "missing or wrong, the scanned files are searched for the parent UUID.\n"
+      .. "PATH lvm:IMAGE (a LUN image or block device of an LVM-based SR) lists its VG and every LV, "
+      .. "like vhd-util scan -l: VHD chains, raw volumes (raw=), and the other LVs (lv=). Read-only.",
     options = {
       { "match", value = "GLOB", default = "*.vhd", help = "file names to consider" },
       { "json", help = "machine-readable output" },
@@ -120,7 +122,7 @@ subcommands.scan = {
     positionals = { min = 1 },
   },
   run = function(opts)
-    local list = vhd.scan({ table.unpack(opts) }, { match = opts.match })
+    local list, vgs = vhd.scan({ table.unpack(opts) }, { match = opts.match })
     if opts.json then
       for _, e in ipairs(list) do
         e.problems = arrays(e.problems)
@@ -128,6 +130,11 @@ subcommands.scan = {
       end
       emit_json(json.array(list))
       return 0
+    end
+    for _, vg in ipairs(vgs) do
+      out(("vg=%s pv=%s extent_size=%d seqno=%d lvs=%d\n"):format(vg.name, vg.pv_id, vg.extent_size, vg.seqno,
+        #vg.lvs))
+      for _, w in ipairs(vg.warnings) do out(("! warning: %s\n"):format(w)) end
     end
     local kids, roots, by_path = {}, {}, {}
     for _, e in ipairs(list) do by_path[e.path] = e end
@@ -139,16 +146,24 @@ subcommands.scan = {
         roots[#roots + 1] = e
       end
     end
-    -- names relative to the one scanned directory, as vhd-util prints them; else paths
-    local root = #opts == 1 and opts[1]:gsub("/+$", "") .. "/" or nil
+    -- names relative to the one scanned directory (or LVM image), as vhd-util prints them; else paths
+    local root = #opts == 1 and (opts[1]:match("^lvm:") and opts[1] .. ":" or opts[1]:gsub("/+$", "") .. "/") or nil
     local function name(p)
       if root and p:sub(1, #root) == root then return p:sub(#root + 1) end
       return p
     end
     local function show(e, depth)
-      out(("%svhd=%s capacity=%s size=%s hidden=%s parent=%s\n"):format(("   "):rep(depth), name(e.path),
-        tostring(e.capacity or "?"), tostring(e.size or "?"), e.hidden and 1 or 0,
-        e.parent and name(e.parent) or "none"))
+      local pad = ("   "):rep(depth)
+      if e.kind == "raw" then
+        out(("%sraw=%s capacity=%d size=%d hidden=%d\n"):format(pad, name(e.path), e.size, e.size, e.hidden and 1 or 0))
+      elseif e.kind == "mgt" or e.kind == "other" then
+        out(("%slv=%s size=%d (%s)\n"):format(pad, name(e.path), e.size,
+          e.kind == "mgt" and "SR metadata" or "not a VDI"))
+      else
+        out(("%svhd=%s capacity=%s size=%s hidden=%s parent=%s\n"):format(pad, name(e.path),
+          tostring(e.capacity or "?"), tostring(e.size or "?"), e.hidden and 1 or 0,
+          e.parent and name(e.parent) or "none"))
+      end
       for _, p in ipairs(e.problems) do
         out(("%s   ! %s %s: %s\n"):format(("   "):rep(depth), p.severity, p.code, p.message))
       end
