@@ -16,7 +16,9 @@
  *   vhd.flatten(leaf, out [, {format, force, overwrite, search, progress}])
  *                                                   -> {path, virtual_size, bytes_written, blocks_written, format, uuid,
  *                                                       zero_filled, assumed_unallocated, problems} | nil, msg, code
- *   vhd.create(path, {size, type, parent, block_size, hidden}) -> writable handle | nil, msg, code
+ *   vhd.create(path, {size, type, parent, block_size, hidden, xenserver, strict}) -> writable handle | nil, msg, code
+ *       block_size other than 2 MiB needs xenserver = false (then no batmap, creator "qem2");
+ *       a parent name outside ASCII is a warning in h:info().problems, refused with strict
  *   vhd.scan(paths [, {match}]), vhd.coalesce(child [, {force, search}])   (Lua, salvage/vhd/lib.lua)
  */
 #include <stdlib.h>
@@ -743,7 +745,7 @@ static int l_flatten(lua_State *L)
 	return 1;
 }
 
-/* vhd.create(path, {size, type, parent, block_size, hidden}) */
+/* vhd.create(path, {size, type, parent, block_size, hidden, xenserver, strict}) */
 static int l_create(lua_State *L)
 {
 	const char *path = luaL_checkstring(L, 1);
@@ -775,6 +777,10 @@ static int l_create(lua_State *L)
 	int pidx = lua_gettop(L); /* keeps the parent string alive */
 	(void)pidx;
 	co.hidden = opt_bool(L, 2, "hidden");
+	co.strict = opt_bool(L, 2, "strict");
+	lua_getfield(L, 2, "xenserver");  /* default true: a file XenServer's tools read */
+	co.foreign = lua_isboolean(L, -1) && !lua_toboolean(L, -1);
+	lua_pop(L, 1);
 	if (co.parent == NULL && co.size == 0)
 		return luaL_error(L, "vhd.create needs size (or parent)");
 	if (co.type == VHD_DIFF && co.parent == NULL)

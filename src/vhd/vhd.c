@@ -779,6 +779,24 @@ static vhd_file *search_uuid(const char *dir, const uint8_t uuid[16], const char
 	return found;
 }
 
+/* A child larger than its parent reads fine, but coalescing must grow the parent first: say how. */
+static void parent_smaller(vhd_file *f, const vhd_file *p)
+{
+	uint64_t max = vhd_max_growth(p);
+	char what[200];
+	if (max >= f->footer.current_size)
+		snprintf(what, sizeof what, "coalesce would first grow %s to %llu bytes (its BAT holds up to %llu)",
+			 base_name(p->path), (unsigned long long)f->footer.current_size, (unsigned long long)max);
+	else
+		snprintf(what, sizeof what, "coalesce would refuse: %s can only grow to %llu bytes in place",
+			 base_name(p->path), (unsigned long long)max);
+	vhd_problem_add(f, VHD_WARNING, 0, "PARENT_SMALLER", -1,
+			"%s: virtual size %llu is larger than its parent's %llu (the disk was grown after the snapshot): "
+			"reading is exact (sectors past the parent read as zeros); %s",
+			base_name(f->path), (unsigned long long)f->footer.current_size,
+			(unsigned long long)p->footer.current_size, what);
+}
+
 int vhd_resolve_parent(vhd_file *f, const vhd_open_opts *o, vhd_err *e)
 {
 	if (f->footer.disk_type != VHD_DIFF || f->parent_state == 1)
@@ -904,10 +922,12 @@ int vhd_resolve_parent(vhd_file *f, const vhd_open_opts *o, vhd_err *e)
 				"%s: parent timestamp %u differs from %s's modification time (%lld); copying files "
 				"changes mtimes, so this alone means nothing",
 				bn, f->header.parent_timestamp, base_name(p->path), (long long)(st.st_mtime - VHD_EPOCH));
-	if (p->footer.current_size != f->footer.current_size)
+	if (p->footer.current_size > f->footer.current_size)
 		vhd_problem_add(f, VHD_INFO, 0, "PARENT_SIZE", -1,
 				"%s: virtual size %llu differs from parent's %llu (resized disk)", bn,
 				(unsigned long long)f->footer.current_size, (unsigned long long)p->footer.current_size);
+	else if (p->footer.current_size < f->footer.current_size)
+		parent_smaller(f, p);
 	f->parent = p;
 	f->parent_state = 1;
 	return 0;

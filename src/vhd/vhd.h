@@ -201,10 +201,16 @@ typedef struct vhd_create_opts {
 	uint32_t block_size;     /* default 2 MiB */
 	const char *parent;
 	int hidden;
+	int foreign;             /* not for XenServer: any block size, no batmap, creator not "tap" */
+	int strict;              /* refuse what blktap would reject (a parent name outside ASCII) */
 } vhd_create_opts;
 vhd_file *vhd_create(const char *path, const vhd_create_opts *o, vhd_err *e);
 int vhd_write(vhd_file *f, uint64_t off, const uint8_t *data, uint64_t len, vhd_err *e);
 int vhd_set_hidden(vhd_file *f, int hidden, vhd_err *e);
+/* Largest virtual size this file can grow to in place (BAT and batmap as they are); 0 if fixed. */
+uint64_t vhd_max_growth(const vhd_file *f);
+/* Grow the virtual size in place (writable dynamic/differencing file, up to vhd_max_growth). */
+int vhd_grow(vhd_file *f, uint64_t size, vhd_err *e);
 int vhd_sync(vhd_file *f, vhd_err *e);
 
 /* ---- flatten ---- */

@@ -45,6 +45,16 @@ static void random_uuid(uint8_t u[16])
 
 static uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
 
+/* the last component of path is plain ASCII (what blktap accepts as a parent name) */
+static int ascii_name(const char *path)
+{
+	const char *b = strrchr(path, '/');
+	for (const unsigned char *p = (const unsigned char *)(b ? b + 1 : path); *p; p++)
+		if (*p >= 0x80)
+			return 0;
+	return 1;
+}
+
 /* Offset for the next block's bitmap so that its data starts on 4 KiB. */
 static uint64_t block_slot(uint64_t from, uint32_t bitmap_bytes)
 {
@@ -108,6 +118,12 @@ vhd_file *vhd_create(const char *path, const vhd_create_opts *o, vhd_err *e)
 		vhd_seterr(e, "EINVAL", "%s: block size %u is not a power of two between 512 and 256 MiB", path, bs);
 		return NULL;
 	}
+	/* blktap reads 2 MiB blocks only (larger: libvhd refuses; smaller: reads fail past BAT entry 32) */
+	if (bs != (2u << 20) && !o->foreign) {
+		vhd_seterr(e, "EINVAL", "%s: block size %u: XenServer uses 2 MiB blocks only and its tools cannot read "
+			   "others; ask for a non-XenServer file to use another size", path, bs);
+		return NULL;
+	}
 	if (o->parent) {
 		if (o->type && o->type != VHD_DIFF) {
 			vhd_seterr(e, "EINVAL", "%s: a parent makes a differencing disk, not %s", path, vhd_type_name(o->type));
@@ -123,6 +139,12 @@ vhd_file *vhd_create(const char *path, const vhd_create_opts *o, vhd_err *e)
 		}
 		if (size == 0)
 			size = parent->footer.current_size;
+		if (!ascii_name(parent_abs) && o->strict) {
+			vhd_seterr(e, "EINVAL", "%s: parent name %s is not ASCII; XenServer's tools reject such a child "
+				   "(\"invalid parent name\")", path, parent_abs);
+			vhd_close(parent);
+			return NULL;
+		}
 	}
 	if (size == 0 || size % 512 != 0 || size > VHD_MAX_SIZE) {
 		vhd_seterr(e, "EINVAL", "%s: size %llu must be a positive multiple of 512 up to 2040 GiB", path,
@@ -153,8 +175,9 @@ vhd_file *vhd_create(const char *path, const vhd_create_opts *o, vhd_err *e)
 	ft->features = 2;
 	ft->version = 0x00010000;
 	ft->timestamp = (uint32_t)(time(NULL) - VHD_EPOCH);
-	/* "tap": what XenServer writes; qemu then trusts current_size rather than CHS */
-	memcpy(ft->creator_app, "tap", 4);
+	/* "tap": what XenServer writes; qemu then trusts current_size rather than CHS. Not for
+	 * XenServer: "qem2", qemu's label for the same rule, so blktap applies no "tap" rules to it. */
+	memcpy(ft->creator_app, o->foreign ? "qem2" : "tap", 4);
 	ft->creator_version = 0x00010003;
 	ft->creator_os = 0;
 	ft->original_size = ft->current_size = size;
@@ -205,7 +228,7 @@ vhd_file *vhd_create(const char *path, const vhd_create_opts *o, vhd_err *e)
 				goto syserr;
 		}
 		/* XenServer's batmap right after the BAT: tapdisk expects one from a "tap" 1.3 file */
-		{
+		if (!o->foreign) {
 			vhd_batmap *bm = &f->batmap;
 			uint64_t mapbytes = align_up(((uint64_t)f->bat_entries + 7) / 8, 512);
 			bm->present = 1;
@@ -282,6 +305,10 @@ vhd_file *vhd_create(const char *path, const vhd_create_opts *o, vhd_err *e)
 	}
 	if (write_footers(f, e) != 0)
 		goto fail;
+	if (parent && !ascii_name(parent_abs))
+		vhd_problem_add(f, VHD_WARNING, 0, "PARENT_NAME_NOT_ASCII", -1,
+				"%s: parent name %s is not ASCII: XenServer's tools reject this child (\"invalid parent "
+				"name\"); salvage reads it", path, strrchr(parent_abs, '/') + 1);
 	if (parent) {
 		f->parent = parent;
 		f->parent_state = 1;
@@ -467,4 +494,63 @@ int vhd_sync(vhd_file *f, vhd_err *e)
 	if (f->writable && fsync(f->fd) != 0)
 		return vhd_syserr(e, "fsync", f->path);
 	return 0;
+}
+
+/* Largest virtual size a dynamic file's BAT (and batmap) can describe; 0 for fixed disks. */
+uint64_t vhd_max_growth(const vhd_file *f)
+{
+	if (!f->has_header)
+		return 0;
+	uint64_t max = (uint64_t)f->header.max_bat_entries * f->header.block_size;
+	if (f->batmap.present && f->batmap.map) {
+		uint64_t bits = (uint64_t)f->batmap.size_sectors * 512 * 8 * f->header.block_size;
+		if (bits < max)
+			max = bits;
+	}
+	return max < VHD_MAX_SIZE ? max : VHD_MAX_SIZE;
+}
+
+/* Grow the virtual size in place, as XenServer's storage manager does before coalescing a
+ * larger child: only the footer changes, plus BAT entries (already free) that come into use. */
+int vhd_grow(vhd_file *f, uint64_t size, vhd_err *e)
+{
+	if (!f->writable) {
+		vhd_seterr(e, "EROFS", "%s: handle is read-only", f->path);
+		return -1;
+	}
+	if (size == f->footer.current_size)
+		return 0;
+	if (size < f->footer.current_size || size % 512 != 0) {
+		vhd_seterr(e, "EINVAL", "%s: cannot grow from %llu to %llu bytes", f->path,
+			   (unsigned long long)f->footer.current_size, (unsigned long long)size);
+		return -1;
+	}
+	if (size > vhd_max_growth(f)) {
+		vhd_seterr(e, "EFBIG", "%s: %s holds at most %llu bytes; growing it to %llu bytes would need a new "
+			   "BAT", f->path, f->has_header ? "its BAT" : "a fixed disk", (unsigned long long)vhd_max_growth(f),
+			   (unsigned long long)size);
+		return -1;
+	}
+	uint32_t need = (uint32_t)((size + f->header.block_size - 1) / f->header.block_size);
+	uint32_t *bat = realloc(f->bat, (size_t)need * 4);
+	if (bat)
+		f->bat = bat;
+	uint8_t *bad = bat ? realloc(f->bad_block, need) : NULL;
+	if (bad == NULL) {
+		vhd_seterr(e, "ENOMEM", "out of memory");
+		return -1;
+	}
+	f->bad_block = bad;
+	writer_init(f);
+	uint8_t ff[4] = { 0xFF, 0xFF, 0xFF, 0xFF };
+	for (uint32_t i = f->bat_entries; i < need; i++) {
+		if (vhd_pwrite_all(f->fd, ff, 4, f->header.table_offset + 4ull * i) != 0)
+			return vhd_syserr(e, "writing BAT", f->path);
+		f->bat[i] = VHD_BAT_FREE;
+		f->bad_block[i] = VHD_BAD_NONE;
+	}
+	f->bat_entries = need;
+	f->footer.current_size = size;
+	vhd_geometry(size, &f->footer.cylinders, &f->footer.heads, &f->footer.sectors);
+	return write_footers(f, e);
 }

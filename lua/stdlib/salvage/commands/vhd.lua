@@ -282,14 +282,19 @@ subcommands.coalesce = {
 -- create -------------------------------------------------------------------
 subcommands.create = {
   spec = {
-    usage = "salvage vhd create OUT --size N [--type dynamic|fixed] [--parent P] [--block-size N] [--hidden]",
+    usage = "salvage vhd create OUT --size N [--type dynamic|fixed] [--parent P] [--block-size N] [--hidden]"
+      .. " [--non-xenserver] [--strict]",
     summary = "Create an empty VHD (dynamic, fixed, or differencing on --parent)",
+    description = "Files are made as XenServer's blktap makes them (2 MiB blocks, batmap, creator \"tap\"). "
+      .. "--block-size other than 2M needs --non-xenserver: XenServer's tools cannot read such files.",
     options = {
       { "size", value = "N", help = "virtual size in bytes, or with K/M/G/T (default with --parent: the parent's)" },
       { "type", value = "T", choices = { "dynamic", "fixed" }, help = "dynamic (default) or fixed" },
       { "parent", value = "P", help = "make a differencing disk on this parent" },
       { "block-size", value = "N", help = "block size (default 2M)" },
       { "hidden", help = "set XenServer's hidden flag" },
+      { "non-xenserver", help = "a file not meant for XenServer: any block size, no batmap, creator qem2" },
+      { "strict", help = "refuse what XenServer's tools would reject (a parent name outside ASCII)" },
       { "json", help = "machine-readable result" },
     },
     positionals = { min = 1, max = 1 },
@@ -304,10 +309,13 @@ subcommands.create = {
     if opts.block_size and not bs then cli.usage_error("vhd create: bad --block-size " .. opts.block_size) end
     if opts.parent and opts.type then cli.usage_error("vhd create: --type does not go with --parent") end
     local h, msg, code = vhd.create(opts[1], { size = size, type = opts.type, parent = opts.parent,
-      block_size = bs, hidden = opts.hidden })
+      block_size = bs, hidden = opts.hidden, xenserver = not opts.non_xenserver, strict = opts.strict })
     if not h then cli.fail(1, ("create: %s (%s)"):format(msg, code)) end
     local info = h:info()
     h:close()
+    for _, p in ipairs(info.problems) do
+      if p.severity ~= "info" then log.warn(p.message, { code = p.code }) end
+    end
     if opts.json then
       emit_json({ path = info.path, uuid = info.footer.uuid, disk_type = info.footer.disk_type,
         current_size = info.footer.current_size })
