@@ -52,6 +52,12 @@ static ssize_t lv_pread(void *ctx, void *buf, size_t len, uint64_t off, vhd_err 
 	return n;
 }
 
+static int lv_hole(void *ctx, uint64_t off, uint64_t len)
+{
+	lvsrc *s = ctx;
+	return lvm_lv_hole(s->d, s->lv, off, len);
+}
+
 static void lv_release(void *ctx)
 {
 	lvsrc *s = ctx;
@@ -140,7 +146,7 @@ static vhd_file *open_lv(lvm_dev *d, size_t i, vhd_err *e)
 	lvm_ref(d);
 	s->d = d;
 	s->lv = i;
-	vhd_source src = { s, lv->size, lv_pread, lv_parent, lv_release };
+	vhd_source src = { s, lv->size, lv_pread, lv_parent, lv_release, lv_hole };
 	vhd_file *f = strncmp(lv->name, "LV-", 3) == 0 ? vhd_open_raw(name, &src, e) : vhd_open_source(name, &src, NULL, e);
 	free(name);
 	return f;

@@ -350,3 +350,25 @@ ssize_t lvm_lv_pread(lvm_dev *d, size_t i, void *buf, size_t len, uint64_t off, 
 	}
 	return (ssize_t)done;
 }
+
+int lvm_lv_hole(lvm_dev *d, size_t i, uint64_t off, uint64_t len)
+{
+	const lvm_lv *lv = &d->vg.lvs[i];
+	if (lv->problem[0] || off + len > lv->size)
+		return 0;
+	while (len > 0) {
+		uint64_t at, run;
+		int pv;
+		if (lvm_lv_map(&d->vg, lv, off, &at, &run, &pv) != 0)
+			return 0;
+		uint64_t n = run < len ? run : len;
+		off_t data = lseek(d->fd, (off_t)at, SEEK_DATA);
+		if (data < 0 && errno != ENXIO)
+			return 0;   /* a block device, or no hole support: unknown */
+		if (data >= 0 && (uint64_t)data < at + n)
+			return 0;
+		off += n;
+		len -= n;
+	}
+	return 1;
+}

@@ -126,6 +126,9 @@ int lvm_find_lv(const lvm_dev *d, const char *name);
 /* Read from LV i (bytes past the LV's end are not read: returns the count read); -1 on error. */
 ssize_t lvm_lv_pread(lvm_dev *d, size_t i, void *buf, size_t len, uint64_t off, lvm_err *e);
 
+/* 1 when bytes [off, off+len) of LV i lie in holes of a sparse image file (read as zeros). */
+int lvm_lv_hole(lvm_dev *d, size_t i, uint64_t off, uint64_t len);
+
 void lvm_seterr(lvm_err *e, const char *code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 #endif

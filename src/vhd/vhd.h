@@ -122,6 +122,8 @@ typedef struct vhd_source {
 	 * "ENOENT" when there is none. */
 	vhd_file *(*parent)(void *ctx, const char *ref, const uint8_t *uuid, vhd_err *e);
 	void (*release)(void *ctx);  /* when the vhd_file is closed (or the open failed) */
+	/* optional: 1 when [off, off+len) is known to read as zeros (a hole in a sparse image) */
+	int (*hole)(void *ctx, uint64_t off, uint64_t len);
 } vhd_source;
 struct vhd_file {
 	int fd;
