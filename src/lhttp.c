@@ -25,7 +25,7 @@
 #include "lua.h"
 #include "lauxlib.h"
 
-#include "errname.h"
+#include "lutil.h"
 #include "crypto/encode.h"
 
 #define HTTP_MT "salvage.http"
@@ -468,7 +468,7 @@ static int do_request(lua_State *L, CURL *curl, int opts)
 			curl_slist_free_all(hdrs);
 			lua_pushnil(L);
 			lua_pushfstring(L, "http: %s: %s", body_file, strerror(e));
-			lua_pushstring(L, salvage_errname(e));
+			lua_pushstring(L, lu_errname(e));
 			return 3;
 		}
 		curl_easy_setopt(curl, CURLOPT_POST, 1L);
@@ -507,7 +507,7 @@ static int do_request(lua_State *L, CURL *curl, int opts)
 						curl_slist_free_all(hdrs);
 						lua_pushnil(L);
 						lua_pushfstring(L, "http: %s: %s", file, strerror(err));
-						lua_pushstring(L, salvage_errname(err));
+						lua_pushstring(L, lu_errname(err));
 						return 3;
 					}
 					/* filedata: size known up front, read from disk as sent */
@@ -552,7 +552,7 @@ static int do_request(lua_State *L, CURL *curl, int opts)
 			curl_slist_free_all(hdrs);
 			lua_pushnil(L);
 			lua_pushfstring(L, "http: %s: %s", output_file, strerror(e));
-			lua_pushstring(L, salvage_errname(e));
+			lua_pushstring(L, lu_errname(e));
 			return 3;
 		}
 	}
@@ -580,7 +580,7 @@ static int do_request(lua_State *L, CURL *curl, int opts)
 			why = "cancelled by the progress callback";
 		else if (t.write_failed || close_failed) {
 			why = strerror(t.write_failed ? t.write_failed : close_failed);
-			code = salvage_errname(t.write_failed ? t.write_failed : close_failed);
+			code = lu_errname(t.write_failed ? t.write_failed : close_failed);
 		} else if (t.body.oom || t.headers.oom) {
 			why = "out of memory";
 			code = "ENOMEM";

@@ -14,7 +14,6 @@
 
 #include "vhd/vhd.h"
 
-#define VHD_EPOCH 946684800 /* 2000-01-01T00:00:00Z */
 #define MAX_CHAIN 256
 
 static const char *base_name(const char *p)
@@ -66,8 +65,8 @@ void vhd_close(vhd_file *f)
 		vhd_file *parent = f->parent;
 		if (f->fd >= 0)
 			close(f->fd);
-		if (f->has_src && f->src.release)
-			f->src.release(f->src.ctx);
+		if (f->has_rd && f->rd.release)
+			f->rd.release(f->rd.ctx);
 		free(f->path);
 		free(f->bat);
 		free(f->bad_block);
@@ -110,9 +109,9 @@ static size_t meta_regions(const vhd_file *f, uint64_t (*r)[2], size_t max)
 
 ssize_t vhd_file_pread(vhd_file *f, void *buf, size_t len, uint64_t off, vhd_err *e)
 {
-	if (f->has_src) {
+	if (f->has_rd) {
 		vhd_err tmp;
-		return f->src.pread(f->src.ctx, buf, len, off, e ? e : &tmp);
+		return f->rd.pread(f->rd.ctx, buf, len, off, e ? e : &tmp);
 	}
 	ssize_t n = vhd_pread_all(f->fd, buf, len, off);
 	if (n < 0)
@@ -373,7 +372,7 @@ fail:
 	return NULL;
 }
 
-vhd_file *vhd_open_source(const char *name, const vhd_source *src, const vhd_open_opts *o, vhd_err *e)
+vhd_file *vhd_open_reader(const char *name, const vhd_reader *src, const vhd_open_opts *o, vhd_err *e)
 {
 	if (o && o->writable) {
 		if (src->release)
@@ -387,8 +386,8 @@ vhd_file *vhd_open_source(const char *name, const vhd_source *src, const vhd_ope
 			src->release(src->ctx);
 		return NULL;
 	}
-	f->src = *src;
-	f->has_src = 1;
+	f->rd = *src;
+	f->has_rd = 1;
 	f->file_size = src->size;
 	if (open_common(f, e) == 0)
 		return f;
@@ -396,7 +395,7 @@ vhd_file *vhd_open_source(const char *name, const vhd_source *src, const vhd_ope
 	return NULL;
 }
 
-vhd_file *vhd_open_raw(const char *name, const vhd_source *src, vhd_err *e)
+vhd_file *vhd_open_raw(const char *name, const vhd_reader *src, vhd_err *e)
 {
 	vhd_file *f = new_file(name, NULL, e);
 	if (f == NULL || src->size % 512 != 0 || src->size == 0) {
@@ -408,8 +407,8 @@ vhd_file *vhd_open_raw(const char *name, const vhd_source *src, vhd_err *e)
 		vhd_close(f);
 		return NULL;
 	}
-	f->src = *src;
-	f->has_src = 1;
+	f->rd = *src;
+	f->has_rd = 1;
 	f->raw = 1;
 	f->file_size = f->data_limit = src->size;
 	vhd_footer *ft = &f->footer;
@@ -829,10 +828,10 @@ int vhd_resolve_parent(vhd_file *f, const vhd_open_opts *o, vhd_err *e)
 			if (vhd_file_pread(f, buf, l->data_length, l->data_offset, NULL) != (ssize_t)l->data_length)
 				continue;
 			if (vhd_locator_decode(l->code, buf, l->data_length, out, sizeof out) == 0 && nc < 9)
-				cand[nc++] = f->has_src ? strdup(out) : join_dir(f->path, out);
+				cand[nc++] = f->has_rd ? strdup(out) : join_dir(f->path, out);
 		}
 	if (f->header.parent_name[0] && nc < 10)
-		cand[nc++] = f->has_src ? strdup(f->header.parent_name) : join_dir(f->path, f->header.parent_name);
+		cand[nc++] = f->has_rd ? strdup(f->header.parent_name) : join_dir(f->path, f->header.parent_name);
 	char named[1024] = "";
 	char mismatch[600] = "";
 	char unreadable[600] = "";
@@ -844,9 +843,9 @@ int vhd_resolve_parent(vhd_file *f, const vhd_open_opts *o, vhd_err *e)
 			snprintf(named, sizeof named, "%s", cand[i]);
 		vhd_err pe = { "", "" };
 		vhd_file *c;
-		if (f->has_src) {
-			c = f->src.parent ? f->src.parent(f->src.ctx, cand[i], NULL, &pe) : NULL;
-			if (c == NULL && (!f->src.parent || strcmp(pe.code, "ENOENT") == 0))
+		if (f->has_rd) {
+			c = f->rd.parent ? f->rd.parent(f->rd.ctx, cand[i], NULL, &pe) : NULL;
+			if (c == NULL && (!f->rd.parent || strcmp(pe.code, "ENOENT") == 0))
 				continue;
 		} else {
 			if (access(cand[i], F_OK) != 0)
@@ -870,9 +869,9 @@ int vhd_resolve_parent(vhd_file *f, const vhd_open_opts *o, vhd_err *e)
 	}
 	for (int i = 0; i < nc; i++)
 		free(cand[i]);
-	if (p == NULL && f->has_src) {
+	if (p == NULL && f->has_rd) {
 		vhd_err pe;
-		p = f->src.parent ? f->src.parent(f->src.ctx, NULL, f->header.parent_uuid, &pe) : NULL;
+		p = f->rd.parent ? f->rd.parent(f->rd.ctx, NULL, f->header.parent_uuid, &pe) : NULL;
 		if (p)
 			vhd_problem_add(f, VHD_WARNING, 0, mismatch[0] ? "PARENT_UUID_MISMATCH" : "PARENT_FOUND_BY_UUID", -1,
 					"%s: parent %s %s; using %s, found by its UUID %s", bn,
@@ -917,7 +916,7 @@ int vhd_resolve_parent(vhd_file *f, const vhd_open_opts *o, vhd_err *e)
 		return -1;
 	}
 	struct stat st;
-	if (!p->has_src && fstat(p->fd, &st) == 0 && (int64_t)st.st_mtime - VHD_EPOCH != (int64_t)f->header.parent_timestamp)
+	if (!p->has_rd && fstat(p->fd, &st) == 0 && (int64_t)st.st_mtime - VHD_EPOCH != (int64_t)f->header.parent_timestamp)
 		vhd_problem_add(f, VHD_INFO, 0, "PARENT_TIMESTAMP", -1,
 				"%s: parent timestamp %u differs from %s's modification time (%lld); copying files "
 				"changes mtimes, so this alone means nothing",
@@ -967,4 +966,15 @@ const vhd_problem *vhd_chain_blocker(vhd_file *leaf, int force, const vhd_file *
 			}
 		}
 	return NULL;
+}
+
+const char *vhd_problem_errcode(const vhd_problem *p)
+{
+	if (strncmp(p->code, "PARENT", 6) == 0)
+		return "EPARENT";
+	if (strstr(p->code, "CHECKSUM"))
+		return "ECHECKSUM";
+	if (strstr(p->code, "TRUNC") || strstr(p->code, "CLOBBER"))
+		return "ETRUNCATED";
+	return "EDAMAGED";
 }
