@@ -18,6 +18,7 @@
 #include "lua.h"
 #include "lauxlib.h"
 
+#include "lutil.h"
 #include "lvm/lvm.h"
 
 static void set_int(lua_State *L, const char *k, lua_Integer v) { lua_pushinteger(L, v); lua_setfield(L, -2, k); }
@@ -82,12 +83,8 @@ static int l_read(lua_State *L)
 	const char *path = luaL_checkstring(L, 1);
 	lvm_err e;
 	lvm_dev *d = lvm_open(path, &e);
-	if (d == NULL) {
-		lua_pushnil(L);
-		lua_pushstring(L, e.msg);
-		lua_pushstring(L, e.code);
-		return 3;
-	}
+	if (d == NULL)
+		return lu_fail(L, e.code, "%s", e.msg);
 	const lvm_vg *vg = &d->vg;
 	lua_createtable(L, 0, 14);
 	set_str(L, "path", d->path);

@@ -154,7 +154,9 @@ subcommands.scan = {
     end
     local function show(e, depth)
       local pad = ("   "):rep(depth)
-      if e.kind == "raw" then
+      if e.kind == "lvm" then -- an image that could not be read as an LVM PV
+        out(("lvm=%s unreadable\n"):format(e.path:sub(5)))
+      elseif e.kind == "raw" then
         out(("%sraw=%s capacity=%d size=%d hidden=%d\n"):format(pad, name(e.path), e.size, e.size, e.hidden and 1 or 0))
       elseif e.kind == "mgt" or e.kind == "other" then
         out(("%slv=%s size=%d (%s)\n"):format(pad, name(e.path), e.size,
@@ -169,8 +171,12 @@ subcommands.scan = {
       end
       for _, k in ipairs(kids[e.path] or {}) do show(k, depth + 1) end
     end
-    for _, r in ipairs(roots) do show(r, 0) end
-    return 0
+    local status = 0
+    for _, r in ipairs(roots) do
+      show(r, 0)
+      if r.kind == "lvm" then status = 1 end
+    end
+    return status
   end,
 }
 
@@ -211,7 +217,9 @@ subcommands.flatten = {
   spec = {
     usage = "salvage vhd flatten LEAF -o OUT [--format vhd|raw] [--force] [--overwrite] [--search DIR]... [--json]",
     summary = "Write the full content of LEAF's chain into a new standalone file",
-    description = "Sources are opened read-only. OUT is written under a temporary name, fsynced and renamed; "
+    description = "LEAF is a file, or lvm:IMAGE:LV for a volume of an LVM-based SR (a VHD- chain is read "
+      .. "through its LVHD parents; an LV- volume is copied as it is). "
+      .. "Sources are opened read-only. OUT is written under a temporary name, fsynced and renamed; "
       .. "on failure nothing is left under OUT. Refuses (exit 1) when the chain cannot be read exactly; "
       .. "--force proceeds only where the loss can be stated, and lists the affected sectors.",
     options = {

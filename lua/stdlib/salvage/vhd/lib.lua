@@ -208,6 +208,9 @@ end
 --- vhd.coalesce(child, {force = bool}) -> true | nil, msg, code
 local function coalesce(vhd, child, opts)
   opts = opts or {}
+  if child:match("^lvm:") then
+    return nil, ("coalesce: %s: a VHD inside an LVM image is only read; flatten it instead"):format(child), "EROFS"
+  end
   local h, msg, code = vhd.open(child, { search = opts.search })
   if not h then return nil, msg, code end
   local info = h:info()
