@@ -152,6 +152,9 @@ static vhd_file *open_lv(lvm_dev *d, size_t i, vhd_err *e)
 	vhd_reader rd = { s, lv->size, lv_pread, lv_parent, lv_release, lv_hole };
 	vhd_file *f = strncmp(lv->name, "LV-", 3) == 0 ? vhd_open_raw(name, &rd, e) : vhd_open_reader(name, &rd, NULL, e);
 	free(name);
+	/* what the LVM layer got past (an older metadata copy) is said with every volume read from it */
+	for (size_t w = 0; f && w < d->nwarnings; w++)
+		vhd_problem_add(f, VHD_WARNING, 0, "LVM_OLD_METADATA", -1, "%s", d->warnings[w]);
 	return f;
 }
 

@@ -53,8 +53,9 @@ local function write_conf(dir)
 end
 
 --- Make image (size bytes) a PV of VG vg holding the LVs of layout ({name, id, status, segments});
--- returns lvm2's view {pe_start, extent, segs = {lv = {{le, n, pe}...}}}.
-function M.build(dir, image, size, vg, layout)
+-- returns lvm2's view {pe_start, extent, segs = {lv = {{le, n, pe}...}}}. after(lvm) may run more
+-- lvm2 commands (lvm("lvchange ...")) while the loop device is there.
+function M.build(dir, image, size, vg, layout, after)
   assert(M.have_lvm2(), "lvm2 is not installed: run tools/deps.sh")
   local conf = write_conf(dir)
   assert(RUN(("truncate -s %d %s"):format(size, sh(image))) == 0)
@@ -78,6 +79,7 @@ function M.build(dir, image, size, vg, layout)
     f:write(text)
     f:close()
     lvm(conf, ("vgcfgrestore -f %s %s"):format(sh(backup), vg))
+    if after then after(function(cmd) return lvm(conf, cmd) end) end
     local view = { segs = {} }
     view.pe_start = tonumber(lvm(conf, "pvs --noheadings --units b --nosuffix -o pe_start " .. loop):match("(%d+)"))
     view.extent = tonumber(lvm(conf, "vgs --noheadings --units b --nosuffix -o vg_extent_size " .. vg):match("(%d+)"))

@@ -3,6 +3,7 @@
 -- per LV, VHD chains named the LVHD way, a raw LV. Where the bytes go is asked of lvm2 (`pvs`,
 -- `lvs -o seg_pe_ranges`), never computed with salvage's own mapping. Without lvm2 or a loop
 -- device these tests FAIL with the reason: they never vanish.
+local lvm = require "salvage.lvm"
 local sys = require "salvage.sys"
 local vhd = require "salvage.vhd"
 local fx = dofile(TOP .. "/tests/lua/vhd_fixtures.lua")
@@ -15,6 +16,7 @@ local VG = "VG_XenStorage-" .. SR
 local BASE = "VHD-1a2b3c4d-1111-4222-8333-944455566677"
 local LEAF = "VHD-9f8e7d6c-2222-4333-8444-a55566677788"
 local RAW = "LV-0badc0de-3333-4444-8555-b66677788899"
+local JOURNAL = "inflate_9f8e7d6c-2222-4333-8444-a55566677788_4194304"
 local MIB = 1 << 20
 
 local function mapper(lv) return img.mapper(VG, lv) end
@@ -25,12 +27,37 @@ local LAYOUT = {
   { BASE, "AAAAAA-aaaa-bbbb-cccc-dddd-eeee-ffffff", '"READ", "VISIBLE"', { { 0, 2, 7 }, { 2, 1, 1 } } },
   { LEAF, "BBBBBB-aaaa-bbbb-cccc-dddd-eeee-ffffff", '"READ", "WRITE", "VISIBLE"', { { 0, 1, 5 }, { 1, 1, 2 } } },
   { RAW, "CCCCCC-aaaa-bbbb-cccc-dddd-eeee-ffffff", '"READ", "WRITE", "VISIBLE"', { { 0, 1, 9 }, { 1, 1, 3 } } },
+  { JOURNAL, "DDDDDD-aaaa-bbbb-cccc-dddd-eeee-ffffff", '"READ", "WRITE", "VISIBLE"', { { 0, 1, 10 } } },
 }
+
+local function slurp(p)
+  local f = assert(io.open(p, "rb"))
+  local s = f:read("a")
+  f:close()
+  return s
+end
 
 local function pattern(seed, n)
   local t = {}
   for i = 1, n // 16 do t[i] = ("%08x%08x"):format(seed, i) end
   return table.concat(t)
+end
+
+--- the chain as files named by their device-mapper names, laid into the image's LVs
+local function lay_chain(image, view, vdir)
+  assert(sys.mkdir(vdir))
+  local base, leaf = vdir .. "/" .. mapper(BASE), vdir .. "/" .. mapper(LEAF)
+  local b = assert(vhd.create(base, { size = 10 * MIB }))
+  assert(b:write(0, pattern(1, 1 * MIB)))
+  assert(b:write(5 * MIB, pattern(2, 2 * MIB)))
+  b:close()
+  local l = assert(vhd.create(leaf, { parent = base }))
+  assert(l:write(512 * 1024, pattern(3, 64 * 1024)))
+  assert(l:write(9 * MIB, pattern(4, 4096)))
+  l:close()
+  img.place_vhd(image, view, BASE, base, 3 * view.extent)
+  img.place_vhd(image, view, LEAF, leaf, 2 * view.extent)
+  return base, leaf
 end
 
 setup(function()
@@ -51,22 +78,10 @@ describe("LVHD images made with lvm2's tools", function()
     local view = img.build(dir, image, 64 * MIB, VG, LAYOUT)
     assert.same({ { 0, 2, 7 }, { 2, 1, 1 } }, view.segs[BASE])
     -- the chain, made as files whose names are the device-mapper names LVHD links parents by
-    local vdir = dir .. "/vhds"
-    assert(sys.mkdir(vdir))
-    local base, leaf = vdir .. "/" .. mapper(BASE), vdir .. "/" .. mapper(LEAF)
-    local b = assert(vhd.create(base, { size = 10 * MIB }))
-    assert(b:write(0, pattern(1, 1 * MIB)))
-    assert(b:write(5 * MIB, pattern(2, 2 * MIB)))
-    b:close()
-    local l = assert(vhd.create(leaf, { parent = base }))
-    assert(l:write(512 * 1024, pattern(3, 64 * 1024)))
-    assert(l:write(9 * MIB, pattern(4, 4096)))
-    l:close()
+    local _, leaf = lay_chain(image, view, dir .. "/vhds")
     local h = assert(vhd.open(leaf))
     assert.equal(mapper(BASE), h:info().header.parent_name)
     h:close()
-    img.place_vhd(image, view, BASE, base, 3 * view.extent)
-    img.place_vhd(image, view, LEAF, leaf, 2 * view.extent)
     local raw = pattern(5, 2 * view.extent)
     img.lv_write(image, view, RAW, 0, raw)
 
@@ -85,6 +100,42 @@ describe("LVHD images made with lvm2's tools", function()
     assert.equal("lvm:" .. image .. ":" .. BASE, by[LEAF].parent)
     assert.equal("raw", by[RAW].kind)
     assert.is_true(by[BASE].read_only)
-    for _, e in ipairs(list) do assert.same({}, e.problems) end
+    assert.equal("journal", by[JOURNAL].kind)
+    assert.equal("SM_JOURNAL", by[JOURNAL].problems[1].code)
+    for _, e in ipairs(list) do
+      if e ~= by[JOURNAL] then assert.same({}, e.problems) end
+    end
+  end)
+
+  it("a damaged current metadata copy: the older copy lvm2 left is used, and every volume says so", function()
+    local image = dir .. "/lun2.img"
+    -- a second commit by lvm2 itself (a tag), so the buffer holds two copies with the LVs
+    local view = img.build(dir, image, 64 * MIB, VG, LAYOUT, function(run)
+      run(("lvchange --addtag salvage-test %s/%s"):format(VG, RAW))
+    end)
+    local _, leaf = lay_chain(image, view, dir .. "/vhds2")
+    local hdr = slurp(image):sub(4096 + 1, 4096 + 512)
+    assert.equal(" LVM2 x[5A%r0N*>", hdr:sub(5, 20))
+    local at = 4096 + string.unpack("<I8", hdr, 41)
+    local f = assert(io.open(image, "r+b"))
+    f:seek("set", at + 20)
+    f:write("#")
+    f:close()
+    local vg = assert(lvm.read(image))
+    assert.is_true(vg.from_old_copy)
+    assert.matches("bad checksum", vg.warnings[1])
+    local raw_lv
+    for _, lv in ipairs(vg.lvs) do if lv.name == RAW then raw_lv = lv end end
+    assert.same({}, raw_lv.tags) -- the tag came with the damaged copy
+    local want, got = dir .. "/want2.raw", dir .. "/got2.raw"
+    assert(vhd.flatten(leaf, want, { format = "raw" }))
+    local r = assert(vhd.flatten("lvm:" .. image .. ":" .. LEAF, got, { format = "raw" }))
+    assert.equal(fx.sha256(want), fx.sha256(got))
+    local warned = false
+    for _, p in ipairs(r.problems) do warned = warned or p.code == "LVM_OLD_METADATA" end
+    assert.is_true(warned)
+    local c = vhd.check("lvm:" .. image .. ":" .. LEAF)
+    assert.is_false(c.ok)
+    assert.equal("LVM_OLD_METADATA", c.problems[1].code)
   end)
 end)

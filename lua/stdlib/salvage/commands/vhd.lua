@@ -158,9 +158,9 @@ subcommands.scan = {
         out(("lvm=%s unreadable\n"):format(e.path:sub(5)))
       elseif e.kind == "raw" then
         out(("%sraw=%s capacity=%d size=%d hidden=%d\n"):format(pad, name(e.path), e.size, e.size, e.hidden and 1 or 0))
-      elseif e.kind == "mgt" or e.kind == "other" then
+      elseif e.kind == "mgt" or e.kind == "other" or e.kind == "journal" then
         out(("%slv=%s size=%d (%s)\n"):format(pad, name(e.path), e.size,
-          e.kind == "mgt" and "SR metadata" or "not a VDI"))
+          ({ mgt = "SR metadata", journal = "SM journal" })[e.kind] or "not a VDI"))
       else
         out(("%svhd=%s capacity=%s size=%s hidden=%s parent=%s\n"):format(pad, name(e.path),
           tostring(e.capacity or "?"), tostring(e.size or "?"), e.hidden and 1 or 0,

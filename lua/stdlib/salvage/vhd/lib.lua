@@ -30,6 +30,11 @@ local function lv_kind(name)
   if name:match("^VHD%-") then return "vhd" end
   if name:match("^LV%-") then return "raw" end
   if name == "MGT" then return "mgt" end
+  -- SM's journals (journaler.py, lvhdutil.py): an operation was interrupted
+  if name:match("^inflate_") or name:match("^clone_") or name:match("^jvhd_") or name:match("^coalesce_")
+    or name:match("^leaf%-coalesce_") or name:match("^relink_") then
+    return "journal"
+  end
   return "other"
 end
 
@@ -84,6 +89,10 @@ local function scan_lvm(vhd, spec, list, vgs)
     elseif e.kind == "raw" then
       -- a raw VDI has no footer: its hidden flag is an LV tag, its size the LV's
       e.capacity, e.hidden = lv.size, has_tag(lv, "hidden")
+    elseif e.kind == "journal" then
+      e.problems[1] = { code = "SM_JOURNAL", severity = "warning", message = ("%s: a journal of XenServer's "
+        .. "storage manager: an operation (inflate, clone, coalesce) was interrupted; check the VDIs it names")
+        :format(lv.name) }
     end
     list[#list + 1] = e
   end
