@@ -3,8 +3,9 @@
  * never writes to the device and never activates anything.
  *
  *   local lvm = require "salvage.lvm"
- *   local vg = assert(lvm.read("lun.img"))   -- or a block device
+ *   local vg = assert(lvm.read("lun.img"))   -- or a block device; several PVs: "lun1.img,lun2.img"
  *   vg -> {path, size, name, id, seqno, extent_size, pv_id, metadata_offset, from_old_copy,
+ *          devices = {{path, size, pv_id}...} (size and pv_id above: the first device's),
  *          warnings = {msg...},
  *          pvs = {{name, id, device, pe_start, pe_count, dev_size, present}...},
  *          lvs = {{name, id, size, extents, read_only, visible, tags = {...},
@@ -24,6 +25,13 @@
 static void set_int(lua_State *L, const char *k, lua_Integer v) { lua_pushinteger(L, v); lua_setfield(L, -2, k); }
 static void set_str(lua_State *L, const char *k, const char *v) { lua_pushstring(L, v); lua_setfield(L, -2, k); }
 static void set_bool(lua_State *L, const char *k, int v) { lua_pushboolean(L, v); lua_setfield(L, -2, k); }
+
+/* a PV uuid shown 6-4-4-4-4-4-6, as lvm2 prints it */
+static const char *pv_dashed(const char *id, char out[40])
+{
+	snprintf(out, 40, "%.6s-%.4s-%.4s-%.4s-%.4s-%.4s-%.6s", id, id + 6, id + 10, id + 14, id + 18, id + 22, id + 26);
+	return out;
+}
 
 static void push_lv(lua_State *L, const lvm_vg *vg, const lvm_lv *lv)
 {
@@ -82,21 +90,28 @@ static int l_read(lua_State *L)
 {
 	const char *path = luaL_checkstring(L, 1);
 	lvm_err e;
-	lvm_dev *d = lvm_open(path, &e);
+	lvm_dev *d = lvm_open_list(path, &e);
 	if (d == NULL)
 		return lu_fail(L, e.code, "%s", e.msg);
 	const lvm_vg *vg = &d->vg;
 	lua_createtable(L, 0, 14);
 	set_str(L, "path", d->path);
-	set_int(L, "size", (lua_Integer)d->size);
+	set_int(L, "size", (lua_Integer)d->devs[0].size);
 	set_str(L, "name", vg->name);
 	set_str(L, "id", vg->id);
 	set_int(L, "seqno", (lua_Integer)vg->seqno);
 	set_int(L, "extent_size", (lua_Integer)vg->extent_size);
-	char pv[40]; /* shown 6-4-4-4-4-4-6 as lvm2 prints it */
-	snprintf(pv, sizeof pv, "%.6s-%.4s-%.4s-%.4s-%.4s-%.4s-%.6s", d->label.pv_id, d->label.pv_id + 6,
-		 d->label.pv_id + 10, d->label.pv_id + 14, d->label.pv_id + 18, d->label.pv_id + 22, d->label.pv_id + 26);
-	set_str(L, "pv_id", pv);
+	char pv[40];
+	set_str(L, "pv_id", pv_dashed(d->devs[0].label.pv_id, pv));
+	lua_createtable(L, (int)d->ndevs, 0);
+	for (size_t k = 0; k < d->ndevs; k++) {
+		lua_createtable(L, 0, 3);
+		set_str(L, "path", d->devs[k].path);
+		set_int(L, "size", (lua_Integer)d->devs[k].size);
+		set_str(L, "pv_id", pv_dashed(d->devs[k].label.pv_id, pv));
+		lua_rawseti(L, -2, (lua_Integer)k + 1);
+	}
+	lua_setfield(L, -2, "devices");
 	set_int(L, "metadata_offset", (lua_Integer)d->mda_offset);
 	set_bool(L, "from_old_copy", d->from_old_copy);
 	lua_createtable(L, (int)d->nwarnings, 0);

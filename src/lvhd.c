@@ -190,7 +190,7 @@ static vhd_file *open_any(const char *path, const vhd_open_opts *o, vhd_err *e)
 		return NULL;
 	}
 	lvm_err le;
-	lvm_dev *d = lvm_open(image, &le);
+	lvm_dev *d = lvm_open_list(image, &le);
 	if (d == NULL) {
 		vhd_seterr(e, le.code, "%s", le.msg);
 		return NULL;

@@ -1,11 +1,12 @@
 /*
- * One device (an image file or a block device) holding a PV: opened
- * read-only, label and metadata areas read, the newest metadata copy whose
- * checksums hold is parsed. When the current copy is damaged, older copies
- * left in the circular buffer are tried (with a warning naming the copy);
- * when none parses, the open is refused with the reason. LVs are then
- * checked against this device: an LV on another PV, or whose extents lie
- * past the end of the device, is marked unreadable with the reason.
+ * A VG read from its devices (image files or block devices), each a PV:
+ * opened read-only, labels and metadata areas read, the newest metadata copy
+ * whose checksums hold is parsed (the highest seqno over all devices). When
+ * no current copy is good, older copies left in the circular buffers are
+ * tried (with a warning naming the copy); when none parses, the open is
+ * refused with the reason. LVs are then checked against the devices: an LV
+ * on a PV that was not given, or whose extents lie past the end of its
+ * device, is marked unreadable with the reason.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -35,7 +36,7 @@ static ssize_t pread_all(int fd, void *buf, size_t len, uint64_t off)
 
 
 /* The text a raw_locn points to (it may wrap to the start of the buffer); checksum checked. */
-static char *read_current(lvm_dev *d, const lvm_mda *m, const lvm_rlocn *r, lvm_err *e)
+static char *read_current(lvm_pvdev *d, const lvm_mda *m, const lvm_rlocn *r, lvm_err *e)
 {
 	if (r->size == 0 || r->size > LVM_MAX_TEXT || r->size > m->size - LVM_SECTOR || r->offset < LVM_SECTOR ||
 	    r->offset >= m->size) {
@@ -70,7 +71,7 @@ static char *read_current(lvm_dev *d, const lvm_mda *m, const lvm_rlocn *r, lvm_
 }
 
 /* Current metadata of one area into vg; 0 ok. */
-static int area_current(lvm_dev *d, const lvm_area *a, lvm_vg *vg, uint64_t *cur, lvm_err *e)
+static int area_current(lvm_pvdev *d, const lvm_area *a, lvm_vg *vg, uint64_t *cur, lvm_err *e)
 {
 	uint8_t hb[LVM_SECTOR];
 	lvm_mda m;
@@ -97,13 +98,11 @@ static int area_current(lvm_dev *d, const lvm_area *a, lvm_vg *vg, uint64_t *cur
 		return -1;
 	int rc = lvm_vg_parse(t, m.rlocn[0].size, vg, e);
 	free(t);
-	if (rc == 0)
-		d->mda_offset = m.start + m.rlocn[0].offset;
 	return rc;
 }
 
 /* Older copies stay in the circular buffer, 512-aligned: the newest that parses. */
-static int area_scan(lvm_dev *d, const lvm_area *a, const uint64_t *bad, size_t nbad, lvm_vg *best, uint64_t *at)
+static int area_scan(lvm_pvdev *d, const lvm_area *a, const uint64_t *bad, size_t nbad, lvm_vg *best, uint64_t *at)
 {
 	uint64_t size = a->size;
 	if (size == 0 || a->offset >= d->size)
@@ -148,65 +147,74 @@ static int area_scan(lvm_dev *d, const lvm_area *a, const uint64_t *bad, size_t 
 	return found;
 }
 
+/* the candidate vg (from device k, at byte at) replaces d's when it is newer */
+static void take(lvm_dev *d, lvm_vg *vg, size_t k, uint64_t at, int *have)
+{
+	if (*have && vg->seqno <= d->vg.seqno) {
+		lvm_vg_free(vg);
+		return;
+	}
+	if (*have)
+		lvm_vg_free(&d->vg);
+	d->vg = *vg;
+	d->mda_dev = k;
+	d->mda_offset = at;
+	*have = 1;
+}
+
+static void add_warning(lvm_dev *d, const char *first, const char *what)
+{
+	if (d->nwarnings < sizeof d->warnings / sizeof d->warnings[0])
+		snprintf(d->warnings[d->nwarnings++], sizeof d->warnings[0], "%.300s; %.200s", first, what);
+}
+
 static int read_metadata(lvm_dev *d, lvm_err *e)
 {
 	lvm_err first = { "", "" };
 	int have = 0;
-	uint64_t bad[LVM_MAX_AREAS];
-	size_t nbad = 0;
-	for (size_t i = 0; i < d->label.nmeta; i++) {
-		lvm_vg vg;
-		lvm_err here;
-		uint64_t cur = 0;
-		if (area_current(d, &d->label.meta[i], &vg, &cur, &here) != 0) {
+	uint64_t bad[LVM_MAX_AREAS * 8];
+	size_t nbad = 0, nmeta = 0;
+	for (size_t k = 0; k < d->ndevs; k++)
+		for (size_t i = 0; i < d->devs[k].label.nmeta; i++, nmeta++) {
+			lvm_vg vg;
+			lvm_err here;
+			uint64_t cur = 0;
+			if (area_current(&d->devs[k], &d->devs[k].label.meta[i], &vg, &cur, &here) == 0) {
+				take(d, &vg, k, cur, &have);
+				continue;
+			}
 			if (!first.code[0])
 				first = here;
-			if (cur)
-				bad[nbad++] = cur;
-			continue;
+			if (cur && nbad < sizeof bad / sizeof bad[0])
+				bad[nbad++] = cur; /* offsets are per device; a coincidence only skips a candidate */
 		}
-		if (!have || vg.seqno > d->vg.seqno) {
-			if (have)
-				lvm_vg_free(&d->vg);
-			d->vg = vg;
-			have = 1;
-		} else {
-			lvm_vg_free(&vg);
-		}
-	}
+	if (have && first.code[0])
+		add_warning(d, first.msg, "the metadata copy of another area is used");
 	if (have)
 		return 0;
-	if (d->label.nmeta == 0) {
-		lvm_seterr(e, "EMETADATA", "%s: the PV has no metadata area (its VG's metadata is on other PVs)", d->path);
+	if (nmeta == 0) {
+		lvm_seterr(e, "EMETADATA", "%s: no metadata area on these PVs (the VG's metadata is on other PVs)",
+			   d->path);
 		return -1;
 	}
-	for (size_t i = 0; i < d->label.nmeta; i++) {
-		uint64_t at = 0;
-		lvm_vg vg;
-		if (area_scan(d, &d->label.meta[i], bad, nbad, &vg, &at) != 0)
-			continue;
-		if (!have || vg.seqno > d->vg.seqno) {
-			if (have)
-				lvm_vg_free(&d->vg);
-			d->vg = vg;
-			d->mda_offset = at;
-			have = 1;
-		} else {
-			lvm_vg_free(&vg);
+	for (size_t k = 0; k < d->ndevs; k++)
+		for (size_t i = 0; i < d->devs[k].label.nmeta; i++) {
+			uint64_t at = 0;
+			lvm_vg vg;
+			if (area_scan(&d->devs[k], &d->devs[k].label.meta[i], bad, nbad, &vg, &at) == 0)
+				take(d, &vg, k, at, &have);
 		}
-	}
 	if (!have) {
 		lvm_seterr(e, first.code, "%.400s; no older metadata copy in the area parses either: refusing to guess",
 			   first.msg);
 		return -1;
 	}
-	char seq[64];
-	snprintf(seq, sizeof seq, "%llu at byte %llu", (unsigned long long)d->vg.seqno,
-		 (unsigned long long)d->mda_offset);
+	char what[200];
+	snprintf(what, sizeof what, "using the newest older metadata copy that parses (seqno %llu at byte %llu of "
+		 "%.40s): changes made after it are not seen", (unsigned long long)d->vg.seqno,
+		 (unsigned long long)d->mda_offset, d->devs[d->mda_dev].path);
 	d->from_old_copy = 1;
-	if (d->nwarnings < sizeof d->warnings / sizeof d->warnings[0])
-		snprintf(d->warnings[d->nwarnings++], sizeof d->warnings[0], "%.300s; using the newest older metadata "
-			 "copy that parses (seqno %s): changes made after it are not seen", first.msg, seq);
+	add_warning(d, first.msg, what);
 	return 0;
 }
 
@@ -219,14 +227,33 @@ static void pv_id_plain(const char *id, char out[33])
 	out[n] = 0;
 }
 
-/* Which PV this device is; LVs on others or past the device end are unreadable. */
-static void check_lvs(lvm_dev *d)
+/* Which device is which PV; LVs on missing PVs or past their device's end are unreadable. */
+static int check_lvs(lvm_dev *d, lvm_err *e)
 {
 	lvm_vg *vg = &d->vg;
+	d->pv_dev = malloc((vg->npvs ? vg->npvs : 1) * sizeof *d->pv_dev);
+	if (!d->pv_dev) {
+		lvm_seterr(e, "ENOMEM", "out of memory");
+		return -1;
+	}
 	for (size_t i = 0; i < vg->npvs; i++) {
 		char id[33];
 		pv_id_plain(vg->pvs[i].id, id);
-		vg->pvs[i].present = strcmp(id, d->label.pv_id) == 0;
+		d->pv_dev[i] = -1;
+		for (size_t k = 0; k < d->ndevs; k++)
+			if (strcmp(id, d->devs[k].label.pv_id) == 0)
+				d->pv_dev[i] = (int)k;
+		vg->pvs[i].present = d->pv_dev[i] >= 0;
+	}
+	for (size_t k = 0; k < d->ndevs; k++) {
+		int known = 0;
+		for (size_t i = 0; i < vg->npvs; i++)
+			known |= d->pv_dev[i] == (int)k;
+		if (!known) {
+			lvm_seterr(e, "EMETADATA", "%s is PV %.32s, which VG %s does not list: give the PVs of one VG",
+				   d->devs[k].path, d->devs[k].label.pv_id, vg->name);
+			return -1;
+		}
 	}
 	for (size_t i = 0; i < vg->nlvs; i++) {
 		lvm_lv *lv = &vg->lvs[i];
@@ -239,61 +266,131 @@ static void check_lvs(lvm_dev *d)
 			if (!pv->present) {
 				snprintf(lv->problem_code, sizeof lv->problem_code, "EMISSINGPV");
 				snprintf(lv->problem, sizeof lv->problem, "LV %s: segment at logical extent %llu is on PV %s "
-					 "(%s), which is not this device (%s): that PV is missing", lv->name,
+					 "(%.40s), which is not among the devices given (%.100s): that PV is missing", lv->name,
 					 (unsigned long long)g->start_extent, pv->name, pv->id, d->path);
-			} else if (end > d->size) {
+			} else if (end > d->devs[d->pv_dev[g->pv]].size) {
+				const lvm_pvdev *pd = &d->devs[d->pv_dev[g->pv]];
 				snprintf(lv->problem_code, sizeof lv->problem_code, "ERANGE");
 				snprintf(lv->problem, sizeof lv->problem, "LV %s: extents %llu-%llu end at byte %llu, past the "
-					 "end of %s (%llu bytes): device truncated", lv->name, (unsigned long long)g->pe,
+					 "end of %.100s (%llu bytes): device truncated", lv->name, (unsigned long long)g->pe,
 					 (unsigned long long)(g->pe + g->extent_count - 1), (unsigned long long)end,
-					 d->path, (unsigned long long)d->size);
+					 pd->path, (unsigned long long)pd->size);
 			}
 		}
 	}
+	return 0;
 }
 
-lvm_dev *lvm_open(const char *path, lvm_err *e)
+/* open one device and read its label */
+static int open_pv(lvm_pvdev *pd, const char *path, lvm_err *e)
 {
-	lvm_dev *d = calloc(1, sizeof *d);
-	if (!d || !(d->path = strdup(path))) {
-		free(d);
-		lvm_seterr(e, "ENOMEM", "%s: out of memory", path);
-		return NULL;
-	}
-	d->refs = 1;
-	d->fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (d->fd < 0) {
+	pd->fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (pd->fd < 0) {
 		int err = errno;
 		lvm_seterr(e, err == ENOENT ? "ENOENT" : err == EACCES ? "EACCES" : "EIO", "%s: cannot open: %s", path,
 			   strerror(err));
-		goto fail;
+		return -1;
 	}
-	off_t end = lseek(d->fd, 0, SEEK_END);  /* block devices too */
+	off_t end = lseek(pd->fd, 0, SEEK_END);  /* block devices too */
 	if (end < 0) {
 		lvm_seterr(e, "EIO", "%s: cannot find its size: %s", path, strerror(errno));
-		goto fail;
+		return -1;
 	}
-	d->size = (uint64_t)end;
+	pd->size = (uint64_t)end;
 	uint8_t head[LVM_LABEL_SCAN * LVM_SECTOR] = { 0 };
-	ssize_t n = pread_all(d->fd, head, sizeof head, 0);
+	ssize_t n = pread_all(pd->fd, head, sizeof head, 0);
 	if (n < 0) {
 		lvm_seterr(e, "EIO", "%s: reading the label: %s", path, strerror(errno));
-		goto fail;
+		return -1;
 	}
-	if (lvm_label_find(head, (size_t)n, &d->label, e) != 0) {
+	if (lvm_label_find(head, (size_t)n, &pd->label, e) != 0) {
 		char why[400], code[24];
 		snprintf(why, sizeof why, "%.399s", e->msg);
 		snprintf(code, sizeof code, "%s", e->code);
 		lvm_seterr(e, code, "%.100s: %s", path, why);
-		goto fail;
+		return -1;
 	}
-	if (read_metadata(d, e) != 0)
+	return 0;
+}
+
+static char *join(const char *const *paths, size_t n)
+{
+	size_t len = 1;
+	for (size_t i = 0; i < n; i++)
+		len += strlen(paths[i]) + 1;
+	char *s = malloc(len);
+	if (s) {
+		s[0] = 0;
+		for (size_t i = 0; i < n; i++) {
+			if (i)
+				strcat(s, ",");
+			strcat(s, paths[i]);
+		}
+	}
+	return s;
+}
+
+lvm_dev *lvm_open_many(const char *const *paths, size_t n, lvm_err *e)
+{
+	lvm_dev *d = calloc(1, sizeof *d);
+	if (!d || n == 0 || !(d->path = join(paths, n)) || !(d->devs = calloc(n, sizeof *d->devs))) {
+		if (d)
+			free(d->path);
+		free(d);
+		lvm_seterr(e, n ? "ENOMEM" : "EINVAL", n ? "out of memory" : "no device given");
+		return NULL;
+	}
+	d->refs = 1;
+	for (size_t k = 0; k < n; k++)
+		d->devs[k].fd = -1;
+	d->ndevs = n;
+	for (size_t k = 0; k < n; k++) {
+		if (!(d->devs[k].path = strdup(paths[k]))) {
+			lvm_seterr(e, "ENOMEM", "out of memory");
+			goto fail;
+		}
+		if (open_pv(&d->devs[k], paths[k], e) != 0)
+			goto fail;
+		for (size_t j = 0; j < k; j++)
+			if (strcmp(d->devs[j].label.pv_id, d->devs[k].label.pv_id) == 0) {
+				lvm_seterr(e, "EINVAL", "%s and %s are the same PV (%.32s)", paths[j], paths[k],
+					   d->devs[k].label.pv_id);
+				goto fail;
+			}
+	}
+	if (read_metadata(d, e) != 0 || check_lvs(d, e) != 0)
 		goto fail;
-	check_lvs(d);
 	return d;
 fail:
 	lvm_close(d);
 	return NULL;
+}
+
+lvm_dev *lvm_open(const char *path, lvm_err *e)
+{
+	return lvm_open_many(&path, 1, e);
+}
+
+lvm_dev *lvm_open_list(const char *list, lvm_err *e)
+{
+	char *copy = strdup(list);
+	const char *paths[64];
+	size_t n = 0;
+	if (!copy) {
+		lvm_seterr(e, "ENOMEM", "out of memory");
+		return NULL;
+	}
+	for (char *save = NULL, *p = strtok_r(copy, ",", &save); p; p = strtok_r(NULL, ",", &save)) {
+		if (n == sizeof paths / sizeof paths[0]) {
+			free(copy);
+			lvm_seterr(e, "EINVAL", "more than %zu devices", n);
+			return NULL;
+		}
+		paths[n++] = p;
+	}
+	lvm_dev *d = lvm_open_many(paths, n, e);
+	free(copy);
+	return d;
 }
 
 void lvm_ref(lvm_dev *d) { d->refs++; }
@@ -302,8 +399,13 @@ void lvm_close(lvm_dev *d)
 {
 	if (!d || --d->refs > 0)
 		return;
-	if (d->fd >= 0)
-		close(d->fd);
+	for (size_t k = 0; k < d->ndevs; k++) {
+		if (d->devs[k].fd >= 0)
+			close(d->devs[k].fd);
+		free(d->devs[k].path);
+	}
+	free(d->devs);
+	free(d->pv_dev);
 	lvm_vg_free(&d->vg);
 	free(d->path);
 	free(d);
@@ -338,9 +440,10 @@ ssize_t lvm_lv_pread(lvm_dev *d, size_t i, void *buf, size_t len, uint64_t off, 
 			want = (size_t)run;
 		if (want > lv->size - (off + done))
 			want = (size_t)(lv->size - (off + done));
-		ssize_t n = pread_all(d->fd, (char *)buf + done, want, at);
+		const lvm_pvdev *pd = &d->devs[d->pv_dev[pv]];
+		ssize_t n = pread_all(pd->fd, (char *)buf + done, want, at);
 		if (n < 0) {
-			lvm_seterr(e, "EIO", "%s: LV %s: read at byte %llu: %s", d->path, lv->name, (unsigned long long)at,
+			lvm_seterr(e, "EIO", "%s: LV %s: read at byte %llu: %s", pd->path, lv->name, (unsigned long long)at,
 				   strerror(errno));
 			return -1;
 		}
@@ -362,7 +465,7 @@ int lvm_lv_hole(lvm_dev *d, size_t i, uint64_t off, uint64_t len)
 		if (lvm_lv_map(&d->vg, lv, off, &at, &run, &pv) != 0)
 			return 0;
 		uint64_t n = run < len ? run : len;
-		off_t data = lseek(d->fd, (off_t)at, SEEK_DATA);
+		off_t data = lseek(d->devs[d->pv_dev[pv]].fd, (off_t)at, SEEK_DATA);
 		if (data < 0 && errno != ENXIO)
 			return 0;   /* a block device, or no hole support: unknown */
 		if (data >= 0 && (uint64_t)data < at + n)

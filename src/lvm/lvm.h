@@ -75,7 +75,7 @@ typedef struct lvm_lv {
 	size_t nsegs;
 	uint64_t extents;                /* sum of extent_count */
 	uint64_t size;                   /* bytes */
-	char problem[400];               /* non-empty: cannot be read, and why */
+	char problem[600];               /* non-empty: cannot be read, and why */
 	char problem_code[24];
 } lvm_lv;
 
@@ -103,22 +103,34 @@ void lvm_vg_free(lvm_vg *vg);
 /* Byte offset on the PV of LV byte `off` (whole extents only); -1 when unmapped. */
 int lvm_lv_map(const lvm_vg *vg, const lvm_lv *lv, uint64_t off, uint64_t *pv_off, uint64_t *run, int *pv);
 
-/* ---- a device (image file or block device) holding one PV of a VG ---- */
-typedef struct lvm_dev {
+/* ---- a VG read from its devices (image files or block devices), one PV each ---- */
+typedef struct lvm_pvdev {
 	int fd;
-	int refs;
 	char *path;
 	uint64_t size;
 	lvm_label label;
+} lvm_pvdev;
+
+typedef struct lvm_dev {
+	int refs;
+	char *path;                      /* the devices as given, joined by ',' */
+	lvm_pvdev *devs;
+	size_t ndevs;
 	lvm_vg vg;
-	uint64_t mda_offset;             /* where the metadata in use came from */
+	int *pv_dev;                     /* per vg.pvs[i]: index in devs, -1 when that PV is missing */
+	uint64_t mda_offset;             /* where the metadata in use came from (in mda_dev) */
+	size_t mda_dev;
 	int from_old_copy;               /* 1: the current copy was bad; an older one is used */
 	char warnings[4][512];
 	size_t nwarnings;
 } lvm_dev;
 
-/* Open read-only; reads label, metadata areas, the newest good metadata. */
+/* Open read-only: labels, metadata areas, the newest good metadata of all the devices (the PVs
+ * of one VG; the newest seqno wins). LVs on PVs not given are marked missing, by name. */
+lvm_dev *lvm_open_many(const char *const *paths, size_t n, lvm_err *e);
 lvm_dev *lvm_open(const char *path, lvm_err *e);
+/* The same from "dev1,dev2,..." */
+lvm_dev *lvm_open_list(const char *list, lvm_err *e);
 void lvm_ref(lvm_dev *d);
 void lvm_close(lvm_dev *d);
 /* index of the LV named name, or -1 */

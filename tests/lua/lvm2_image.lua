@@ -30,12 +30,13 @@ local function lvm(conf, cmd)
   return out
 end
 
+--- segments {le, n, pe [, "pvN"]} (pv0 when not named)
 local function lv_section(name, id, status, segs)
   local t = { ("\t\t%s {\n\t\t\tid = %q\n\t\t\tstatus = [%s]\n\t\t\tflags = []\n\t\t\tsegment_count = %d\n"):format(
     name, id, status, #segs) }
   for i, s in ipairs(segs) do
     t[#t + 1] = ("\t\t\tsegment%d {\n\t\t\t\tstart_extent = %d\n\t\t\t\textent_count = %d\n\t\t\t\ttype = \"striped\"\n"
-      .. "\t\t\t\tstripe_count = 1\n\t\t\t\tstripes = [\"pv0\", %d]\n\t\t\t}\n"):format(i, s[1], s[2], s[3])
+      .. "\t\t\t\tstripe_count = 1\n\t\t\t\tstripes = [%q, %d]\n\t\t\t}\n"):format(i, s[1], s[2], s[4] or "pv0", s[3])
   end
   t[#t + 1] = "\t\t}\n"
   return table.concat(t)
@@ -52,19 +53,29 @@ local function write_conf(dir)
   return conf
 end
 
---- Make image (size bytes) a PV of VG vg holding the LVs of layout ({name, id, status, segments});
--- returns lvm2's view {pe_start, extent, segs = {lv = {{le, n, pe}...}}}. after(lvm) may run more
--- lvm2 commands (lvm("lvchange ...")) while the loop device is there.
+--- Make image (size bytes; or a list of images, PVs pv0, pv1, ...) a PV of VG vg holding the LVs
+-- of layout ({name, id, status, segments}); returns lvm2's view {pe_start, extent,
+-- segs = {lv = {{le, n, pe, image}...}}}. after(lvm) may run more lvm2 commands
+-- (lvm("lvchange ...")) while the loop devices are there.
 function M.build(dir, image, size, vg, layout, after)
   assert(M.have_lvm2(), "lvm2 is not installed: run tools/deps.sh")
   local conf = write_conf(dir)
-  assert(RUN(("truncate -s %d %s"):format(size, sh(image))) == 0)
-  local code, out, err = RUN("losetup -f --show " .. sh(image))
-  assert(code == 0, "no loop device for the lvm2 image (losetup: " .. tostring(err) .. "); these tests need one")
-  local loop = out:match("(%S+)")
+  local images = type(image) == "table" and image or { image }
+  local loops, image_of = {}, {}
+  for _, im in ipairs(images) do
+    assert(RUN(("truncate -s %d %s"):format(size, sh(im))) == 0)
+    local code, out, err = RUN("losetup -f --show " .. sh(im))
+    if code ~= 0 then
+      for _, l in ipairs(loops) do RUN("losetup -d " .. l) end
+      error("no loop device for the lvm2 image (losetup: " .. tostring(err) .. "); these tests need one", 0)
+    end
+    loops[#loops + 1] = out:match("(%S+)")
+    image_of[loops[#loops]] = im
+  end
+  local all = table.concat(loops, " ")
   local ok, res = pcall(function()
-    lvm(conf, ("pvcreate -ff -y --metadatasize 10M %s"):format(loop))
-    lvm(conf, ("vgcreate --metadatasize 10M %s %s"):format(vg, loop))
+    lvm(conf, ("pvcreate -ff -y --metadatasize 10M %s"):format(all))
+    lvm(conf, ("vgcreate --metadatasize 10M %s %s"):format(vg, all))
     local backup = dir .. "/vg-backup.txt"
     lvm(conf, ("vgcfgbackup -f %s %s"):format(sh(backup), vg))
     local f = assert(io.open(backup))
@@ -81,41 +92,41 @@ function M.build(dir, image, size, vg, layout, after)
     lvm(conf, ("vgcfgrestore -f %s %s"):format(sh(backup), vg))
     if after then after(function(cmd) return lvm(conf, cmd) end) end
     local view = { segs = {} }
-    view.pe_start = tonumber(lvm(conf, "pvs --noheadings --units b --nosuffix -o pe_start " .. loop):match("(%d+)"))
+    view.pe_start = tonumber(lvm(conf, "pvs --noheadings --units b --nosuffix -o pe_start " .. loops[1]):match("(%d+)"))
     view.extent = tonumber(lvm(conf, "vgs --noheadings --units b --nosuffix -o vg_extent_size " .. vg):match("(%d+)"))
     local rows = lvm(conf, "lvs --noheadings --units b --nosuffix "
       .. "-o lv_name,seg_start_pe,seg_size_pe,seg_pe_ranges " .. vg)
-    for name, le, n, pe in rows:gmatch("(%S+)%s+(%d+)%s+(%d+)%s+%S-:(%d+)%-%d+") do
+    for name, le, n, dev, pe in rows:gmatch("(%S+)%s+(%d+)%s+(%d+)%s+(%S-):(%d+)%-%d+") do
       view.segs[name] = view.segs[name] or {}
-      table.insert(view.segs[name], { tonumber(le), tonumber(n), tonumber(pe) })
+      table.insert(view.segs[name], { tonumber(le), tonumber(n), tonumber(pe), image_of[dev] })
     end
     return view
   end)
-  RUN("losetup -d " .. loop)
+  for _, l in ipairs(loops) do RUN("losetup -d " .. l) end
   if not ok then error(res, 0) end
   return res
 end
 
---- write data at LV byte off, through the extents lvm2 reported
+--- write data at LV byte off, through the extents (and devices) lvm2 reported
 function M.lv_write(image, view, lv, off, data)
-  local f = assert(io.open(image, "r+b"))
   local pos = 1
   while pos <= #data do
     local at = off + pos - 1
     local le = at // view.extent
-    local phys
+    local phys, im
     for _, s in ipairs(view.segs[lv]) do
       if le >= s[1] and le < s[1] + s[2] then
-        phys = view.pe_start + (s[3] + le - s[1]) * view.extent + at % view.extent
+        phys, im = view.pe_start + (s[3] + le - s[1]) * view.extent + at % view.extent, s[4] or image
       end
     end
     assert(phys, lv .. ": byte " .. at .. " unmapped")
     local n = math.min(#data - pos + 1, view.extent - at % view.extent)
+    local f = assert(io.open(im, "r+b"))
     f:seek("set", phys)
     f:write(data:sub(pos, pos + n - 1))
+    f:close()
     pos = pos + n
   end
-  f:close()
 end
 
 --- a VHD file laid into an LV as LVHD does: the file at 0, its footer again at LV end - 512

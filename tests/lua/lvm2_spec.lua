@@ -76,7 +76,7 @@ describe("LVHD images made with lvm2's tools", function()
   it("read through split, out-of-order segments: chain and raw LV match their sources", function()
     local image = dir .. "/lun.img"
     local view = img.build(dir, image, 64 * MIB, VG, LAYOUT)
-    assert.same({ { 0, 2, 7 }, { 2, 1, 1 } }, view.segs[BASE])
+    assert.same({ { 0, 2, 7, image }, { 2, 1, 1, image } }, view.segs[BASE])
     -- the chain, made as files whose names are the device-mapper names LVHD links parents by
     local _, leaf = lay_chain(image, view, dir .. "/vhds")
     local h = assert(vhd.open(leaf))
@@ -137,5 +137,45 @@ describe("LVHD images made with lvm2's tools", function()
     local c = vhd.check("lvm:" .. image .. ":" .. LEAF)
     assert.is_false(c.ok)
     assert.equal("LVM_OLD_METADATA", c.problems[1].code)
+  end)
+
+  it("a VG on two LUNs: LVs across both read with both; with one, the others are refused by name", function()
+    local a, b = dir .. "/lun-a.img", dir .. "/lun-b.img"
+    local SPAN, ONB = "LV-5a5a5a5a-4444-4555-8666-c77788899900", "LV-6b6b6b6b-5555-4666-8777-d88899900011"
+    local layout = {
+      { SPAN, img.lv_id(1), '"READ", "WRITE", "VISIBLE"', { { 0, 1, 2, "pv1" }, { 1, 1, 4, "pv0" } } },
+      { RAW, img.lv_id(2), '"READ", "WRITE", "VISIBLE"', { { 0, 2, 1, "pv0" } } },
+      { ONB, img.lv_id(3), '"READ", "WRITE", "VISIBLE"', { { 0, 1, 5, "pv1" } } },
+    }
+    local view = img.build(dir, { a, b }, 48 * MIB, VG, layout)
+    assert.equal(b, view.segs[SPAN][1][4])
+    assert.equal(a, view.segs[SPAN][2][4])
+    local raw, span = pattern(7, 2 * view.extent), pattern(8, 2 * view.extent)
+    img.lv_write(a, view, RAW, 0, raw)
+    img.lv_write(a, view, SPAN, 0, span) -- through both images, where lvm2 says
+    local vg = assert(lvm.read(a .. "," .. b))
+    assert.equal(2, #vg.devices)
+    assert.is_true(vg.pvs[1].present and vg.pvs[2].present)
+    for _, lv in ipairs(vg.lvs) do assert.is_nil(lv.problem, lv.name) end
+    assert.equal(3, #vhd.scan({ ("lvm:%s,%s"):format(a, b) }))
+    assert(vhd.flatten(("lvm:%s,%s:%s"):format(a, b, SPAN), dir .. "/span.raw", { format = "raw" }))
+    assert.equal(fx.sha256_string(span), fx.sha256(dir .. "/span.raw"))
+    -- only the first LUN: what lies on the second is missing, said per volume
+    local one = assert(lvm.read(a))
+    local by = {}
+    for _, lv in ipairs(one.lvs) do by[lv.name] = lv end
+    assert.is_nil(by[RAW].problem)
+    assert.equal("EMISSINGPV", by[SPAN].problem_code)
+    assert.equal("EMISSINGPV", by[ONB].problem_code)
+    assert.matches("pv1", by[ONB].problem)
+    local _, msg, code = vhd.open(("lvm:%s:%s"):format(a, SPAN))
+    assert.equal("EMISSINGPV", code)
+    assert.matches("that PV is missing", msg)
+    assert(vhd.flatten(("lvm:%s:%s"):format(a, RAW), dir .. "/raw1.raw", { format = "raw" }))
+    assert.equal(fx.sha256_string(raw), fx.sha256(dir .. "/raw1.raw"))
+    -- a PV of another VG (the first test's LUN) is refused
+    local _, m2, c2 = lvm.read(a .. "," .. INPUT(dir .. "/lun.img"))
+    assert.equal("EMETADATA", c2)
+    assert.matches("does not list", m2)
   end)
 end)

@@ -77,14 +77,18 @@ end
 --- An LVM-based SR (XenServer LVHD: iSCSI, FC, local LVM) on an image or block device:
 -- {image, vg, lvs = {name = true}} | nil, message. Read-only; nothing is activated.
 local function lvm_root(spec)
-  local image = spec:sub(5)
-  local st = sys.stat(image)
-  if not st or (st.type ~= "file" and st.type ~= "block") then
-    return nil, ("storage %s: %s is not a file or block device"):format(spec, image)
+  local devices = {}
+  for dev in spec:sub(5):gmatch("[^,]+") do -- a VG on several LUNs: lvm:lun1.img,lun2.img
+    local st = sys.stat(dev)
+    if not st or (st.type ~= "file" and st.type ~= "block") then
+      return nil, ("storage %s: %s is not a file or block device"):format(spec, dev)
+    end
+    devices[#devices + 1] = sys.realpath(dev) or dev
   end
+  local image = table.concat(devices, ",")
   local vg, err = require("salvage.lvm").read(image)
   if not vg then return nil, ("storage %s: %s"):format(spec, err) end
-  local r = { image = sys.realpath(image) or image, vg = vg.name, lvs = {}, warnings = vg.warnings }
+  local r = { image = image, vg = vg.name, lvs = {}, warnings = vg.warnings }
   for _, lv in ipairs(vg.lvs) do r.lvs[lv.name] = lv end
   return r
 end
