@@ -11,7 +11,9 @@ local spec = {
   summary = "build the recovery plan: owners, specs and checked VHD chains of every VM to recover",
   description = [[
 ROOT is a directory searched recursively for <volumes.path>.vhd, or POOL_UUID=DIR to say
-where the files of one old storage pool are. A VM whose root disk cannot be recovered is
+where the files of one old storage pool are, or POOL_UUID=lvm:IMAGE for a pool on LVM
+(XenServer iSCSI/FC/local LVM SR: IscsiLUN, PreSetup, LVM): the LUN's image or block device,
+read directly and never written. A VM whose root disk cannot be recovered is
 kept in the plan, marked and explained. Without -o the plan is printed (JSON, or a table
 with --format table).]],
   options = {
@@ -19,7 +21,8 @@ with --format table).]],
     { "dump", value = "FILE", multi = true,
       help = "a mysqldump of it (several: loaded in order), on a private server" },
     { "inventory", value = "FILE", help = "an inventory saved with 'salvage inventory --format json'" },
-    { "storage", short = "s", value = "ROOT", multi = true, help = "primary storage copy: DIR or POOL_UUID=DIR" },
+    { "storage", short = "s", value = "ROOT", multi = true,
+      help = "primary storage copy: DIR, POOL_UUID=DIR or POOL_UUID=lvm:IMAGE" },
     { "policy", value = "FILE.lua", help = "policy script (filters, owner mapping, names)" },
     { "output", short = "o", value = "FILE", help = "write the plan here (JSON)" },
     { "format", value = "F", choices = { "json", "table" }, help = "what to print" },
