@@ -80,9 +80,11 @@ ctests: $(CTESTS)
 
 # Each binding as a loadable module for stock lua5.4: lua5.4 -e 'package.cpath="build/lua/?.so;"..package.cpath'
 modules: $(MODULES)
-$(BUILD)/lua/salvage/%.so: src/l%.c $(PURE_SRCS) src/lutil.c
+# Binding code other bindings call (the binding helpers, the salvage.stream box) goes into every module.
+BINDING_SHARED := src/lutil.c src/lstream.c
+$(BUILD)/lua/salvage/%.so: src/l%.c $(PURE_SRCS) $(BINDING_SHARED)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(SALVAGE_CFLAGS) -fPIC -shared -o $@ $< $(PURE_SRCS) src/lutil.c $(PKG_LIBS)
+	$(CC) $(CFLAGS) $(SALVAGE_CFLAGS) -fPIC -shared -o $@ $< $(filter-out $<,$(BINDING_SHARED)) $(PURE_SRCS) $(PKG_LIBS)
 
 deps:
 	@sh tools/deps.sh

@@ -16,6 +16,8 @@
  *   vhd.flatten(leaf, out [, {format, force, overwrite, search, progress}])
  *                                                   -> {path, virtual_size, bytes_written, blocks_written, format, uuid,
  *                                                       zero_filled, assumed_unallocated, problems} | nil, msg, code
+ *   vhd.stream(leaf [, {drop_zero, search}])        -> salvage.stream: the flattened standalone VHD,
+ *                                                      exact length known before the first byte | nil, msg, code
  *   vhd.create(path, {size, type, parent, block_size, hidden}) -> writable handle | nil, msg, code
  *   vhd.scan(paths [, {match}]), vhd.coalesce(child [, {force, search}])   (Lua, salvage/vhd/lib.lua)
  */
@@ -26,6 +28,7 @@
 #include "lua.h"
 #include "lauxlib.h"
 
+#include "lstream.h"
 #include "vhd/vhd.h"
 
 #define MT "salvage.vhd"
@@ -580,6 +583,42 @@ static int l_flatten(lua_State *L)
 	return 1;
 }
 
+static void free_source(void *ctx)
+{
+	if (ctx)
+		vhd_source_free(ctx);
+	free(ctx);
+}
+
+/* vhd.stream(leaf, {drop_zero, search}): the stream keeps the chain's handle alive. Damage is
+ * refused (no force: a stream cannot report zero-filled sectors before it is sent). */
+static int l_stream(lua_State *L)
+{
+	const char *leaf = luaL_checkstring(L, 1);
+	out_stream_opts so = { 0 };
+	if (!lua_isnoneornil(L, 2)) {
+		luaL_checktype(L, 2, LUA_TTABLE);
+		so.drop_zero = opt_bool(L, 2, "drop_zero");
+	}
+	handle *h = new_handle(L);
+	int hi = lua_gettop(L);
+	read_search(L, 2, h);
+	vhd_open_opts o = opts_of(h);
+	vhd_err e;
+	lstream *b = lstream_new(L, hi);
+	if ((b->ctx = calloc(1, sizeof(vhd_source))) == NULL)
+		return luaL_error(L, "out of memory");
+	b->release = free_source;
+	h->f = vhd_open(leaf, &o, &e);
+	if (h->f == NULL || vhd_resolve_chain(h->f, &o, &e) != 0 || vhd_source_init(b->ctx, h->f, 0, &e) != 0)
+		return fail(L, &e);
+	b->s = vhd_stream_open(&((vhd_source *)b->ctx)->src, &so, &e);
+	if (b->s == NULL)
+		return fail(L, &e);
+	vhd_stream_uuid(b->s, b->id);
+	return 1;
+}
+
 /* vhd.create(path, {size, type, parent, block_size, hidden}) */
 static int l_create(lua_State *L)
 {
@@ -654,6 +693,7 @@ static const luaL_Reg funcs[] = {
 	{ "open", l_open },
 	{ "check", l_check },
 	{ "flatten", l_flatten },
+	{ "stream", l_stream },
 	{ "create", l_create },
 	{ "_coalesce", l_coalesce_raw },
 	{ NULL, NULL },
