@@ -28,7 +28,7 @@
 #include "lua.h"
 #include "lauxlib.h"
 
-#include "errname.h"
+#include "lutil.h"
 #include "lstream.h"
 
 #define COPY_CHUNK (1u << 20)
@@ -128,7 +128,7 @@ typedef struct sink {
 static int sink_fail(sink *k, const char *what)
 {
 	int err = errno;
-	snprintf(k->code, sizeof k->code, "%s", salvage_errname(err));
+	snprintf(k->code, sizeof k->code, "%s", lu_errname(err));
 	snprintf(k->msg, sizeof k->msg, "%s: %s: %s", k->path, what, strerror(err));
 	return -1;
 }
