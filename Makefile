@@ -43,7 +43,7 @@ MODULES := $(patsubst src/l%.c,$(BUILD)/lua/salvage/%.so,$(BINDING_SRCS))
 all: salvage
 
 salvage: $(BUILD)/salvage
-	cp $< $@
+	cp $< $@.tmp && mv -f $@.tmp $@
 
 $(BUILD)/salvage: $(BUILD)/src/main.o $(BUILD)/libsalvage.a
 	$(CC) $(CFLAGS) $(SALVAGE_LDFLAGS) $(LDFLAGS) -Wl,-E -o $@ $^ $(SALVAGE_LIBS)
