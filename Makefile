@@ -39,7 +39,7 @@ CTESTS     := $(patsubst tests/c/%.c,$(BUILD)/tests/%,$(CTEST_SRCS))
 
 MODULES := $(patsubst src/l%.c,$(BUILD)/lua/salvage/%.so,$(BINDING_SRCS))
 
-.PHONY: all deps dberr deb check test demo bench fuzz modules install clean asan-check
+.PHONY: all deps dberr deb man check test demo bench fuzz modules install clean asan-check
 all: salvage
 
 salvage: $(BUILD)/salvage
@@ -88,6 +88,11 @@ $(BUILD)/lua/salvage/%.so: src/l%.c $(PURE_SRCS) $(BINDING_SHARED)
 
 deps:
 	@sh tools/deps.sh
+
+# The man page: man/salvage.1.in with every command's --help (commit the result;
+# tests/cram/man.t fails when it is stale).
+man: all
+	sh tools/genman.sh ./salvage > man/salvage.1.tmp && mv man/salvage.1.tmp man/salvage.1
 
 # MariaDB's error names, regenerated from libmariadb-dev's headers (commit the result).
 dberr:
