@@ -244,16 +244,24 @@ static int sys_append_sync(lua_State *L)
 	return 1;
 }
 
-/* write_atomic(path, data): temporary name, fsync, rename, fsync the directory,
- * so the final name holds either the old or the whole new content. */
+/* write_atomic(path, data [, mode]): temporary name, fsync, rename, fsync the
+ * directory, so the final name holds either the old or the whole new content.
+ * mode (default 0644) is the new file's, set before any byte is written. */
 static int sys_write_atomic(lua_State *L)
 {
 	const char *path = luaL_checkstring(L, 1);
 	size_t n;
 	const char *data = luaL_checklstring(L, 2, &n);
+	mode_t mode = (mode_t)luaL_optinteger(L, 3, 0644);
 	lua_pushfstring(L, "%s.tmp-%d", path, (int)getpid());
 	const char *tmp = lua_tostring(L, -1);
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+	if (fd >= 0 && fchmod(fd, mode) != 0) {  /* the umask must not widen nor narrow it */
+		int err = errno;
+		close(fd);
+		unlink(tmp);
+		return fail(L, tmp, err);
+	}
 	if (fd < 0)
 		return fail(L, tmp, errno);
 	if (write_all(fd, data, n) != 0 || fsync(fd) != 0) {

@@ -555,7 +555,10 @@ function M.inventory(opts, policy)
 end
 
 --- A table for people: one line per VM and disk, then a summary line.
-function M.table(p)
+--- rows(p [, {repeat_vm = true}]) -> the plan as rows, header first: one row
+-- per disk; the VM's columns only on its first disk unless repeat_vm (CSV).
+function M.rows(p, opts)
+  local repeat_vm = opts and opts.repeat_vm
   local rows = { { "VMID", "VM", "OWNER", "CPU", "MHZ", "RAM", "DISK", "TYPE", "SIZE", "CHAIN", "STATUS" } }
   for _, vm in ipairs(p.vms) do
     local owner = M.owner_text(vm.owner)
@@ -574,15 +577,27 @@ function M.table(p)
       else
         status = first and vm_status or "ok"
       end
+      local show = first or repeat_vm
       rows[#rows + 1] = {
-        first and tostring(vm.id) or "", first and vm.name or "", first and owner or "",
-        first and tostring(vm.spec.cpu or "?") or "", first and tostring(vm.spec.speed or "?") or "",
-        first and tostring(vm.spec.ram or "?") or "",
-        d.name or "-", d.type or "-", human(d.size), d.chain and tostring(#d.chain) or "-", status,
+        show and tostring(vm.id) or "", show and vm.name or "", show and owner or "",
+        show and tostring(vm.spec.cpu or "?") or "", show and tostring(vm.spec.speed or "?") or "",
+        show and tostring(vm.spec.ram or "?") or "",
+        d.name or "-", d.type or "-", repeat_vm and tostring(d.size or "") or human(d.size),
+        d.chain and tostring(#d.chain) or "-", status,
       }
       first = false
     end
   end
+  return rows
+end
+
+--- The plan as CSV: one line per disk, every column filled, sizes in bytes.
+function M.csv(p)
+  return columns.csv(M.rows(p, { repeat_vm = true }))
+end
+
+function M.table(p)
+  local rows = M.rows(p)
   local out = columns.lines(rows)
   local s = p.summary or M.summarize(p)
   out[#out + 1] = ("%d VMs (%d recoverable), %d disks, %s, %d problems, %d skipped"):format(

@@ -46,6 +46,7 @@ M.random_password = cloud.random_password
 M.hostname = cloud.hostname
 M.BROKEN_STATES = cloud.BROKEN_STATES
 M.table = reportlib.table
+M.csv = reportlib.csv
 M.worker_argv = pool.worker_argv
 
 -- The engine ------------------------------------------------------------------------
@@ -460,9 +461,8 @@ function M.run(plan, opts)
   local finished = 0
   local function tick(vm, what)
     finished = finished + 1
-    if not log.quiet() then
-      io.stderr:write(("[%d/%d] %s: %s\n"):format(finished, #vms, vm.name, what))
-    end
+    log.line(("[%d/%d] %s: %s"):format(finished, #vms, vm.name, what),
+      { vm = vm.name, done = finished, total = #vms, status = what })
     overall:update(finished)
   end
   for _, vm in ipairs(vms) do

@@ -8,8 +8,8 @@ local plan = require "salvage.plan"
 local recover = require "salvage.recover"
 
 local spec = {
-  usage = "salvage recover PLAN.json --zone ZONE --workdir DIR [--api-profile NAME] [--workers N] "
-    .. "[--dry-run] [--only VM]...",
+  usage = "salvage recover PLAN.json --zone ZONE --workdir DIR [--profile NAME] [--workers N] "
+    .. "[--dry-run] [--only VM]... [--format table|json|csv]",
   summary = "recover the VMs of a plan into the new cloud (resumable)",
   description = [[
 Per VM: flatten each disk chain into DIR (sources are never written), ensure the
@@ -18,17 +18,19 @@ VM stopped with its old names, upload and attach the data disks, start it if the
 policy says so. Every finished step is journaled in DIR/journal.jsonl: run the same
 command again after any interruption and it continues where it stopped, creating
 nothing twice. The report is printed and written to DIR/report.json.
-Credentials: --api-profile NAME (~/.config/salvage/config.lua) or SALVAGE_API_URL,
+Credentials: --profile NAME (salvage config; ~/.config/salvage/config.lua) or SALVAGE_API_URL,
 SALVAGE_API_KEY, SALVAGE_SECRET_KEY.]],
   options = {
-    { "api-profile", value = "NAME", help = "API credentials profile" },
+    { "profile", short = "p", value = "NAME", help = "API credentials profile (salvage config)" },
+    { "api-profile", value = "NAME", help = "old name of --profile" },
     { "zone", value = "ZONE", required = true, help = "zone name or id in the new cloud" },
     { "workdir", value = "DIR", required = true, help = "flattened disks, journal and report" },
     { "workers", short = "j", value = "N", type = "integer", default = 1, help = "VMs recovered at a time" },
     { "dry-run", short = "n", help = "look up and check everything, create nothing; print what would be done" },
     { "only", value = "VM", multi = true, help = "only this VM (name, id or uuid)" },
     { "policy", value = "FILE.lua", help = "policy script (passwords, offerings, networks)" },
-    { "format", value = "F", choices = { "table", "json" }, default = "table", help = "report format on stdout" },
+    { "format", value = "F", choices = { "table", "json", "csv" }, default = "table",
+      help = "report format on stdout" },
     { "poll-interval", value = "S", type = "number", help = "seconds between polls of jobs and uploads" },
     { "worker-vm", value = "ID", help = "(internal) run one VM as a worker process" },
     { "parent-pid", value = "PID", type = "integer", help = "(internal) the coordinating process" },
@@ -55,6 +57,7 @@ function M.run(argv)
     io.stdout:write(args.help(spec))
     return 0
   end
+  opts.api_profile = opts.profile or opts.api_profile
   if opts.workers < 1 or opts.workers > 64 then cli.usage_error("recover: --workers must be 1..64") end
   local p, perr = plan.load(opts[1])
   if not p then cli.fail(1, perr) end
@@ -82,6 +85,8 @@ function M.run(argv)
   if opts.format == "json" then
     -- generated passwords stay in DIR/report.json (mode 0600), not on stdout
     io.stdout:write(json.pretty(require("salvage.log").redact(report)))
+  elseif opts.format == "csv" then
+    io.stdout:write(recover.csv(report))
   else
     io.stdout:write(recover.table(report))
   end
