@@ -3,7 +3,7 @@
  *
  *   http.request{method=, url=, query={k=v}, headers={k=v}, body= | body_file= | form={...},
  *                output_file=, timeout=, connect_timeout=, stall_timeout=, verify_tls=true, cafile=,
- *                progress=fn}
+ *                progress=fn, fresh=false (true: a new connection, never reused nor re-sent)}
  *     -> {status=, headers={lower-case name = value}, body=, url=, uploaded=, downloaded=, seconds=}
  *      | nil, "http: why", CODE
  *   http.client() -> handle keeping connections alive; handle:request{...}; handle:close()
@@ -363,6 +363,13 @@ static int do_request(lua_State *L, CURL *curl, int opts)
 	if (opt_field_type(L, opts, "verify_tls") != LUA_TNIL)
 		verify = lua_toboolean(L, -1);
 	lua_pop(L, 1);
+	/* fresh = true: a new connection, closed after use. A state-changing request
+	 * must never be re-sent by libcurl on a reused connection that turns out dead
+	 * (the server may have executed the first copy). */
+	int fresh = 0;
+	if (opt_field_type(L, opts, "fresh") != LUA_TNIL)
+		fresh = lua_toboolean(L, -1);
+	lua_pop(L, 1);
 	int progress_idx = 0;
 	if (opt_field_type(L, opts, "progress") != LUA_TNIL) {
 		luaL_checktype(L, -1, LUA_TFUNCTION);
@@ -418,6 +425,10 @@ static int do_request(lua_State *L, CURL *curl, int opts)
 	curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, verify ? 1L : 0L);
 	curl_easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, verify ? 2L : 0L);
 	curl_easy_setopt(curl, CURLOPT_USERAGENT, "salvage/1");
+	if (fresh) {
+		curl_easy_setopt(curl, CURLOPT_FRESH_CONNECT, 1L);
+		curl_easy_setopt(curl, CURLOPT_FORBID_REUSE, 1L);
+	}
 	if (cafile)
 		curl_easy_setopt(curl, CURLOPT_CAINFO, cafile);
 	if (timeout > 0)
