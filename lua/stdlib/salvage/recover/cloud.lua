@@ -614,8 +614,8 @@ function Engine:preflight(vms)
     for _, d in ipairs(vm.disks or {}) do
       if d.recoverable ~= false then
         for _, f in ipairs((d.chain and #d.chain > 0) and d.chain or { d.file }) do
-          local ok, ferr = readable(f, vgs)
-          if not ok then bad[#bad + 1] = ("%s (%s)"):format(tostring(f), ferr or "no file") end
+          local fine, ferr = readable(f, vgs)
+          if not fine then bad[#bad + 1] = ("%s (%s)"):format(tostring(f), ferr or "no file") end
         end
       end
     end
