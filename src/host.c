@@ -37,8 +37,7 @@ static void interrupt_hook(lua_State *L, lua_Debug *ar)
 
 static void on_sigint(int sig)
 {
-	(void)sig;
-	interrupted_flag = 1;
+	interrupted_flag = sig;
 	if (signal_state != NULL) {
 		int mask = LUA_MASKCALL | LUA_MASKRET | LUA_MASKLINE | LUA_MASKCOUNT;
 		/* lua_sethook is the one Lua call that is safe in a signal handler */
@@ -54,6 +53,8 @@ void salvage_sigint_install(lua_State *L)
 	sigemptyset(&sa.sa_mask);
 	signal_state = L;
 	sigaction(SIGINT, &sa, NULL);
+	/* SIGTERM stops a run the same way: cleanly, resumable, exit 143 */
+	sigaction(SIGTERM, &sa, NULL);
 }
 
 void salvage_sigint_remove(void)

@@ -264,7 +264,7 @@ static int call_cli(lua_State *L, const char *fn, char **argv, int argc)
 	}
 	status = docall(L, 1, 1);
 	if (status != LUA_OK) {
-		int code = salvage_interrupted() ? 130 : 1;
+		int code = salvage_interrupted() ? 128 + salvage_interrupted() : 1;
 		report(L, status);
 		return code;
 	}
@@ -363,13 +363,13 @@ static int pmain(lua_State *L)
 	if (!(args & has_E) && handle_init(L) != LUA_OK)
 		return 0;
 	if (!runargs(L, argv, script)) {
-		res->code = salvage_interrupted() ? 130 : 1;
+		res->code = salvage_interrupted() ? 128 + salvage_interrupted() : 1;
 		return 0;
 	}
 	if (script < argc) {
 		int status = handle_script(L, argv + script);
 		if (status != LUA_OK) {
-			res->code = salvage_interrupted() ? 130 : 1;
+			res->code = salvage_interrupted() ? 128 + salvage_interrupted() : 1;
 			return 0;
 		}
 	}
@@ -385,7 +385,7 @@ static int pmain(lua_State *L)
 		}
 		/* piped stdin without a terminal runs as a script */
 		if (dofile(L, NULL) != LUA_OK) {
-			res->code = salvage_interrupted() ? 130 : 1;
+			res->code = salvage_interrupted() ? 128 + salvage_interrupted() : 1;
 			return 0;
 		}
 	}

@@ -2,7 +2,7 @@ salvage plan: the recovery plan from an inventory and storage roots.
 
   $ S="$SALVAGE"
   $ $S plan --help | head -3
-  usage: salvage plan (--db URL | --dump FILE... | --inventory FILE) --storage ROOT... [--policy FILE.lua] [-o plan.json] [--format json|table|csv]
+  usage: salvage plan (--db URL | --dump FILE... | --inventory FILE) --storage ROOT... [--policy FILE.lua] [--force-disk NAME]... [-o plan.json] [--format json|table|csv]
   
   build the recovery plan: owners, specs and checked VHD chains of every VM to recover
 

@@ -10,7 +10,7 @@ Every subcommand answers --help:
   usage: salvage vhd check FILE [--search DIR]... [--json]   (or vhd-util's: check -n FILE)
   usage: salvage vhd flatten LEAF -o OUT [--format vhd|raw] [--force] [--overwrite] [--search DIR]... [--json]
   usage: salvage vhd coalesce CHILD [--force] [--search DIR]...
-  usage: salvage vhd create OUT --size N [--type dynamic|fixed] [--parent P] [--block-size N] [--hidden]
+  usage: salvage vhd create OUT --size N [--type dynamic|fixed] [--parent P] [--block-size N] [--hidden] [--non-xenserver] [--strict]
   $ "$SALVAGE" vhd bogus
   salvage: vhd: unknown subcommand 'bogus' (read, scan, check, flatten, coalesce, create)
   [2]

@@ -133,7 +133,9 @@ subcommands.scan = {
     description = "A parent is found by the child's parent name and verified by UUID; when that file is "
       .. "missing or wrong, the scanned files are searched for the parent UUID.\n"
       .. "vhd-util's spellings work: -m PATTERN (a glob, with its directory when no PATH is given), "
-      .. "-f and -p (accepted; the scan always reads footers and headers and prints the tree).",
+      .. "-f and -p (accepted; the scan always reads footers and headers and prints the tree).\n"
+      .. "PATH lvm:IMAGE (a LUN image or block device of an LVM-based SR) lists its VG and every LV, "
+      .. "like vhd-util scan -l: VHD chains, raw volumes (raw=), and the other LVs (lv=). Read-only.",
     options = {
       { "match", short = "m", value = "GLOB", help = "file names to consider (default *.vhd)" },
       { "fast", short = "f", help = "(vhd-util's -f; accepted)" },
@@ -152,7 +154,7 @@ subcommands.scan = {
       paths, match = { dir == "" and "/" or dir }, glob
       opts[1] = paths[1]
     end
-    local list = vhd.scan(paths, { match = match })
+    local list, vgs = vhd.scan(paths, { match = match })
     if opts.format == "json" then opts.json = true end
     if opts.format == "csv" then
       local rows = { { "path", "capacity", "size", "hidden", "parent", "problems" } }
@@ -173,6 +175,11 @@ subcommands.scan = {
       emit_json(json.array(list))
       return 0
     end
+    for _, vg in ipairs(vgs) do
+      out(("vg=%s pv=%s extent_size=%d seqno=%d lvs=%d\n"):format(vg.name, vg.pv_id, vg.extent_size, vg.seqno,
+        #vg.lvs))
+      for _, w in ipairs(vg.warnings) do out(("! warning: %s\n"):format(w)) end
+    end
     local kids, roots, by_path = {}, {}, {}
     for _, e in ipairs(list) do by_path[e.path] = e end
     for _, e in ipairs(list) do
@@ -183,23 +190,37 @@ subcommands.scan = {
         roots[#roots + 1] = e
       end
     end
-    -- names relative to the one scanned directory, as vhd-util prints them; else paths
-    local root = #opts == 1 and opts[1]:gsub("/+$", "") .. "/" or nil
+    -- names relative to the one scanned directory (or LVM image), as vhd-util prints them; else paths
+    local root = #opts == 1 and (opts[1]:match("^lvm:") and opts[1] .. ":" or opts[1]:gsub("/+$", "") .. "/") or nil
     local function name(p)
       if root and p:sub(1, #root) == root then return p:sub(#root + 1) end
       return p
     end
     local function show(e, depth)
-      out(("%svhd=%s capacity=%s size=%s hidden=%s parent=%s\n"):format(("   "):rep(depth), name(e.path),
-        tostring(e.capacity or "?"), tostring(e.size or "?"), e.hidden and 1 or 0,
-        e.parent and name(e.parent) or "none"))
+      local pad = ("   "):rep(depth)
+      if e.kind == "lvm" then -- an image that could not be read as an LVM PV
+        out(("lvm=%s unreadable\n"):format(e.path:sub(5)))
+      elseif e.kind == "raw" then
+        out(("%sraw=%s capacity=%d size=%d hidden=%d\n"):format(pad, name(e.path), e.size, e.size, e.hidden and 1 or 0))
+      elseif e.kind == "mgt" or e.kind == "other" or e.kind == "journal" then
+        out(("%slv=%s size=%d (%s)\n"):format(pad, name(e.path), e.size,
+          ({ mgt = "SR metadata", journal = "SM journal" })[e.kind] or "not a VDI"))
+      else
+        out(("%svhd=%s capacity=%s size=%s hidden=%s parent=%s\n"):format(pad, name(e.path),
+          tostring(e.capacity or "?"), tostring(e.size or "?"), e.hidden and 1 or 0,
+          e.parent and name(e.parent) or "none"))
+      end
       for _, p in ipairs(e.problems) do
         out(("%s   ! %s %s: %s\n"):format(("   "):rep(depth), p.severity, p.code, p.message))
       end
       for _, k in ipairs(kids[e.path] or {}) do show(k, depth + 1) end
     end
-    for _, r in ipairs(roots) do show(r, 0) end
-    return 0
+    local status = 0
+    for _, r in ipairs(roots) do
+      show(r, 0)
+      if r.kind == "lvm" then status = 1 end
+    end
+    return status
   end,
 }
 
@@ -270,7 +291,9 @@ subcommands.flatten = {
   spec = {
     usage = "salvage vhd flatten LEAF -o OUT [--format vhd|raw] [--force] [--overwrite] [--search DIR]... [--json]",
     summary = "Write the full content of LEAF's chain into a new standalone file",
-    description = "Sources are opened read-only. OUT is written under a temporary name, fsynced and renamed; "
+    description = "LEAF is a file, or lvm:IMAGE:LV for a volume of an LVM-based SR (a VHD- chain is read "
+      .. "through its LVHD parents; an LV- volume is copied as it is). "
+      .. "Sources are opened read-only. OUT is written under a temporary name, fsynced and renamed; "
       .. "on failure nothing is left under OUT. Refuses (exit 1) when the chain cannot be read exactly; "
       .. "--force proceeds only where the loss can be stated, and lists the affected sectors. "
       .. "-o - writes the output to standard output, as one stream of known length (for pipes: "
@@ -344,9 +367,12 @@ subcommands.coalesce = {
 -- create -------------------------------------------------------------------
 subcommands.create = {
   spec = {
-    usage = "salvage vhd create OUT --size N [--type dynamic|fixed] [--parent P] [--block-size N] [--hidden]\n"
+    usage = "salvage vhd create OUT --size N [--type dynamic|fixed] [--parent P] [--block-size N] [--hidden]"
+      .. " [--non-xenserver] [--strict]\n"
       .. "       (or vhd-util's: create -n OUT -s MiB)",
     summary = "Create an empty VHD (dynamic, fixed, or differencing on --parent)",
+    description = "Files are made as XenServer's blktap makes them (2 MiB blocks, batmap, creator \"tap\"). "
+      .. "--block-size other than 2M needs --non-xenserver: XenServer's tools cannot read such files.",
     options = {
       NAME_OPT,
       { "size", short = "s", value = "N", help = "virtual size: MiB when bare (as vhd-util -s), or N with "
@@ -355,6 +381,8 @@ subcommands.create = {
       { "parent", value = "P", help = "make a differencing disk on this parent" },
       { "block-size", value = "N", help = "block size (default 2M)" },
       { "hidden", help = "set XenServer's hidden flag" },
+      { "non-xenserver", help = "a file not meant for XenServer: any block size, no batmap, creator qem2" },
+      { "strict", help = "refuse what XenServer's tools would reject (a parent name outside ASCII)" },
       { "json", help = "machine-readable result" },
     },
     positionals = { min = 0, max = 1 },
@@ -370,10 +398,13 @@ subcommands.create = {
     if opts.block_size and not bs then cli.usage_error("vhd create: bad --block-size " .. opts.block_size) end
     if opts.parent and opts.type then cli.usage_error("vhd create: --type does not go with --parent") end
     local h, msg, code = vhd.create(opts[1], { size = size, type = opts.type, parent = opts.parent,
-      block_size = bs, hidden = opts.hidden })
+      block_size = bs, hidden = opts.hidden, xenserver = not opts.non_xenserver, strict = opts.strict })
     if not h then cli.fail(1, ("create: %s (%s)"):format(msg, code)) end
     local info = h:info()
     h:close()
+    for _, p in ipairs(info.problems) do
+      if p.severity ~= "info" then log.warn(p.message, { code = p.code }) end
+    end
     if opts.json then
       emit_json({ path = info.path, uuid = info.footer.uuid, disk_type = info.footer.disk_type,
         current_size = info.footer.current_size })
