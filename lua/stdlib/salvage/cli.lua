@@ -130,8 +130,11 @@ function M.run_command(argv)
   require("salvage.args").command_help = true
   local result
   local okr, err = xpcall(function() result = cmd.run(rest) end, on_error)
-  -- a library that caught the interruption and returned must not hide it
-  if host.interrupted and host.interrupted() then okr, err = false, INTERRUPTED end
+  -- a library that caught the interruption and returned must not hide it (a
+  -- command that reported the stop itself returns 130 or 143: its one line stands)
+  if okr and result ~= 130 and result ~= 143 and host.interrupted and host.interrupted() then
+    okr, err = false, INTERRUPTED
+  end
   if not okr then
     if getmetatable(err) == Failure then
       report_failure(err)
