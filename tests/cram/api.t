@@ -26,8 +26,7 @@ A simulator, private to this test, gone after 60 s at the latest.
   > return { profiles = { sim = { url = "$(cat ready)/client/api", apikey = "key~1", secretkey = "sec ret" } } }
   > LUA
   $ "$SALVAGE" api listZones --filter name,allocationstate --format table
-  name   allocationstate
-  -----  ---------------
+  NAME   ALLOCATIONSTATE
   Zone1  Enabled
   $ "$SALVAGE" api createDomain name='SPDM Inc' --filter name,path
   [

@@ -14,8 +14,10 @@ Global options go before the command as well as after it.
   path,capacity,size,hidden,parent,problems
   ./d.vhd,1048576,*,0,, (glob)
   $ "$S" --log-level loud vhd scan .
-  salvage vhd: unknown log level 'loud' (error, warn, info, debug)
+  salvage: vhd: unknown log level 'loud' (error, warn, info, debug)
   [2]
+  $ "$S" --log-json nosuchcmd 2>&1 | "$S" -e 'local r = require("salvage.json").decode(io.read("a")) print(r.level, r.exit)'
+  error	2 (esc)
 
 --help of every command lists the global options and the values of each choice.
 
