@@ -144,7 +144,7 @@ describe("recovery from an LVM-based SR (lvm2 image, MariaDB, simulator)", funct
     local work = DIR .. "/work"
     local log = DIR .. "/recover.log"
     local pid = assert(sys.spawn({ SALVAGE, "recover", PLAN, "--zone", "Zone1", "--workdir", work, "--poll-interval",
-      "0.02", "--format", "json",
+      "0.02", "--format", "json", "--keep-disks",
       env = { SALVAGE_API_URL = s.url, SALVAGE_API_KEY = s.apikey, SALVAGE_SECRET_KEY = s.secretkey,
         SALVAGE_CONFIG = DIR .. "/no-config.lua" },
       stdout = log, stderr = log, stdin = "/dev/null" }))

@@ -641,10 +641,13 @@ function Engine:prepare(vms)
     log.warn(w)
     self.warnings[#self.warnings + 1] = w
   end
-  local todo = {}
+  local todo, any = {}, false
   for _, vm in ipairs(vms) do
+    any = any or vm.recoverable
     if vm.recoverable and not self.journal:get(vm.id, "done") then todo[#todo + 1] = vm end
   end
+  -- nothing in the selection can be recovered: the report says why, the cloud is not asked
+  if not any then return nil end
   local perr = self:preflight(todo)
   if perr then return perr end
   return self:check_cloud()

@@ -583,6 +583,24 @@ local function unreachable(client, err)
   return ("the new cloud at %s: %s"):format(url, M.errtext(err))
 end
 
+-- A planned disk source can be read: a file, or "lvm:IMAGE:LV" (an LV of an
+-- LVM-based SR, its VG's metadata read once per image through vgs).
+local function readable(f, vgs)
+  local image, lv = tostring(f):match("^lvm:(.+):([^:]+)$")
+  if not image then
+    local fh, ferr = io.open(f, "rb")
+    if fh then fh:close() end
+    return fh ~= nil, ferr
+  end
+  if vgs[image] == nil then vgs[image] = { require("salvage.lvm").read(image) } end
+  local vg, err = vgs[image][1], vgs[image][2]
+  if not vg then return false, err end
+  for _, l in ipairs(vg.lvs) do
+    if l.name == lv then return l.problem == nil, l.problem end
+  end
+  return false, "no LV " .. lv .. " in " .. vg.name
+end
+
 --- preflight(vms) -> nil | message: what concerns every VM, checked before
 -- anything is created: the API answers with these credentials, the zone exists,
 -- every planned disk file is readable.
@@ -591,13 +609,13 @@ function Engine:preflight(vms)
   if not zones then return unreachable(self.client, err) end
   local ok, zerr = pcall(self.zone_id, self)
   if not ok then return type(zerr) == "table" and zerr.message or tostring(zerr) end
-  local bad = {}
+  local bad, vgs = {}, {}
   for _, vm in ipairs(vms) do
     for _, d in ipairs(vm.disks or {}) do
       if d.recoverable ~= false then
         for _, f in ipairs((d.chain and #d.chain > 0) and d.chain or { d.file }) do
-          local fh, ferr = io.open(f, "rb")
-          if fh then fh:close() else bad[#bad + 1] = ("%s (%s)"):format(tostring(f), ferr or "no file") end
+          local ok, ferr = readable(f, vgs)
+          if not ok then bad[#bad + 1] = ("%s (%s)"):format(tostring(f), ferr or "no file") end
         end
       end
     end
