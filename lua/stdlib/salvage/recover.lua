@@ -273,6 +273,9 @@ function Engine:flatten_now(vm, d, out)
   for _, z in ipairs(type(r.zero_filled) == "table" and r.zero_filled or {}) do
     zf[#zf + 1] = { sector = z.sector, count = z.count, reason = z.reason }
   end
+  for _, z in ipairs(type(r.assumed_unallocated) == "table" and r.assumed_unallocated or {}) do
+    zf[#zf + 1] = { sector = z.sector, count = z.count, reason = "assumed unallocated: " .. tostring(z.reason) }
+  end
   if #zf > 0 then
     log.warn(("%s: %d damaged range(s) zero-filled (forced)"):format(d.name, #zf), { vm = vm.name })
   end

@@ -424,12 +424,23 @@ function M.condition(kind, r)
   return "ready"
 end
 
---- tag(kind, id, source): mark a resource as the new copy of old object `source`.
+--- tag(kind, id, source) -> true | nil, err: mark a resource as the new copy of
+-- old object `source`. A failed or unanswered createTags is checked by looking.
 function Engine:tag(kind, id, source)
-  local r, err = self.client:async("createTags", { resourcetype = kind, resourceids = id,
-    tags = { { key = M.TAG, value = source } } })
-  if not r then return nil, err end
-  return true
+  local err
+  for _ = 1, 3 do
+    local r
+    r, err = self.client:async("createTags", { resourcetype = kind, resourceids = id,
+      tags = { { key = M.TAG, value = source } } })
+    if r then return true end
+    local p = { id = id, listall = true }
+    if kind == "Template" then p.templatefilter = "all" end
+    for _, x in ipairs(self:list(KINDS[kind].list, p, { KINDS[kind].key }) or {}) do
+      if x.id == id and tag_of(x) == source then return true end
+    end
+    if not M.ambiguous(err) then return nil, err end
+  end
+  return nil, err
 end
 
 --- remove(kind, r): delete (expunge) a dead resource of ours.
