@@ -36,9 +36,9 @@ local function build_estate()
       offering = { name = "Small Instance", cpu = 1, speed = 500, ram = 512 },
       guest_os = "Other Linux (64-bit)", template = { name = "base", requires_hvm = true, password_enabled = false },
       problems = {},
-      volumes = { { id = 5000 + i, uuid = ("kill-root-%d"):format(i), name = "ROOT-" .. i, type = "ROOT", state = "Ready",
-        size = SIZE, device_id = 0, format = "VHD", path = ("root-%d"):format(i), parent_base = ("base-%d.vhd"):format(i % 2),
-        problems = {} } } }
+      volumes = { { id = 5000 + i, uuid = ("kill-root-%d"):format(i), name = "ROOT-" .. i, type = "ROOT",
+        state = "Ready", size = SIZE, device_id = 0, format = "VHD", path = ("root-%d"):format(i),
+        parent_base = ("base-%d.vhd"):format(i % 2), problems = {} } } }
     if i % 2 == 1 then
       table.insert(vm.volumes, { id = 6000 + i, uuid = ("kill-data-%d"):format(i), name = "data", type = "DATADISK",
         state = "Ready", size = SIZE // 2, device_id = 1, format = "VHD", path = ("data-%d"):format(i), problems = {} })
