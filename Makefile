@@ -24,10 +24,11 @@ SALVAGE_LDFLAGS += -fsanitize=address,undefined
 endif
 SALVAGE_LIBS := $(PKG_LIBS) -lreadline -lm -lpthread
 
-# Layers: pure C in src/<area>/ (no lua.h), bindings src/l<area>.c, host src/*.c.
+# Layers: pure C in src/<area>/ (no lua.h), bindings src/l<area>.c (their shared
+# helpers in src/lutil.c, not a module), host src/*.c.
 PURE_SRCS    := $(sort $(wildcard src/*/*.c))
-BINDING_SRCS := $(sort $(wildcard src/l*.c))
-HOST_SRCS    := src/host.c src/repl.c src/errname.c
+BINDING_SRCS := $(filter-out src/lutil.c,$(sort $(wildcard src/l*.c)))
+HOST_SRCS    := src/host.c src/repl.c src/lutil.c
 STDLIB_LUA   := $(sort $(shell find lua/stdlib -name '*.lua' 2>/dev/null))
 
 CORE_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(PURE_SRCS) $(BINDING_SRCS) $(HOST_SRCS)) \
@@ -38,11 +39,11 @@ CTESTS     := $(patsubst tests/c/%.c,$(BUILD)/tests/%,$(CTEST_SRCS))
 
 MODULES := $(patsubst src/l%.c,$(BUILD)/lua/salvage/%.so,$(BINDING_SRCS))
 
-.PHONY: all deps check test demo bench fuzz modules install clean asan-check
+.PHONY: all deps dberr deb man check test demo bench fuzz modules install clean asan-check
 all: salvage
 
 salvage: $(BUILD)/salvage
-	cp $< $@
+	cp $< $@.tmp && mv -f $@.tmp $@
 
 $(BUILD)/salvage: $(BUILD)/src/main.o $(BUILD)/libsalvage.a
 	$(CC) $(CFLAGS) $(SALVAGE_LDFLAGS) $(LDFLAGS) -Wl,-E -o $@ $^ $(SALVAGE_LIBS)
@@ -53,10 +54,10 @@ $(BUILD)/libsalvage.a: $(CORE_OBJS)
 
 $(BUILD)/%.o: %.c $(wildcard src/*.h src/*/*.h) | $(BUILD)/gen/preload.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(SALVAGE_CFLAGS) -c -o $@ $<
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(SALVAGE_CFLAGS) -c -o $@ $<
 
 $(BUILD)/gen/%.o: $(BUILD)/gen/%.c src/host.h
-	$(CC) $(CFLAGS) $(SALVAGE_CFLAGS) -Wno-overlength-strings -c -o $@ $<
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(SALVAGE_CFLAGS) -Wno-overlength-strings -c -o $@ $<
 
 $(BUILD)/tools/embed: tools/embed.c
 	@mkdir -p $(dir $@)
@@ -79,12 +80,23 @@ ctests: $(CTESTS)
 
 # Each binding as a loadable module for stock lua5.4: lua5.4 -e 'package.cpath="build/lua/?.so;"..package.cpath'
 modules: $(MODULES)
-$(BUILD)/lua/salvage/%.so: src/l%.c $(PURE_SRCS) src/errname.c
+# Binding code other bindings call (the binding helpers, the salvage.stream box) goes into every module.
+BINDING_SHARED := src/lutil.c src/lstream.c
+$(BUILD)/lua/salvage/%.so: src/l%.c $(PURE_SRCS) $(BINDING_SHARED)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(SALVAGE_CFLAGS) -fPIC -shared -o $@ $< $(PURE_SRCS) src/errname.c $(PKG_LIBS)
+	$(CC) $(CFLAGS) $(SALVAGE_CFLAGS) -fPIC -shared -o $@ $< $(filter-out $<,$(BINDING_SHARED)) $(PURE_SRCS) $(PKG_LIBS)
 
 deps:
 	@sh tools/deps.sh
+
+# The man page: man/salvage.1.in with every command's --help (commit the result;
+# tests/cram/man.t fails when it is stale).
+man: all
+	sh tools/genman.sh ./salvage > man/salvage.1.tmp && mv man/salvage.1.tmp man/salvage.1
+
+# MariaDB's error names, regenerated from libmariadb-dev's headers (commit the result).
+dberr:
+	sh tools/gendberr.sh src/db/dberr.c
 
 check: deps
 	$(MAKE) all ctests modules
@@ -100,7 +112,7 @@ asan-check: deps
 
 demo: deps
 	$(MAKE) all
-	sh scripts/demo.sh
+	./salvage demo
 
 bench: deps
 	$(MAKE) all
@@ -123,11 +135,34 @@ fuzz: deps
 		fi; \
 	done
 
+# Layout read by salvage.examples and salvage.demo (bin/../share/salvage).
+SHARE := $(DESTDIR)$(PREFIX)/share/salvage
 install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/salvage/examples $(DESTDIR)$(PREFIX)/share/man/man1
+	install -d $(DESTDIR)$(PREFIX)/bin $(SHARE)/examples $(SHARE)/cloudstack $(SHARE)/cloudstack-sim \
+		$(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/bash-completion/completions
 	install -m 755 salvage $(DESTDIR)$(PREFIX)/bin/salvage
-	install -m 644 scripts/examples/*.lua $(DESTDIR)$(PREFIX)/share/salvage/examples/
+	install -m 644 scripts/examples/*.lua $(SHARE)/examples/
+	install -m 644 data/cloudstack/*.sql data/cloudstack/README.md $(SHARE)/cloudstack/
+	install -m 644 tests/cloudstack-sim/simulator.py tests/cloudstack-sim/README.md $(SHARE)/cloudstack-sim/
+	install -m 644 NOTICE $(SHARE)/NOTICE
 	install -m 644 man/salvage.1 $(DESTDIR)$(PREFIX)/share/man/man1/salvage.1
+	install -m 644 tools/salvage.bash-completion $(DESTDIR)$(PREFIX)/share/bash-completion/completions/salvage
+
+# The Debian package, built by the ordinary tools (debian/, debhelper) in a copy
+# of the tree so that this build directory is left alone; lintian must report
+# no error, and the unpacked package must run `salvage demo` from its own data.
+# Result: build-deb/salvage_<version>_<arch>.deb (install: dpkg -i; apt-get -f install)
+DEB_VERSION = $(shell dpkg-parsechangelog -l debian/changelog -S Version)
+deb: deps
+	rm -rf build-deb && mkdir -p build-deb/salvage-$(DEB_VERSION)
+	git ls-files -co --exclude-standard | grep -v '^build' | tar -cf - -T - | tar -xf - -C build-deb/salvage-$(DEB_VERSION)
+	cd build-deb/salvage-$(DEB_VERSION) && dpkg-buildpackage -us -uc -b
+	lintian --fail-on error build-deb/salvage_$(DEB_VERSION)_*.deb
+	@echo "deb: salvage demo from the unpacked package (dpkg -x)"
+	dpkg -x build-deb/salvage_$(DEB_VERSION)_*.deb build-deb/root
+	build-deb/root/usr/bin/salvage demo > build-deb/demo.log 2>&1 || { tail -30 build-deb/demo.log; exit 1; }
+	@tail -1 build-deb/demo.log
+	@ls build-deb/*.deb
 
 clean:
-	rm -rf build build-asan build-fuzz salvage
+	rm -rf build build-asan build-fuzz build-deb salvage

@@ -125,6 +125,17 @@ static int host_embedded(lua_State *L)
 	return 1;
 }
 
+/* host.source("salvage.log") -> the embedded source text, or nil (help() reads
+ * a module's header comment from it). */
+static int host_source(lua_State *L)
+{
+	const struct salvage_embedded *e = find_embedded(luaL_checkstring(L, 1));
+	if (e == NULL)
+		return 0;
+	lua_pushlstring(L, (const char *)e->source, e->length);
+	return 1;
+}
+
 static int host_interrupted(lua_State *L)
 {
 	lua_pushboolean(L, salvage_interrupted());
@@ -141,6 +152,7 @@ static int luaopen_salvage_host(lua_State *L)
 {
 	static const luaL_Reg funcs[] = {
 		{"embedded", host_embedded},
+		{"source", host_source},
 		{"repl", host_repl},
 		{"interrupted", host_interrupted},
 		{NULL, NULL},

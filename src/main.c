@@ -283,6 +283,39 @@ static void preload_salvage_global(lua_State *L)
 		lua_pop(L, 1);
 }
 
+/* Global options may come before the command (salvage --quiet vhd scan DIR):
+ * how many argv words from index 1 are such options (with their values). */
+static int leading_globals(int argc, char **argv)
+{
+	int i = 1;
+	while (i < argc) {
+		const char *a = argv[i];
+		if (strcmp(a, "--quiet") == 0 || strcmp(a, "-q") == 0 || strcmp(a, "--log-json") == 0 ||
+		    strncmp(a, "--log-level=", 12) == 0 || strncmp(a, "--format=", 9) == 0)
+			i++;
+		else if ((strcmp(a, "--log-level") == 0 || strcmp(a, "--format") == 0) && i + 1 < argc)
+			i += 2;
+		else
+			break;
+	}
+	return i - 1;
+}
+
+/* {command, globals..., rest...}: salvage.cli strips global options anywhere. */
+static char **command_first(lua_State *L, int argc, char **argv, int nglobal)
+{
+	char **v = lua_newuserdatauv(L, sizeof(char *) * (size_t)(argc + 1), 0);
+	int k = 0;
+	v[k++] = argv[0];
+	v[k++] = argv[1 + nglobal];
+	for (int i = 1; i <= nglobal; i++)
+		v[k++] = argv[i];
+	for (int i = 2 + nglobal; i < argc; i++)
+		v[k++] = argv[i];
+	v[k] = NULL;
+	return v;
+}
+
 struct pmain_result {
 	int code;
 };
@@ -299,6 +332,9 @@ static int pmain(lua_State *L)
 	salvage_host_open(L);
 	preload_salvage_global(L);
 
+	int nglobal = leading_globals(argc, argv);
+	if (nglobal > 0 && 1 + nglobal < argc && is_command(argv[1 + nglobal]))
+		argv = command_first(L, argc, argv, nglobal);
 	if (argc >= 2 && is_command(argv[1])) {
 		createargtable(L, argv, argc, 1);
 		res->code = call_cli(L, "run_command", argv + 1, argc - 1);

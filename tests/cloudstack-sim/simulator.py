@@ -1361,6 +1361,34 @@ class Params(dict):
 
 
 # --------------------------------------------------------------------------
+# listApis: the commands this server knows, as the real server lists the ones
+# the caller may use (name, isasync, params); `salvage api` names an unknown
+# command from it. Kept in its own section (several helpers extend COMMANDS).
+
+COMMANDS["listApis"] = ([], False, False)
+
+
+def _api_entry(name):
+    required, _changing, is_async = COMMANDS[name]
+    return {"name": name, "isasync": is_async, "description": "",
+            "params": [{"name": r, "required": True, "type": "string"} for r in required]}
+
+
+def _cmd_listApis(self, cmd, p, caller):
+    name = p.get("name")
+    if name is not None:
+        if name not in COMMANDS:
+            raise ApiError(431, "Unable to find API: %s" % name)
+        names = [name]
+    else:
+        names = sorted(COMMANDS)
+    return {"count": len(names), "api": [_api_entry(n) for n in names]}
+
+
+Cloud.cmd_listApis = _cmd_listApis
+
+
+# --------------------------------------------------------------------------
 # HTTP
 
 

@@ -76,12 +76,38 @@ end
 
 -- Storage roots ------------------------------------------------------------
 
---- parse_storage{"DIR", "POOL_UUID=DIR"} -> {dirs = {...}, pools = {uuid = dir}} | nil, message
+--- An LVM-based SR (XenServer LVHD: iSCSI, FC, local LVM) on an image or block device:
+-- {image, vg, lvs = {name = true}} | nil, message. Read-only; nothing is activated.
+local function lvm_root(spec)
+  local devices = {}
+  for dev in spec:sub(5):gmatch("[^,]+") do -- a VG on several LUNs: lvm:lun1.img,lun2.img
+    local st = sys.stat(dev)
+    if not st or (st.type ~= "file" and st.type ~= "block") then
+      return nil, ("storage %s: %s is not a file or block device"):format(spec, dev)
+    end
+    devices[#devices + 1] = sys.realpath(dev) or dev
+  end
+  local image = table.concat(devices, ",")
+  local vg, err = require("salvage.lvm").read(image)
+  if not vg then return nil, ("storage %s: %s"):format(spec, err) end
+  local r = { image = image, vg = vg.name, lvs = {}, warnings = vg.warnings }
+  for _, lv in ipairs(vg.lvs) do r.lvs[lv.name] = lv end
+  return r
+end
+
+--- parse_storage{"DIR", "POOL_UUID=DIR", "POOL_UUID=lvm:IMAGE"}
+--   -> {dirs = {...}, pools = {uuid = dir}, lvm = {uuid = lvm_root}} | nil, message
 function M.parse_storage(list)
-  local roots = { dirs = {}, pools = {}, spec = json.array({}) }
+  local roots = { dirs = {}, pools = {}, lvm = {}, spec = json.array({}) }
   for _, s in ipairs(list or {}) do
     local uuid, dir = s:match("^([%x%-]+)=(.+)$")
-    if uuid and #uuid >= 8 then
+    if uuid and #uuid >= 8 and dir:match("^lvm:") then
+      local r, err = lvm_root(dir)
+      if not r then return nil, err end
+      roots.lvm[uuid:lower()] = r
+    elseif s:match("^lvm:") then
+      return nil, ("storage %s: an LVM image belongs to one pool: give POOL_UUID=%s"):format(s, s)
+    elseif uuid and #uuid >= 8 then
       local st = sys.stat(dir)
       if not st or st.type ~= "directory" then return nil, ("storage %s: %s is not a directory"):format(uuid, dir) end
       roots.pools[uuid:lower()] = sys.realpath(dir)
@@ -128,6 +154,24 @@ local function index_dirs(dirs)
   return idx
 end
 
+-- LVHD names a VDI's LV by the volume's path (the VDI uuid): VHD-<uuid>, or LV-<uuid> for raw.
+local LVM_POOL_TYPES = { IscsiLUN = true, PreSetup = true, LVM = true, FiberChannel = true }
+
+local function find_lv(lvm, vol)
+  local warn
+  if vol.pool.type and not LVM_POOL_TYPES[vol.pool.type] then
+    warn = problem("EPOOLTYPE", "warning", ("pool %s is of type %s, yet an LVM image was given for it"):format(
+      tostring(vol.pool.name or vol.pool.uuid), vol.pool.type))
+  end
+  for _, name in ipairs({ "VHD-" .. vol.path, "LV-" .. vol.path }) do
+    local lv = lvm.lvs[name]
+    if lv and lv.problem then return nil, problem(lv.problem_code or "ELV", "error", lv.problem) end
+    if lv then return ("lvm:%s:%s"):format(lvm.image, name), warn end
+  end
+  return nil, problem("ENOENT", "error", ("no LV VHD-%s or LV-%s in VG %s on %s"):format(vol.path, vol.path,
+    lvm.vg, lvm.image))
+end
+
 --- A finder: function(volume) -> path | nil, problem. Volumes on a mapped pool are
 -- looked up in that pool's directory first; then every plain root.
 function M.finder(roots)
@@ -137,6 +181,8 @@ function M.finder(roots)
       return nil, problem("ENOPATH", "error", "volume has no path (never created on primary storage)")
     end
     local pool_uuid = vol.pool and vol.pool.uuid and tostring(vol.pool.uuid):lower()
+    local lvm = pool_uuid and roots.lvm and roots.lvm[pool_uuid]
+    if lvm then return find_lv(lvm, vol) end
     local pdir = pool_uuid and roots.pools[pool_uuid]
     if pdir then
       for _, cand in ipairs({ pdir .. "/" .. vol.path .. ".vhd", pdir .. "/VHD-" .. vol.path }) do
@@ -630,7 +676,10 @@ function M.inventory(opts, policy)
 end
 
 --- A table for people: one line per VM and disk, then a summary line.
-function M.table(p)
+--- rows(p [, {repeat_vm = true}]) -> the plan as rows, header first: one row
+-- per disk; the VM's columns only on its first disk unless repeat_vm (CSV).
+function M.rows(p, opts)
+  local repeat_vm = opts and opts.repeat_vm
   local rows = { { "VMID", "VM", "OWNER", "CPU", "MHZ", "RAM", "DISK", "TYPE", "SIZE", "CHAIN", "STATUS" } }
   for _, vm in ipairs(p.vms) do
     local owner = M.owner_text(vm.owner)
@@ -649,15 +698,27 @@ function M.table(p)
       else
         status = first and vm_status or "ok"
       end
+      local show = first or repeat_vm
       rows[#rows + 1] = {
-        first and tostring(vm.id) or "", first and vm.name or "", first and owner or "",
-        first and tostring(vm.spec.cpu or "?") or "", first and tostring(vm.spec.speed or "?") or "",
-        first and tostring(vm.spec.ram or "?") or "",
-        d.name or "-", d.type or "-", human(d.size), d.chain and tostring(#d.chain) or "-", status,
+        show and tostring(vm.id) or "", show and vm.name or "", show and owner or "",
+        show and tostring(vm.spec.cpu or "?") or "", show and tostring(vm.spec.speed or "?") or "",
+        show and tostring(vm.spec.ram or "?") or "",
+        d.name or "-", d.type or "-", repeat_vm and tostring(d.size or "") or human(d.size),
+        d.chain and tostring(#d.chain) or "-", status,
       }
       first = false
     end
   end
+  return rows
+end
+
+--- The plan as CSV: one line per disk, every column filled, sizes in bytes.
+function M.csv(p)
+  return columns.csv(M.rows(p, { repeat_vm = true }))
+end
+
+function M.table(p)
+  local rows = M.rows(p)
   local out = columns.lines(rows)
   local s = p.summary or M.summarize(p)
   out[#out + 1] = ("%d VMs (%d recoverable), %d disks, %s, %d problems, %d skipped"):format(

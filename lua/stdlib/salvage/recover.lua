@@ -58,6 +58,7 @@ M.TAG = cloud.TAG
 M.Stop = cloud.Stop
 M.is_stop = cloud.is_stop
 M.table = reportlib.table
+M.csv = reportlib.csv
 M.worker_argv = pool.worker_argv
 
 -- The engine ------------------------------------------------------------------------
@@ -647,6 +648,10 @@ function Engine:prepare(vms)
   for _, vm in ipairs(vms) do
     if vm.recoverable and not self.journal:get(vm.id, "done") then todo[#todo + 1] = vm end
   end
+  local done = false
+  for _, vm in ipairs(vms) do done = done or (vm.recoverable and self.journal:get(vm.id, "done") ~= nil) end
+  -- nothing to do and nothing to check in the new cloud: no need to reach it
+  if #todo == 0 and not done then return nil end
   local perr = self:preflight(todo)
   if perr then return perr end
   return self:check_cloud()
@@ -669,7 +674,7 @@ function M.run(plan, opts)
   local ok, r = xpcall(function() return self:run_all(plan, opts) end, function(e)
     return cloud.stop_of(e) or e
   end)
-  if not ok and cloud.is_stop(r) then self:stop_workers() end
+  if not ok then self:stop_workers() end   -- a stop, or a failure of the run itself: no worker goes on
   if not self.dry then self:unlock() end
   if not ok then error(r, 0) end
   return r
@@ -755,9 +760,8 @@ function Engine:run_all(plan, opts)
   local finished = 0
   local function tick(vm, what)
     finished = finished + 1
-    if not log.quiet() then
-      io.stderr:write(("[%d/%d] %s: %s\n"):format(finished, #vms, vm.name, what))
-    end
+    log.line(("[%d/%d] %s: %s"):format(finished, #vms, vm.name, what),
+      { vm = vm.name, done = finished, total = #vms, status = what })
     overall:update(finished)
   end
   local todo, owners = self:ensure_all(vms, status, tick)

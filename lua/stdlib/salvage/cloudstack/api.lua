@@ -274,7 +274,11 @@ function Client:call(command, params, opts)
       req.headers = { ["Content-Type"] = "application/x-www-form-urlencoded" }
     end
     self.calls = self.calls + 1
-    log.debug("api request", { command = command, method = method, attempt = attempt })
+    if log.enabled("debug") then
+      -- the whole request as a URL, signature and keys masked: what to paste into curl to compare
+      local url = req.url .. (req.body and ("?" .. req.body) or "")
+      log.debug("api request", { command = command, method = method, attempt = attempt, url = log.scrub(url) })
+    end
     local res, msg, code = self.http:request(req)
     local inner, err
     if not res then

@@ -8,8 +8,8 @@ local plan = require "salvage.plan"
 local recover = require "salvage.recover"
 
 local spec = {
-  usage = "salvage recover PLAN.json --zone ZONE --workdir DIR [--api-profile NAME] [--workers N] "
-    .. "[--dry-run] [--only VM]...",
+  usage = "salvage recover PLAN.json --zone ZONE --workdir DIR [--profile NAME] [--workers N] "
+    .. "[--dry-run] [--only VM]... [--format table|json|csv]",
   summary = "recover the VMs of a plan into the new cloud (resumable)",
   description = [[
 Per VM: flatten each disk chain into DIR (sources are never written), ensure the
@@ -23,17 +23,19 @@ again by that tag; journaled ids are checked in the new cloud on every run.
 Before creating anything, the credentials, the zone and every disk are checked.
 SIGINT or SIGTERM stops the whole run (exit 130 or 143); run again to resume.
 The policy is the plan's (recorded with its hash); another needs --policy-changed.
-Credentials: --api-profile NAME (~/.config/salvage/config.lua) or SALVAGE_API_URL,
+Credentials: --profile NAME (salvage config; ~/.config/salvage/config.lua) or SALVAGE_API_URL,
 SALVAGE_API_KEY, SALVAGE_SECRET_KEY.]],
   options = {
-    { "api-profile", value = "NAME", help = "API credentials profile" },
+    { "profile", short = "p", value = "NAME", help = "API credentials profile (salvage config)" },
+    { "api-profile", value = "NAME", help = "old name of --profile" },
     { "zone", value = "ZONE", required = true, help = "zone name or id in the new cloud" },
     { "workdir", value = "DIR", required = true, help = "flattened disks, journal and report" },
     { "workers", short = "j", value = "N", type = "integer", default = 1, help = "VMs recovered at a time" },
     { "dry-run", short = "n", help = "look up and check everything, create nothing; print what would be done" },
     { "only", value = "VM", multi = true, help = "only this VM (name, id or uuid)" },
     { "policy", value = "FILE.lua", help = "policy script (passwords, offerings, networks)" },
-    { "format", value = "F", choices = { "table", "json" }, default = "table", help = "report format on stdout" },
+    { "format", value = "F", choices = { "table", "json", "csv" }, default = "table",
+      help = "report format on stdout" },
     { "poll-interval", value = "S", type = "number", help = "seconds between polls of jobs and uploads" },
     { "keep-disks", help = "keep the flattened disks once uploaded (default: deleted)" },
     { "switch-cloud", help = "use a workdir made against another cloud (every id is checked again)" },
@@ -63,6 +65,7 @@ function M.run(argv)
     io.stdout:write(args.help(spec))
     return 0
   end
+  opts.api_profile = opts.profile or opts.api_profile
   if opts.workers < 1 or opts.workers > 64 then cli.usage_error("recover: --workers must be 1..64") end
   local p, perr = plan.load(opts[1])
   if not p then cli.fail(1, perr) end
@@ -100,6 +103,8 @@ function M.run(argv)
   if opts.format == "json" then
     -- generated passwords stay in DIR/report.json (mode 0600), not on stdout
     io.stdout:write(json.pretty(require("salvage.log").redact(report)))
+  elseif opts.format == "csv" then
+    io.stdout:write(recover.csv(report))
   else
     io.stdout:write(recover.table(report))
   end

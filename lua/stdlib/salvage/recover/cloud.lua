@@ -580,6 +580,22 @@ M.hostname = planlib.hostname
 
 -- Preflight ----------------------------------------------------------------------------
 
+--- unreadable(source) -> nil | why: can this disk source be opened for reading?
+-- A file path, or lvm:IMAGE[,IMAGE...]:LV (the images or devices are checked).
+function M.unreadable(f)
+  local files = { f }
+  local images = type(f) == "string" and f:match("^lvm:(.+):[^:]+$")
+  if images then
+    files = {}
+    for img in images:gmatch("[^,]+") do files[#files + 1] = img end
+  end
+  for _, x in ipairs(files) do
+    local fh, err = io.open(x, "rb")
+    if not fh then return err or "cannot open" end
+    fh:close()
+  end
+end
+
 -- One sentence for a failure to talk to the new cloud at all.
 local function unreachable(client, err)
   local url = client.url or "the API URL"
@@ -607,8 +623,8 @@ function Engine:preflight(vms)
     for _, d in ipairs(vm.disks or {}) do
       if d.recoverable ~= false then
         for _, f in ipairs((d.chain and #d.chain > 0) and d.chain or { d.file }) do
-          local fh, ferr = io.open(f, "rb")
-          if fh then fh:close() else bad[#bad + 1] = ("%s (%s)"):format(tostring(f), ferr or "no file") end
+          local why = M.unreadable(f)
+          if why then bad[#bad + 1] = ("%s (%s)"):format(tostring(f), why) end
         end
       end
     end

@@ -91,8 +91,8 @@ function M.build(self, vms, status, elapsed)
   return r
 end
 
---- The report as a table for people.
-function M.table(report)
+--- rows(report) -> the report's rows, header first (table and CSV).
+function M.rows(report)
   local rows = { { "STATUS", "VMID", "VM", "OWNER", "NEW ID", "DETAIL" } }
   for _, v in ipairs(report.recovered) do
     local vols = {}
@@ -114,6 +114,17 @@ function M.table(report)
   for _, v in ipairs(report.skipped) do
     rows[#rows + 1] = { "skipped", tostring(v.id), tostring(v.name), "", "-", tostring(v.reason) }
   end
+  return rows
+end
+
+--- The report as CSV (no passwords: those stay in DIR/report.json).
+function M.csv(report)
+  return columns.csv(M.rows(report))
+end
+
+--- The report as a table for people.
+function M.table(report)
+  local rows = M.rows(report)
   local out = columns.lines(rows)
   if report.dry_run and report.actions then
     out[#out + 1] = ""
