@@ -97,15 +97,21 @@ local function report_failure(err)
   io.stderr:flush()
 end
 
-local INTERRUPTED = setmetatable({ exit_code = 130, message = "interrupted" }, Failure)
+-- The stop the host saw (Ctrl-C: exit 130; SIGTERM: exit 143), as a failure, or nil.
+local function interrupted()
+  if not (host.interrupted and host.interrupted()) then return nil end
+  local sys = require "salvage.sys"
+  local sig = sys.interrupted and sys.interrupted() or "SIGINT"
+  return setmetatable({ exit_code = sig == "SIGTERM" and 143 or 130,
+    message = sig == "SIGTERM" and "stopped (SIGTERM)" or "interrupted" }, Failure)
+end
 
 -- The error handler of a command: expected failures pass through, Ctrl-C
 -- becomes one line and exit 130 (wherever the hook raised), anything else is
 -- a bug and gets the traceback.
 local function on_error(e)
   if getmetatable(e) == Failure then return e end
-  if host.interrupted and host.interrupted() then return INTERRUPTED end
-  return debug.traceback(tostring(e), 2)
+  return interrupted() or debug.traceback(tostring(e), 2)
 end
 
 --- run_command{"vhd", "read", "x.vhd"} -> exit status
@@ -131,10 +137,11 @@ function M.run_command(argv)
   require("salvage.args").command_help = true
   local result
   local okr, err = xpcall(function() result = cmd.run(rest) end, on_error)
-  -- a library that caught the interruption and returned must not hide it (a
-  -- command that reported the stop itself returns 130 or 143: its one line stands)
-  if okr and result ~= 130 and result ~= 143 and host.interrupted and host.interrupted() then
-    okr, err = false, INTERRUPTED
+  -- a library that caught the interruption and returned must not hide it; a
+  -- command that reported the stop itself returns its 128+signal status
+  if okr and not (math.tointeger(result) and result >= 128) then
+    local stop = interrupted()
+    if stop then okr, err = false, stop end
   end
   if not okr then
     if getmetatable(err) == Failure then
