@@ -28,7 +28,7 @@
 #include "lua.h"
 #include "lauxlib.h"
 
-#include "errname.h"
+#include "lutil.h"
 #include "lstream.h"
 
 #define COPY_CHUNK (1u << 20)
@@ -57,12 +57,11 @@ static lstream *check_open(lua_State *L, int idx)
 	return b;
 }
 
-lstream *lstream_take(lua_State *L, int idx)
+lstream *lstream_check_unread(lua_State *L, int idx)
 {
 	lstream *b = check_open(L, idx);
 	if (b->used || b->s->pos != 0)
 		luaL_error(L, "salvage.stream already read: a stream is sent once; make a new one");
-	b->used = 1;
 	return b;
 }
 
@@ -128,7 +127,7 @@ typedef struct sink {
 static int sink_fail(sink *k, const char *what)
 {
 	int err = errno;
-	snprintf(k->code, sizeof k->code, "%s", salvage_errname(err));
+	snprintf(k->code, sizeof k->code, "%s", lu_errname(err));
 	snprintf(k->msg, sizeof k->msg, "%s: %s: %s", k->path, what, strerror(err));
 	return -1;
 }
@@ -224,8 +223,9 @@ static int copy_all(out_stream *s, sink *k)
 
 static int s_write_to(lua_State *L)
 {
-	lstream *b = lstream_take(L, 1);
+	lstream *b = lstream_check_unread(L, 1);
 	const char *path = luaL_checkstring(L, 2);
+	b->used = 1;
 	sink k = { .fd = -1 };
 	int rc = sink_open(&k, path) == 0 && copy_all(b->s, &k) == 0 && sink_commit(&k) == 0 ? 0 : -1;
 	unsigned char md[EVP_MAX_MD_SIZE];

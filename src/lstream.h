@@ -26,8 +26,8 @@ typedef struct lstream {
 } lstream;
 
 lstream *lstream_new(lua_State *L, int keep);
-/* The open, unread stream at idx; raises on anything else. Marks it used. */
-lstream *lstream_take(lua_State *L, int idx);
+/* The open, unread stream at idx; raises on anything else. Set used = 1 once reading starts. */
+lstream *lstream_check_unread(lua_State *L, int idx);
 void lstream_close(lstream *b);
 
 #endif

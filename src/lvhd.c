@@ -16,7 +16,7 @@
  *   vhd.flatten(leaf, out [, {format, force, overwrite, search, progress}])
  *                                                   -> {path, virtual_size, bytes_written, blocks_written, format, uuid,
  *                                                       zero_filled, assumed_unallocated, problems} | nil, msg, code
- *   vhd.stream(leaf [, {drop_zero, search}])        -> salvage.stream: the flattened standalone VHD,
+ *   vhd.stream(leaf [, {format, drop_zero, search}]) -> salvage.stream: the flattened standalone VHD (or raw),
  *                                                      exact length known before the first byte | nil, msg, code
  *   vhd.create(path, {size, type, parent, block_size, hidden, xenserver, strict}) -> writable handle | nil, msg, code
  *       block_size other than 2 MiB needs xenserver = false (then no batmap, creator "qem2");
@@ -770,9 +770,17 @@ static int l_stream(lua_State *L)
 {
 	const char *leaf = luaL_checkstring(L, 1);
 	out_stream_opts so = { 0 };
+	int raw = 0;
 	if (!lua_isnoneornil(L, 2)) {
 		luaL_checktype(L, 2, LUA_TTABLE);
 		so.drop_zero = opt_bool(L, 2, "drop_zero");
+		lua_getfield(L, 2, "format");
+		const char *fmt = lua_isnil(L, -1) ? "vhd" : luaL_checkstring(L, -1);
+		if (strcmp(fmt, "raw") == 0)
+			raw = 1;
+		else if (strcmp(fmt, "vhd") != 0)
+			return luaL_error(L, "format must be \"vhd\" or \"raw\", got \"%s\"", fmt);
+		lua_pop(L, 1);
 	}
 	handle *h = new_handle(L);
 	int hi = lua_gettop(L);
@@ -786,10 +794,12 @@ static int l_stream(lua_State *L)
 	h->f = open_any(leaf, &o, &e);
 	if (h->f == NULL || vhd_resolve_chain(h->f, &o, &e) != 0 || vhd_source_init(b->ctx, h->f, 0, &e) != 0)
 		return fail(L, &e);
-	b->s = vhd_stream_open(&((vhd_source *)b->ctx)->src, &so, &e);
+	vhd_source *vs = b->ctx;
+	b->s = raw ? raw_stream_open(&vs->src, &e) : vhd_stream_open(&vs->src, &so, &e);
 	if (b->s == NULL)
 		return fail(L, &e);
-	vhd_stream_uuid(b->s, b->id);
+	if (!raw)
+		vhd_stream_uuid(b->s, b->id);
 	return 1;
 }
 

@@ -12,6 +12,7 @@ libcurl4-openssl-dev libssl-dev
 libcmocka-dev lua-busted lua-check python3-cram tmux
 qemu-utils python3-cs python3 xz-utils gzip curl procps
 lvm2
+debhelper dpkg-dev fakeroot lintian bash-completion man-db
 "
 
 missing=""

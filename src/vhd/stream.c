@@ -295,3 +295,64 @@ void vhd_stream_uuid(const out_stream *s, char out[37])
 {
 	vhd_uuid_str(((const vstream *)s)->footer.uuid, out);
 }
+
+/* ---- a raw image of a disk_source, as a stream (format-neutral: the virtual bytes) ---- */
+
+typedef struct rstream {
+	out_stream base;
+	disk_source src;
+	uint8_t *buf;             /* one grain unit */
+	uint64_t loaded;          /* unit in buf, or UINT64_MAX */
+} rstream;
+
+static void rs_close(out_stream *s)
+{
+	rstream *v = (rstream *)s;
+	free(v->buf);
+	free(v);
+}
+
+static ssize_t rs_read(out_stream *s, uint8_t *buf, size_t n)
+{
+	rstream *v = (rstream *)s;
+	size_t done = 0;
+	uint32_t g = v->src.grain;
+	while (done < n && s->pos < s->length) {
+		uint64_t unit = s->pos / g, r = s->pos % g;
+		size_t len = (size_t)(s->length - unit * g < g ? s->length - unit * g : g);
+		if (v->loaded != unit) {
+			int a = v->src.allocated(v->src.ctx, unit, &s->err);
+			if (a < 0 || (a > 0 && v->src.read(v->src.ctx, unit * g, len, v->buf, &s->err) != 0))
+				return -1;
+			if (a == 0)
+				memset(v->buf, 0, len);
+			v->loaded = unit;
+		}
+		size_t c = len - r < n - done ? (size_t)(len - r) : n - done;
+		memcpy(buf + done, v->buf + r, c);
+		done += c;
+		s->pos += c;
+	}
+	return (ssize_t)done;
+}
+
+static const out_stream_ops rs_ops = { rs_read, rs_close };
+
+out_stream *raw_stream_open(const disk_source *src, vhd_err *e)
+{
+	rstream *v = calloc(1, sizeof *v);
+	if (v == NULL || src->grain < 512 || (src->grain & (src->grain - 1)) != 0 || src->grain > (64u << 20) ||
+	    (v->buf = malloc(src->grain)) == NULL) {
+		vhd_seterr(e, v ? "EINVAL" : "ENOMEM", "source grain %u is not a power of two from 512 B to 64 MiB",
+			   src->grain);
+		if (v)
+			free(v);
+		return NULL;
+	}
+	v->base.ops = &rs_ops;
+	v->base.format = "raw";
+	v->base.length = src->size;
+	v->src = *src;
+	v->loaded = UINT64_MAX;
+	return &v->base;
+}

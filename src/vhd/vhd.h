@@ -299,6 +299,8 @@ void vhd_source_free(vhd_source *s);
 /* A standalone dynamic VHD (XenServer layout, 2 MiB blocks) of src as a stream of known
  * length. Reads src only in order; one block in memory. NULL with e filled on failure. */
 out_stream *vhd_stream_open(const disk_source *src, const out_stream_opts *o, vhd_err *e);
+/* The raw virtual bytes of src as a stream (length = size; unallocated units read as zeros). */
+out_stream *raw_stream_open(const disk_source *src, vhd_err *e);
 /* The footer UUID of a stream from vhd_stream_open, as text. */
 void vhd_stream_uuid(const out_stream *s, char out[37]);
 

@@ -28,7 +28,9 @@ end
 
 -- the bytes of a VHD with the footer's timestamp, checksum and UUID masked (they differ per file)
 local function masked(s)
-  local function mask(foot) return foot:sub(1, 24) .. ("\0"):rep(4) .. foot:sub(29, 64) .. ("\0"):rep(20) .. foot:sub(85) end
+  local function mask(foot)
+    return foot:sub(1, 24) .. ("\0"):rep(4) .. foot:sub(29, 64) .. ("\0"):rep(20) .. foot:sub(85)
+  end
   return mask(s:sub(1, 512)) .. s:sub(513, -513) .. mask(s:sub(-512))
 end
 
@@ -42,7 +44,8 @@ teardown(function()
 end)
 
 describe("vhd.stream", function()
-  for _, name in ipairs { "chain_d1/c1.vhd", "chain_d2/c2.vhd", "dynamic/dyn_tap_prealloc.vhd", "fixed/fixed_qem2.vhd" } do
+  local names = { "chain_d1/c1.vhd", "chain_d2/c2.vhd", "dynamic/dyn_tap_prealloc.vhd", "fixed/fixed_qem2.vhd" }
+  for _, name in ipairs(names) do
     it("streams " .. name .. " as a VHD of the promised length with the expected virtual hash", function()
       assert.is_truthy(EXPECTED[name], "no expected hash for " .. name)
       local s <close> = assert(vhd.stream(FX .. "/" .. name))
@@ -99,7 +102,8 @@ describe("vhd.stream", function()
   it("is read once: a second consumer is refused, and a closed stream raises", function()
     local s = assert(vhd.stream(FX .. "/chain_d1/c1.vhd"))
     assert(s:write_to(OUT .. "/once.vhd"))
-    assert.has_error(function() s:write_to(OUT .. "/twice.vhd") end, "salvage.stream already read: a stream is sent once; make a new one")
+    assert.has_error(function() s:write_to(OUT .. "/twice.vhd") end,
+      "salvage.stream already read: a stream is sent once; make a new one")
     s:close()
     s:close()
     assert.are.equal("closed stream", stream.type(s))
@@ -111,7 +115,8 @@ describe("vhd.stream", function()
     assert.is_nil(s)
     assert.are.equal("EPARENT", code)
     assert.is_truthy(msg:find("c1.vhd", 1, true))
-    s, msg, code = vhd.stream(OUT .. "/nope.vhd")
+    local _
+    s, _, code = vhd.stream(OUT .. "/nope.vhd")
     assert.is_nil(s)
     assert.are.equal("ENOENT", code)
   end)
