@@ -117,22 +117,23 @@ end
 --- run_command{"vhd", "read", "x.vhd"} -> exit status
 function M.run_command(argv)
   local name = argv[1]
+  -- global options first: under --log-json even "unknown command" is a JSON line
+  local rest, settings = M.global_options({ table.unpack(argv, 2) })
+  if not rest then
+    report_failure({ exit_code = 2, message = name .. ": " .. settings })
+    return 2
+  end
+  log.configure(settings)
   local modname = "salvage.commands." .. name:gsub("%-", "_")
   local ok, cmd = pcall(require, modname)
   if not ok then
     if not tostring(cmd):find("module '" .. modname .. "' not found", 1, true) then error(cmd, 0) end
     local known = {}
     for _, c in ipairs(M.commands()) do known[#known + 1] = c.name end
-    io.stderr:write(("salvage: unknown command '%s'; commands are: %s (see 'salvage help')\n")
-      :format(name, table.concat(known, ", ")))
+    report_failure({ exit_code = 2, message = ("unknown command '%s'; commands are: %s (see 'salvage help')")
+      :format(name, table.concat(known, ", ")) })
     return 2
   end
-  local rest, settings = M.global_options({ table.unpack(argv, 2) })
-  if not rest then
-    io.stderr:write("salvage ", name, ": ", settings, "\n")
-    return 2
-  end
-  log.configure(settings)
   require("salvage.args").command_help = true
   local result
   local okr, err = xpcall(function() result = cmd.run(rest) end, on_error)

@@ -580,20 +580,25 @@ M.hostname = planlib.hostname
 
 -- Preflight ----------------------------------------------------------------------------
 
---- unreadable(source) -> nil | why: can this disk source be opened for reading?
--- A file path, or lvm:IMAGE[,IMAGE...]:LV (the images or devices are checked).
-function M.unreadable(f)
-  local files = { f }
-  local images = type(f) == "string" and f:match("^lvm:(.+):[^:]+$")
-  if images then
-    files = {}
-    for img in images:gmatch("[^,]+") do files[#files + 1] = img end
-  end
-  for _, x in ipairs(files) do
-    local fh, err = io.open(x, "rb")
+--- unreadable(source [, vgs]) -> nil | why: can this disk source be opened for reading?
+-- A file path, or lvm:IMAGE[,IMAGE...]:LV: the VG's metadata is read (once per
+-- image list when a cache table vgs is given) and the LV must be there and readable.
+function M.unreadable(f, vgs)
+  local images, lv = tostring(f):match("^lvm:(.+):([^:]+)$")
+  if not images then
+    local fh, err = io.open(f, "rb")
     if not fh then return err or "cannot open" end
     fh:close()
+    return nil
   end
+  vgs = vgs or {}
+  if vgs[images] == nil then vgs[images] = { require("salvage.lvm").read(images) } end
+  local vg, err = vgs[images][1], vgs[images][2]
+  if not vg then return err or "cannot read the LVM metadata" end
+  for _, l in ipairs(vg.lvs) do
+    if l.name == lv then return l.problem end
+  end
+  return ("no LV %s in VG %s"):format(lv, vg.name)
 end
 
 -- One sentence for a failure to talk to the new cloud at all.
@@ -618,12 +623,12 @@ function Engine:preflight(vms)
   if not zones then return unreachable(self.client, err) end
   local ok, zerr = pcall(self.zone_id, self)
   if not ok then return type(zerr) == "table" and zerr.message or tostring(zerr) end
-  local bad = {}
+  local bad, vgs = {}, {}
   for _, vm in ipairs(vms) do
     for _, d in ipairs(vm.disks or {}) do
       if d.recoverable ~= false then
         for _, f in ipairs((d.chain and #d.chain > 0) and d.chain or { d.file }) do
-          local why = M.unreadable(f)
+          local why = M.unreadable(f, vgs)
           if why then bad[#bad + 1] = ("%s (%s)"):format(tostring(f), why) end
         end
       end
