@@ -596,7 +596,12 @@ function Engine:preflight(vms)
     for _, d in ipairs(vm.disks or {}) do
       if d.recoverable ~= false then
         for _, f in ipairs((d.chain and #d.chain > 0) and d.chain or { d.file }) do
-          local fh, ferr = io.open(f, "rb")
+          local fh, ferr
+          if tostring(f):match("^lvm:") then -- a volume inside an LVM image (salvage.vhd reads it)
+            fh, ferr = require("salvage.vhd").open(f)
+          else
+            fh, ferr = io.open(f, "rb")
+          end
           if fh then fh:close() else bad[#bad + 1] = ("%s (%s)"):format(tostring(f), ferr or "no file") end
         end
       end
