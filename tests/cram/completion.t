@@ -14,11 +14,11 @@ choice values, vhd subcommands.
   >   echo "${COMPREPLY[*]}"
   > }
   > SH
-  $ bash -c '. ./t.sh; t salvage ap; t salvage de; t salvage vhd ""; t salvage plan --fo'
+  $ bash -c '. ./t.sh; t salvage ap; t salvage de; t salvage vhd ""; t salvage plan --form'
   api
   demo
   read scan check flatten coalesce create
-  --format
+  --force-disk --format
   $ bash -c '. ./t.sh; t salvage --quiet inventory --format ""; t salvage --log-level ""; t salvage inventory --inc'
   table json csv
   error warn info debug

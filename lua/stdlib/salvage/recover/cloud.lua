@@ -424,12 +424,23 @@ function M.condition(kind, r)
   return "ready"
 end
 
---- tag(kind, id, source): mark a resource as the new copy of old object `source`.
+--- tag(kind, id, source) -> true | nil, err: mark a resource as the new copy of
+-- old object `source`. A failed or unanswered createTags is checked by looking.
 function Engine:tag(kind, id, source)
-  local r, err = self.client:async("createTags", { resourcetype = kind, resourceids = id,
-    tags = { { key = M.TAG, value = source } } })
-  if not r then return nil, err end
-  return true
+  local err
+  for _ = 1, 3 do
+    local r
+    r, err = self.client:async("createTags", { resourcetype = kind, resourceids = id,
+      tags = { { key = M.TAG, value = source } } })
+    if r then return true end
+    local p = { id = id, listall = true }
+    if kind == "Template" then p.templatefilter = "all" end
+    for _, x in ipairs(self:list(KINDS[kind].list, p, { KINDS[kind].key }) or {}) do
+      if x.id == id and tag_of(x) == source then return true end
+    end
+    if not M.ambiguous(err) then return nil, err end
+  end
+  return nil, err
 end
 
 --- remove(kind, r): delete (expunge) a dead resource of ours.
@@ -569,6 +580,27 @@ M.hostname = planlib.hostname
 
 -- Preflight ----------------------------------------------------------------------------
 
+--- unreadable(source [, vgs]) -> nil | why: can this disk source be opened for reading?
+-- A file path, or lvm:IMAGE[,IMAGE...]:LV: the VG's metadata is read (once per
+-- image list when a cache table vgs is given) and the LV must be there and readable.
+function M.unreadable(f, vgs)
+  local images, lv = tostring(f):match("^lvm:(.+):([^:]+)$")
+  if not images then
+    local fh, err = io.open(f, "rb")
+    if not fh then return err or "cannot open" end
+    fh:close()
+    return nil
+  end
+  vgs = vgs or {}
+  if vgs[images] == nil then vgs[images] = { require("salvage.lvm").read(images) } end
+  local vg, err = vgs[images][1], vgs[images][2]
+  if not vg then return err or "cannot read the LVM metadata" end
+  for _, l in ipairs(vg.lvs) do
+    if l.name == lv then return l.problem end
+  end
+  return ("no LV %s in VG %s"):format(lv, vg.name)
+end
+
 -- One sentence for a failure to talk to the new cloud at all.
 local function unreachable(client, err)
   local url = client.url or "the API URL"
@@ -591,18 +623,13 @@ function Engine:preflight(vms)
   if not zones then return unreachable(self.client, err) end
   local ok, zerr = pcall(self.zone_id, self)
   if not ok then return type(zerr) == "table" and zerr.message or tostring(zerr) end
-  local bad = {}
+  local bad, vgs = {}, {}
   for _, vm in ipairs(vms) do
     for _, d in ipairs(vm.disks or {}) do
       if d.recoverable ~= false then
         for _, f in ipairs((d.chain and #d.chain > 0) and d.chain or { d.file }) do
-          local fh, ferr
-          if tostring(f):match("^lvm:") then -- a volume inside an LVM image (salvage.vhd reads it)
-            fh, ferr = require("salvage.vhd").open(f)
-          else
-            fh, ferr = io.open(f, "rb")
-          end
-          if fh then fh:close() else bad[#bad + 1] = ("%s (%s)"):format(tostring(f), ferr or "no file") end
+          local why = M.unreadable(f, vgs)
+          if why then bad[#bad + 1] = ("%s (%s)"):format(tostring(f), why) end
         end
       end
     end
