@@ -48,7 +48,10 @@ static int write_footers(vhd_file *f, vhd_err *e)
 static void rel_path(const char *from, const char *to, char *out, size_t outlen)
 {
 	char fs[4096];
-	snprintf(fs, sizeof fs, "%s%s", from, strcmp(from, "/") == 0 ? "" : "/");
+	if (snprintf(fs, sizeof fs, "%s%s", from, strcmp(from, "/") == 0 ? "" : "/") >= (int)sizeof fs) {
+		snprintf(out, outlen, "%s", to); /* no common prefix can be found: absolute */
+		return;
+	}
 	size_t i = 0, lastsep = 0;
 	while (fs[i] && to[i] && fs[i] == to[i]) {
 		if (to[i] == '/')
@@ -128,7 +131,8 @@ static void header_parent(vhd_header *h, const parent_ref *p, const vhd_layout *
 	memcpy(h->parent_uuid, p->f->footer.uuid, 16);
 	h->parent_timestamp = (uint32_t)((int64_t)p->st.st_mtime - VHD_EPOCH);
 	const char *pb = strrchr(p->abs, '/');
-	snprintf(h->parent_name, sizeof h->parent_name, "%s", pb ? pb + 1 : p->abs);
+	if (snprintf(h->parent_name, sizeof h->parent_name, "%s", pb ? pb + 1 : p->abs) >= (int)sizeof h->parent_name)
+		h->parent_name[sizeof h->parent_name - 1] = '\0'; /* a base name is < 256 bytes on Linux */
 	uint64_t next = l->locators;
 	for (int i = 0; i < 3; i++) {
 		memcpy(h->loc[i].code, codes[i], 5);
