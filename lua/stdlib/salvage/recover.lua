@@ -3,12 +3,17 @@
 --   local recover = require "salvage.recover"
 --   local report = recover.run(plan, {
 --     client = api_client, zone = "Zone1", workdir = "/var/tmp/rec",
+--     scratch = nil | "/big/dir", keep_disks = false,
 --     workers = 4, dry_run = false, only = {"ppvm2"}, policy = pol,
 --     worker_argv = function(vm_id) return {...} end,   -- how to start a worker process
 --   })
 --
 -- Per VM, each step recorded in DIR/journal.jsonl once done (salvage.journal):
---   flatten:<disk>  the chain flattened into DIR/disks/, checked, virtual size = volumes.size
+--   flatten:<disk>  with --scratch only: the chain flattened into SCRATCH/disks/, checked,
+--                   virtual size = volumes.size. By default nothing is flattened to disk: each
+--                   upload streams the chain's standalone VHD from C (length known first,
+--                   sha256 of the bytes sent journaled with the template or volume);
+--                   keep_disks tees a copy into (SCRATCH or DIR)/disks/ as it is sent.
 --   (estate-wide) domain:<path>, account:<path><name>, offering:<cpu>/<speed>/<ram>
 --   template        the root disk uploaded as a template, ready
 --   vm              deployed (stopped) with its old name and display name
@@ -75,6 +80,7 @@ function M.new(plan, opts)
   local self = setmetatable({
     plan = plan, opts = opts, client = timed_client(opts.client, timing), timing = timing, policy = opts.policy or {},
     dry = opts.dry_run and true or false, workdir = opts.workdir,
+    scratch = opts.scratch, keep_disks = opts.keep_disks and true or false,
     actions = {}, cache = {}, poll = opts.poll_interval or 0.2,
     wait_timeout = opts.wait_timeout or 3600,
   }, Engine)
@@ -139,7 +145,57 @@ function Engine:report(vms, status, elapsed) return reportlib.build(self, vms, s
 -- Machine steps (per VM) -------------------------------------------------------------------
 
 function Engine:disk_file(vm, d)
-  return ("%s/disks/%s-%s.vhd"):format(self.workdir, tostring(vm.id), tostring(d.id))
+  return ("%s/disks/%s-%s.vhd"):format(self.scratch or self.workdir, tostring(vm.id), tostring(d.id))
+end
+
+--- What an upload reads for disk d: {file = path} flattened into --scratch, or (the default)
+-- {open = fn -> salvage.stream, length = bytes, file = the --keep-disks copy or nil}.
+function Engine:source(vm, d)
+  if self.scratch then return self:flatten(vm, d) end
+  return self:stream_source(vm, d)
+end
+
+-- The chain is checked, and its output's exact length known, before anything is created:
+-- vhd.stream refuses what flatten refuses. Each attempt of an upload opens a new stream.
+function Engine:stream_source(vm, d)
+  local vhd = self.vhd
+  if not vhd then step_fail("flatten", "the VHD engine (salvage.vhd) is not available") end
+  if not d.file then step_fail("flatten", "disk " .. tostring(d.name) .. " has no source file") end
+  local s, err = vhd.stream(d.file)
+  if not s then step_fail("flatten", d.file .. ": " .. tostring(err)) end
+  local length = s:length()
+  s:close()
+  local h, herr = vhd.open(d.file)
+  if not h then step_fail("flatten", herr) end
+  local vsize = h:info().footer.current_size
+  h:close()
+  if d.size and vsize ~= d.size then
+    step_fail("flatten", ("virtual size %s of %s differs from volumes.size %d"):format(tostring(vsize), d.file, d.size))
+  end
+  local keep = self.keep_disks and self:disk_file(vm, d) or nil
+  if self.dry then
+    self:act(vm, "stream", ("%s (%d bytes)%s"):format(d.file, length, keep and (" copy " .. keep) or ""))
+  end
+  local function open()
+    local st, serr, scode = vhd.stream(d.file)
+    if not st then return nil, d.file .. ": " .. tostring(serr), scode end
+    if keep then
+      sys.mkdir((self.scratch or self.workdir) .. "/disks")
+      local ok, terr, tcode = st:tee(keep)
+      if not ok then
+        st:close()
+        return nil, terr, tcode
+      end
+    end
+    return st
+  end
+  return { open = open, length = length, file = keep, chain = d.file }
+end
+
+-- The journal's record of a finished upload: what was sent, when it was a stream.
+local function sent_record(id, sent)
+  if type(sent) ~= "table" then return { id = id } end
+  return { id = id, sha256 = sent.sha256, bytes = sent.bytes, attempts = sent.attempts }
 end
 
 function Engine:flatten(vm, d)
@@ -189,7 +245,7 @@ function Engine:flatten(vm, d)
   end)
 end
 
-function Engine:template(vm, own, file)
+function Engine:template(vm, own, src)
   return self:step(vm.id, "template", function()
     local name = vm.template.name
     local existing = self:find_template(name, own)
@@ -206,18 +262,19 @@ function Engine:template(vm, own, file)
       end
     end
     local ostypeid = self:os_type_id(vm)
-    self:act(vm, "upload template", ("%s (%s)"):format(name, file or "?"))
+    self:act(vm, "upload template", ("%s (%s)"):format(name, src.file or src.chain or "?"))
     if self.dry then return nil end
-    local p = progress.new { label = ("upload %s template"):format(vm.name), unit = "bytes" }
-    local t, err = self.client:upload_template(file, {
+    local p = progress.new { label = ("upload %s template"):format(vm.name), total = src.length, unit = "bytes" }
+    -- -> template, sent (for a stream: {sha256, bytes, attempts}) | nil, err
+    local t, err = self.client:upload_template(src.open or src.file, {
       name = name, displaytext = ("%s (recovered root disk of %s)"):format(name, vm.name),
       format = "VHD", hypervisor = "XenServer", zoneid = self:zone_id(), ostypeid = ostypeid,
       account = own.account.name, domainid = own.domainid,
       requireshvm = vm.template.requires_hvm ~= false, passwordenabled = vm.template.password_enabled == true,
-    }, { progress = p:callback(), overwrite = true })
+    }, { progress = p:callback(), overwrite = true, filename = name .. ".vhd" })
     p:finish()
     if not t then step_fail("template", M.errtext(err)) end
-    return { id = t.id }
+    return sent_record(t.id, err)
   end)
 end
 
@@ -247,7 +304,7 @@ function Engine:deploy(vm, own, template_id)
   end)
 end
 
-function Engine:volume(vm, own, d, file, vm_new_id)
+function Engine:volume(vm, own, d, src, vm_new_id)
   return self:step(vm.id, "volume:" .. tostring(d.id), function()
     local name = d.upload_name or d.name
     if not self.dry then
@@ -264,17 +321,17 @@ function Engine:volume(vm, own, d, file, vm_new_id)
         return { id = existing.id, reused = true }
       end
     end
-    self:act(vm, "upload volume", ("%s (%s)"):format(name, file or "?"))
+    self:act(vm, "upload volume", ("%s (%s)"):format(name, src.file or src.chain or "?"))
     if self.dry then return nil end
     self.journal:record(vm.id, "volume-intent:" .. tostring(d.id),
       { name = name, owner = own.domainid .. "/" .. own.account.name })
-    local p = progress.new { label = ("upload %s %s"):format(vm.name, name), unit = "bytes" }
-    local v, err = self.client:upload_volume(file, {
+    local p = progress.new { label = ("upload %s %s"):format(vm.name, name), total = src.length, unit = "bytes" }
+    local v, err = self.client:upload_volume(src.open or src.file, {
       name = name, format = "VHD", zoneid = self:zone_id(), account = own.account.name, domainid = own.domainid,
-    }, { progress = p:callback(), overwrite = true })
+    }, { progress = p:callback(), overwrite = true, filename = name .. ".vhd" })
     p:finish()
     if not v then step_fail("volume", M.errtext(err)) end
-    return { id = v.id }
+    return sent_record(v.id, err)
   end)
 end
 
@@ -341,26 +398,26 @@ function Engine:machine(vm, own)
     end
   end
   self:check_parent()
-  local flat_root = self:flatten(vm, root)
+  local flat_root = self:source(vm, root)
   local flats = {}
   for _, d in ipairs(data_disks) do
     self:check_parent()
-    flats[d] = self:flatten(vm, d)
+    flats[d] = self:source(vm, d)
   end
   self:check_parent()
-  local tpl = self:template(vm, own, flat_root.file)
+  local tpl = self:template(vm, own, flat_root)
   self:check_parent()
   local dep = self:deploy(vm, own, tpl and tpl.id)
   local ids = device_ids(data_disks)
   local volumes = {}
   for _, d in ipairs(data_disks) do
     self:check_parent()
-    local v = self:volume(vm, own, d, flats[d].file, dep and dep.id)
+    local v = self:volume(vm, own, d, flats[d], dep and dep.id)
     self:check_parent()
     if v and dep then self:attach(vm, d, v.id, dep.id, ids[d]) end
     if self.dry then self:act(vm, "attach volume", ("%s as device %d"):format(d.upload_name or d.name, ids[d])) end
     volumes[#volumes + 1] = { old_id = d.id, name = d.upload_name or d.name, new_id = v and v.id or json.null,
-      deviceid = ids[d], size = d.size }
+      deviceid = ids[d], size = d.size, sha256 = v and v.sha256, bytes = v and v.bytes }
   end
   if vm.start then
     self:check_parent()
@@ -368,6 +425,7 @@ function Engine:machine(vm, own)
   end
   local result = {
     new_id = dep and dep.id or json.null, template_id = tpl and tpl.id or json.null,
+    template_sha256 = tpl and tpl.sha256, template_bytes = tpl and tpl.bytes,
     volumes = json.array(volumes), left_out = left_out, offering = own.offering.name, offering_id = own.offering.id,
     account_id = own.account.id, domainid = own.domainid,
   }

@@ -9,13 +9,17 @@ local recover = require "salvage.recover"
 
 local spec = {
   usage = "salvage recover PLAN.json --zone ZONE --workdir DIR [--api-profile NAME] [--workers N] "
-    .. "[--dry-run] [--only VM]...",
+    .. "[--scratch DIR] [--keep-disks] [--dry-run] [--only VM]...",
   summary = "recover the VMs of a plan into the new cloud (resumable)",
   description = [[
-Per VM: flatten each disk chain into DIR (sources are never written), ensure the
-domain, account and service offering, upload the root disk as a template, deploy the
-VM stopped with its old names, upload and attach the data disks, start it if the
-policy says so. Every finished step is journaled in DIR/journal.jsonl: run the same
+Per VM: ensure the domain, account and service offering, upload the root disk as a
+template, deploy the VM stopped with its old names, upload and attach the data disks,
+start it if the policy says so. Each disk is streamed from its chain straight into the
+new cloud (sources are never written; nothing is stored): DIR holds only the journal,
+the report and a lock. --scratch SCRATCH flattens each disk into SCRATCH first and
+uploads the file (for links or clouds where a local copy helps); --keep-disks also
+keeps a copy of what was sent, in SCRATCH (or DIR)/disks.
+Every finished step is journaled in DIR/journal.jsonl: run the same
 command again after any interruption and it continues where it stopped, creating
 nothing twice. The report is printed and written to DIR/report.json.
 Credentials: --api-profile NAME (~/.config/salvage/config.lua) or SALVAGE_API_URL,
@@ -23,7 +27,9 @@ SALVAGE_API_KEY, SALVAGE_SECRET_KEY.]],
   options = {
     { "api-profile", value = "NAME", help = "API credentials profile" },
     { "zone", value = "ZONE", required = true, help = "zone name or id in the new cloud" },
-    { "workdir", value = "DIR", required = true, help = "flattened disks, journal and report" },
+    { "workdir", value = "DIR", required = true, help = "journal, report and lock" },
+    { "scratch", value = "SCRATCH", help = "flatten each disk into SCRATCH/disks, then upload the file" },
+    { "keep-disks", help = "keep a copy of every disk sent, in SCRATCH (or DIR)/disks" },
     { "workers", short = "j", value = "N", type = "integer", default = 1, help = "VMs recovered at a time" },
     { "dry-run", short = "n", help = "look up and check everything, create nothing; print what would be done" },
     { "only", value = "VM", multi = true, help = "only this VM (name, id or uuid)" },
@@ -64,14 +70,21 @@ function M.run(argv)
   if workdir == "" then workdir = "/" end
   sys.mkdir(workdir)
   workdir = sys.realpath(workdir) or workdir
+  local scratch
+  if opts.scratch then
+    sys.mkdir(opts.scratch)
+    scratch = sys.realpath(opts.scratch)
+    if not scratch then cli.fail(1, "recover: cannot use " .. opts.scratch .. " as scratch directory") end
+  end
   local client = M.client(opts.api_profile, { poll_interval = opts.poll_interval })
   local run_opts = {
     client = client, zone = opts.zone, workdir = workdir, workers = opts.workers,
-    dry_run = opts.dry_run, only = opts.only, policy = policy,
+    dry_run = opts.dry_run, only = opts.only, policy = policy, scratch = scratch, keep_disks = opts.keep_disks,
     worker_vm = opts.worker_vm, parent_pid = opts.parent_pid, poll_interval = opts.poll_interval,
     worker_argv = recover.worker_argv { plan = sys.realpath(opts[1]) or opts[1], zone = opts.zone,
       workdir = workdir, policy = opts.policy and (sys.realpath(opts.policy) or opts.policy),
-      api_profile = opts.api_profile, poll_interval = opts.poll_interval },
+      api_profile = opts.api_profile, poll_interval = opts.poll_interval, scratch = scratch,
+      keep_disks = opts.keep_disks },
   }
   local ok, report = pcall(recover.run, p, run_opts)
   if not ok then

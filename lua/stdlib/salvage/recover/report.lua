@@ -28,6 +28,7 @@ function M.build(self, vms, status, elapsed)
     if done then
       r.recovered[#r.recovered + 1] = {
         id = vm.id, name = vm.name, new_id = done.new_id, template_id = done.template_id,
+        template_sha256 = done.template_sha256, template_bytes = done.template_bytes,
         domain_path = vm.owner.domain_path, account = vm.owner.account,
         old_domain_path = vm.owner.old_domain_path, old_account = vm.owner.old_account,
         cpu = vm.spec.cpu, speed = vm.spec.speed, ram = vm.spec.ram, offering = done.offering,
