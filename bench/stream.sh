@@ -137,8 +137,11 @@ rm -f "$D/flat.vhd"
 
 null_run() {
 	s=$(now)
-	"$SALVAGE" -e "local s = assert(require('salvage.vhd').stream(arg[1], { drop_zero = $2 }))
-		io.stderr:write(s:length(), '\n'); assert(s:write_to('-'))" "$1" >/dev/null 2>"$D/null-len"
+	"$SALVAGE" - "$1" "$2" >/dev/null 2>"$D/null-len" <<'LUA'
+local s = assert(require("salvage.vhd").stream(arg[1], { drop_zero = arg[2] == "true" }))
+io.stderr:write(s:length(), "\n")
+assert(s:write_to("-"))
+LUA
 	e=$(now)
 	sub "$e" "$s"
 }

@@ -507,6 +507,15 @@ end
     s:stop()
   end)
 
+  it("with --scratch flattens into a scratch directory it makes, and uploads the files", function()
+    local s = start_sim()
+    local work, scratch = DIR .. "/work-scratch", DIR .. "/scratch-new"
+    local code, out = run(s, recover_args(work, { "--scratch", scratch }))
+    assert.equal(0, code, out)
+    check_state(assert(s:state()), work, { scratch = scratch })
+    s:stop()
+  end)
+
   it("with --keep-disks keeps a copy of exactly what was sent", function()
     local s = start_sim()
     local work = DIR .. "/work-keep"

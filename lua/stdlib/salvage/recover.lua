@@ -216,7 +216,7 @@ function Engine:flatten(vm, d)
   return self:step(vm.id, "flatten:" .. tostring(d.id), function()
     if not vhd then step_fail("flatten", "the VHD engine (salvage.vhd) is not available") end
     if not d.file then step_fail("flatten", "disk " .. tostring(d.name) .. " has no source file") end
-    sys.mkdir(self.workdir .. "/disks")
+    sys.mkdir((self.scratch or self.workdir) .. "/disks")
     local p = progress.new { label = ("flatten %s %s"):format(vm.name, d.name), total = d.size, unit = "bytes" }
     local t0 = sys.clock()
     -- A file already under `out` with no journal record is the work of a run
