@@ -178,8 +178,14 @@ local r2 = ts / math.max(tn, tu)
 print(('(flatten + upload) / stream = %.2fx (target >= 1.5: %s); recover --scratch / stream = %.2fx')
   :format(r1, r1 >= 1.5 and 'met' or 'NOT met', tsc / ts))
 print(('stream / max(null, upload) = %.2f (target <= 1.15: %s)'):format(r2, r2 <= 1.15 and 'met' or 'NOT met'))
-print(('zero-block pre-pass: costs %.2f s of reading to save %.1f%% of the bytes sent (%s)')
-  :format(tnz - tn, (len - lenz) * 100 / len, (tnz - tn) > (len - lenz) / (len / tu) and 'does not pay' or 'pays'))
+-- The pre-pass reads every allocated block once more; it saves sending the all-zero ones.
+-- It pays when the zero fraction f of the bytes exceeds (time of one more read) / (time to send).
+local extra, send = len / (len / tn), len / (flat / tu)
+local saved = (len - lenz) / (flat / tu)
+print(('zero-block pre-pass: one more read of %.2f s (stream to /dev/null) to save %.2f s of sending %d bytes '
+  .. '(%.1f%% of this chain is allocated all-zero); it pays only when more than %.0f%% of the bytes are all-zero '
+  .. 'blocks: %s'):format(extra, saved, len - lenz, (len - lenz) * 100 / len, extra / send * 100,
+  saved > extra and 'pays here' or 'does not pay here, so recover streams without it'))
 "
 
 # Peak work directory over a whole-estate streaming recovery (N VMs, 4 workers).
