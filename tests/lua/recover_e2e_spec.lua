@@ -73,6 +73,7 @@ local function run(s, args)
 end
 
 local function recover_args(work, extra)
+  -- each upload is compared with the chain in the simulator's stored copy (check_state)
   local a = { "recover", PLAN, "--zone", "Zone1", "--workdir", work, "--poll-interval", "0.02", "--format", "json" }
   for _, x in ipairs(extra or {}) do a[#a + 1] = x end
   return a
@@ -288,11 +289,11 @@ describe("recovery end to end (MariaDB + VHD engine + simulator)", function()
     assert.truthy(out:find('"password": "***"', 1, true))
     assert.falsy(out:find(rep.accounts[1].password, 1, true))
     assert.equal(tonumber("600", 8), sys.stat(work .. "/report.json").mode & tonumber("777", 8))
-    -- streamed: the workdir holds only journal, report and lock (and the workers' pids and logs);
+    -- streamed: the workdir holds only journal, report and locks (and the workers' pids and logs);
     -- the sha256 the client computed of what it sent is what the server received
     for _, n in ipairs(sys.dir(work)) do
-      assert.is_truthy(({ ["journal.jsonl"] = true, ["report.json"] = true, lock = true, workers = true,
-        logs = true })[n], n)
+      assert.is_truthy(({ ["journal.jsonl"] = true, ["report.json"] = true, lock = true, locks = true,
+        workers = true, logs = true })[n], n)
     end
     local tpl_of = {}
     for _, t in ipairs(st.templates) do if t.isready then tpl_of[t.id] = t end end
@@ -364,7 +365,7 @@ describe("recovery end to end (MariaDB + VHD engine + simulator)", function()
     local f = assert(io.open(scratch .. "/disks/26-27.vhd", "w"))
     f:write("stale, unverified output of a killed run")
     f:close()
-    local code, out = run(s, recover_args(work, { "--scratch", scratch }))
+    local code, out = run(s, recover_args(work, { "--scratch", scratch, "--keep-disks" }))
     assert.equal(0, code, out)
     check_state(assert(s:state()), work, { scratch = scratch })
     local h = assert(vhd.open(scratch .. "/disks/26-27.vhd"))
@@ -507,13 +508,22 @@ end
     s:stop()
   end)
 
-  it("with --scratch flattens into a scratch directory it makes, and uploads the files", function()
+  it("with --scratch flattens into a scratch directory it makes, uploads the files, then deletes them", function()
     local s = start_sim()
     local work, scratch = DIR .. "/work-scratch", DIR .. "/scratch-new"
     local code, out = run(s, recover_args(work, { "--scratch", scratch }))
     assert.equal(0, code, out)
-    check_state(assert(s:state()), work, { scratch = scratch })
+    check_state(assert(s:state()), work)
+    assert.same({}, sys.dir(scratch .. "/disks"))
+    assert.is_true(report_of(work).scratch_peak_bytes > 0)
+    -- with --keep-disks the files stay, and they are what the server received
+    local s2 = start_sim()
+    local work2, scratch2 = DIR .. "/work-scratch-keep", DIR .. "/scratch-keep"
+    code, out = run(s2, recover_args(work2, { "--scratch", scratch2, "--keep-disks" }))
+    assert.equal(0, code, out)
+    check_state(assert(s2:state()), work2, { scratch = scratch2 })
     s:stop()
+    s2:stop()
   end)
 
   it("with --keep-disks keeps a copy of exactly what was sent", function()

@@ -14,6 +14,9 @@
 --   accounts           list of account names to select (default: all)
 --   domains            list of domain paths ("/SPDM Inc/", a subtree) or names to select
 --   name_prefix        prefix for generated template names (default "recovered-")
+--   adopt_untagged     adopt a same-named resource without the salvage-source tag
+--                      in the new cloud (default false: reported as a conflict)
+-- Any other field is an error (a misspelled hook must not be ignored).
 -- Hooks (plain functions, called without self; an override can call the
 -- default it replaces as `p.defaults.<hook>(...)`, which honours p's options):
 --   vm_filter(vm)                 -> keep, reason
@@ -25,6 +28,7 @@
 --   network_for(vm, account)      -> network id or nil = the account's default network
 --   password_for(account)         -> clear-text password or nil = generate one
 --   start_after_import(vm)        -> boolean
+--   force_disk(vol, vm)           -> boolean: flatten a damaged disk with force (zero-fill)
 local M = {}
 
 local VM_STATES_EXCLUDED = { Expunging = true, Expunged = true, Destroyed = true, Error = true }
@@ -111,15 +115,28 @@ local function make_defaults(p)
   function d.network_for() return nil end
   function d.password_for() return nil end
   function d.start_after_import() return false end
+  function d.force_disk() return false end
   return d
 end
 
 M.HOOKS = {
   "vm_filter", "volume_filter", "account_map", "template_name", "volume_name",
-  "offering_for", "network_for", "password_for", "start_after_import",
+  "offering_for", "network_for", "password_for", "start_after_import", "force_disk",
 }
 
+M.OPTIONS = { "include_destroyed", "include_detached", "accounts", "domains", "name_prefix", "adopt_untagged" }
+
+local KNOWN = { defaults = true }
+for _, n in ipairs(M.HOOKS) do KNOWN[n] = true end
+for _, n in ipairs(M.OPTIONS) do KNOWN[n] = true end
+
 local function check(p)
+  for k in pairs(p) do
+    if not KNOWN[k] then
+      return nil, ("unknown policy field '%s' (hooks: %s; options: %s)"):format(tostring(k),
+        table.concat(M.HOOKS, ", "), table.concat(M.OPTIONS, ", "))
+    end
+  end
   for _, name in ipairs(M.HOOKS) do
     if type(p[name]) ~= "function" then
       return nil, ("policy hook %s must be a function, got %s"):format(name, type(p[name]))

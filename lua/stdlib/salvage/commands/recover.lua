@@ -8,8 +8,8 @@ local plan = require "salvage.plan"
 local recover = require "salvage.recover"
 
 local spec = {
-  usage = "salvage recover PLAN.json --zone ZONE --workdir DIR [--api-profile NAME] [--workers N] "
-    .. "[--scratch DIR] [--keep-disks] [--dry-run] [--only VM]...",
+  usage = "salvage recover PLAN.json --zone ZONE --workdir DIR [--profile NAME] [--workers N] "
+    .. "[--scratch DIR] [--keep-disks] [--dry-run] [--only VM]... [--format table|json|csv]",
   summary = "recover the VMs of a plan into the new cloud (resumable)",
   description = [[
 Per VM: ensure the domain, account and service offering, upload the root disk as a
@@ -17,25 +17,34 @@ template, deploy the VM stopped with its old names, upload and attach the data d
 start it if the policy says so. Each disk is streamed from its chain straight into the
 new cloud (sources are never written; nothing is stored): DIR holds only the journal,
 the report and a lock. --scratch SCRATCH flattens each disk into SCRATCH first and
-uploads the file (for links or clouds where a local copy helps); --keep-disks also
-keeps a copy of what was sent, in SCRATCH (or DIR)/disks.
+uploads the file (for links or clouds where a local copy helps); --keep-disks keeps a
+copy of what was sent, in SCRATCH (or DIR)/disks.
 Every finished step is journaled in DIR/journal.jsonl: run the same
 command again after any interruption and it continues where it stopped, creating
 nothing twice. The report is printed and written to DIR/report.json.
-Credentials: --api-profile NAME (~/.config/salvage/config.lua) or SALVAGE_API_URL,
+Every template, VM and volume made is tagged salvage-source=<old UUID> and found
+again by that tag; journaled ids are checked in the new cloud on every run.
+Before creating anything, the credentials, the zone and every disk are checked.
+SIGINT or SIGTERM stops the whole run (exit 130 or 143); run again to resume.
+The policy is the plan's (recorded with its hash); another needs --policy-changed.
+Credentials: --profile NAME (salvage config; ~/.config/salvage/config.lua) or SALVAGE_API_URL,
 SALVAGE_API_KEY, SALVAGE_SECRET_KEY.]],
   options = {
-    { "api-profile", value = "NAME", help = "API credentials profile" },
+    { "profile", short = "p", value = "NAME", help = "API credentials profile (salvage config)" },
+    { "api-profile", value = "NAME", help = "old name of --profile" },
     { "zone", value = "ZONE", required = true, help = "zone name or id in the new cloud" },
     { "workdir", value = "DIR", required = true, help = "journal, report and lock" },
     { "scratch", value = "SCRATCH", help = "flatten each disk into SCRATCH/disks, then upload the file" },
-    { "keep-disks", help = "keep a copy of every disk sent, in SCRATCH (or DIR)/disks" },
     { "workers", short = "j", value = "N", type = "integer", default = 1, help = "VMs recovered at a time" },
     { "dry-run", short = "n", help = "look up and check everything, create nothing; print what would be done" },
     { "only", value = "VM", multi = true, help = "only this VM (name, id or uuid)" },
     { "policy", value = "FILE.lua", help = "policy script (passwords, offerings, networks)" },
-    { "format", value = "F", choices = { "table", "json" }, default = "table", help = "report format on stdout" },
+    { "format", value = "F", choices = { "table", "json", "csv" }, default = "table",
+      help = "report format on stdout" },
     { "poll-interval", value = "S", type = "number", help = "seconds between polls of jobs and uploads" },
+    { "keep-disks", help = "keep a copy of every disk sent, in SCRATCH (or DIR)/disks (written while streaming)" },
+    { "switch-cloud", help = "use a workdir made against another cloud (every id is checked again)" },
+    { "policy-changed", help = "use a policy other than the one the plan was made with" },
     { "worker-vm", value = "ID", help = "(internal) run one VM as a worker process" },
     { "parent-pid", value = "PID", type = "integer", help = "(internal) the coordinating process" },
   },
@@ -61,33 +70,43 @@ function M.run(argv)
     io.stdout:write(args.help(spec))
     return 0
   end
+  opts.api_profile = opts.profile or opts.api_profile
   if opts.workers < 1 or opts.workers > 64 then cli.usage_error("recover: --workers must be 1..64") end
   local p, perr = plan.load(opts[1])
   if not p then cli.fail(1, perr) end
-  local policy, polerr = plan.load_policy(opts.policy)
+  local policy, polerr, policy_file = plan.policy_of(p, opts.policy, opts.policy_changed)
   if not policy then cli.fail(1, "policy: " .. tostring(polerr)) end
   local workdir = opts.workdir:gsub("/+$", "")
   if workdir == "" then workdir = "/" end
-  sys.mkdir(workdir)
+  if not opts.dry_run then sys.mkdir(workdir) end
   workdir = sys.realpath(workdir) or workdir
   local scratch
   if opts.scratch then
-    sys.mkdir(opts.scratch)
-    scratch = sys.realpath(opts.scratch)
-    if not scratch then cli.fail(1, "recover: cannot use " .. opts.scratch .. " as scratch directory") end
+    if not opts.dry_run then sys.mkdir(opts.scratch) end
+    scratch = sys.realpath(opts.scratch) or opts.scratch
   end
   local client = M.client(opts.api_profile, { poll_interval = opts.poll_interval })
   local run_opts = {
     client = client, zone = opts.zone, workdir = workdir, workers = opts.workers,
-    dry_run = opts.dry_run, only = opts.only, policy = policy, scratch = scratch, keep_disks = opts.keep_disks,
+    dry_run = opts.dry_run, only = opts.only, policy = policy, keep_disks = opts.keep_disks, scratch = scratch,
+    switch_cloud = opts.switch_cloud,
     worker_vm = opts.worker_vm, parent_pid = opts.parent_pid, poll_interval = opts.poll_interval,
     worker_argv = recover.worker_argv { plan = sys.realpath(opts[1]) or opts[1], zone = opts.zone,
-      workdir = workdir, policy = opts.policy and (sys.realpath(opts.policy) or opts.policy),
-      api_profile = opts.api_profile, poll_interval = opts.poll_interval, scratch = scratch,
-      keep_disks = opts.keep_disks },
+      workdir = workdir, policy = policy_file, policy_changed = opts.policy_changed,
+      api_profile = opts.api_profile, poll_interval = opts.poll_interval, keep_disks = opts.keep_disks,
+      scratch = scratch },
   }
   local ok, report = pcall(recover.run, p, run_opts)
   if not ok then
+    if recover.is_stop(report) then
+      -- one line; the journal is resumable
+      local code = report.signal == "SIGTERM" and 143 or 130
+      if not opts.worker_vm then
+        io.stderr:write(("salvage: recover: stopped by %s; run the same command again to resume\n"):format(
+          report.signal))
+      end
+      return code
+    end
     if type(report) == "string" and report:match("^recover: ") then cli.fail(1, report:gsub("^recover: ", "")) end
     error(report, 0)
   end
@@ -95,6 +114,8 @@ function M.run(argv)
   if opts.format == "json" then
     -- generated passwords stay in DIR/report.json (mode 0600), not on stdout
     io.stdout:write(json.pretty(require("salvage.log").redact(report)))
+  elseif opts.format == "csv" then
+    io.stdout:write(recover.csv(report))
   else
     io.stdout:write(recover.table(report))
   end
