@@ -120,6 +120,9 @@ e=$(now)
 t_flat=$(sub "$e" "$s")
 FLAT_BYTES=$(stat -c %s "$D/flat.vhd")
 
+# the upload alone from the page cache, as the stream reads its chain (flatten drops what it
+# wrote from the cache; recover --scratch below reads its file back the way it really does)
+cat "$D/flat.vhd" >/dev/null
 sim_start
 t_up=$(with_api "$SALVAGE" - "$D/flat.vhd" <<'LUA'
 local api = require "salvage.cloudstack.api"
