@@ -549,8 +549,16 @@ local function upload_stream(self, command, kind, make, p, opts)
     if not transfer_failed(uerr) or attempt == attempts then break end
     log.warn("upload failed; starting again from the first byte with a new upload URL",
       { command = command, id = up.id, attempt = attempt, error = uerr.errortext })
-    if kind == "template" then self:call("deleteTemplate", { id = up.id, zoneid = p.zoneid })
-    else self:call("deleteVolume", { id = up.id }) end
+    local gone, derr
+    if kind == "template" then
+      gone, derr = self:async("deleteTemplate", { id = up.id, zoneid = p.zoneid, forced = true })
+    else
+      gone, derr = self:call("deleteVolume", { id = up.id })
+    end
+    if not gone then
+      log.warn("could not delete the spent upload's " .. kind .. " (a later run removes it by its tag)",
+        { id = up.id, error = tostring(derr) })
+    end
   end
   return nil, last
 end
