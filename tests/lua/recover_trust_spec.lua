@@ -420,6 +420,9 @@ describe("recovery an operator can trust (issue 10)", function()
     spit(work .. "/disks/.24-25.vhd.salvage-AbC123", ("partial"):rep(1000))
     local args = recover_args(work)
     table.remove(args)   -- no --keep-disks
+    -- the flatten-to-file path (streaming, the default, makes no scratch copy)
+    args[#args + 1] = "--scratch"
+    args[#args + 1] = work
     local code, out = run(s, args)
     assert.equal(0, code, out)
     assert.same({}, sys.dir(work .. "/disks"))

@@ -401,7 +401,7 @@ function Engine:template(vm, own)
       if r then return uploaded(r, flat, sent) end
     end
     step_fail("template", "no clear answer from the new cloud after " .. ATTEMPTS .. " attempts")
-  end, function(data) return self:alive("Template", data.id, own) ~= nil end)
+  end, function(data) return self:still_ours("Template", vm, vm.template.name, source, own, data.id) end)
 end
 
 function Engine:volume(vm, own, d)
@@ -425,7 +425,7 @@ function Engine:volume(vm, own, d)
       if r then return uploaded(r, flat, sent) end
     end
     step_fail("volume", "no clear answer from the new cloud after " .. ATTEMPTS .. " attempts")
-  end, function(data) return self:alive("Volume", data.id, own) ~= nil end)
+  end, function(data) return self:still_ours("Volume", vm, d.upload_name or d.name, source, own, data.id) end)
 end
 
 -- VMs -------------------------------------------------------------------------------
