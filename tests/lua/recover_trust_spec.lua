@@ -310,8 +310,9 @@ describe("recovery an operator can trust (issue 10)", function()
   it("4, 11: removes the dead leftovers of earlier runs (found by tag) and makes them again, without a hang", function()
     local s = start_sim()
     local work = DIR .. "/work-leftovers"
-    -- a failed deployment leaves rootvm1 in Error; a failed POST a NotUploaded template
-    assert(s:faults { job_fail = { deployVirtualMachine = 1 }, upload = { http_5xx = 1 } })
+    -- a failed deployment leaves rootvm1 in Error; failed POSTs a NotUploaded template (a streamed
+    -- upload is tried 3 times, each with a new URL, within the run: all 3 fail here)
+    assert(s:faults { job_fail = { deployVirtualMachine = 1 }, upload = { http_5xx = 3 } })
     local code = run(s, recover_args(work))
     assert.equal(1, code)
     -- and a template left NotUploaded by a killed run, tagged as rootvm1's root disk
@@ -420,8 +421,7 @@ describe("recovery an operator can trust (issue 10)", function()
     spit(work .. "/disks/.24-25.vhd.salvage-AbC123", ("partial"):rep(1000))
     local args = recover_args(work)
     table.remove(args)   -- no --keep-disks
-    -- the flatten-to-file path (streaming, the default, makes no scratch copy)
-    args[#args + 1] = "--scratch"
+    args[#args + 1] = "--scratch"   -- flatten to files (the default streams: no scratch at all)
     args[#args + 1] = work
     local code, out = run(s, args)
     assert.equal(0, code, out)

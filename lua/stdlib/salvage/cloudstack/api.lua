@@ -549,13 +549,15 @@ local function upload_stream(self, command, kind, make, p, opts)
     if not transfer_failed(uerr) or attempt == attempts then break end
     log.warn("upload failed; starting again from the first byte with a new upload URL",
       { command = command, id = up.id, attempt = attempt, error = uerr.errortext })
-    -- deleteTemplate is asynchronous: wait for it, or the dead template outlives the run
-    local dok, derr
-    if kind == "template" then dok, derr = self:async("deleteTemplate", { id = up.id, zoneid = p.zoneid })
-    else dok, derr = self:call("deleteVolume", { id = up.id }) end
-    if not dok then
-      log.warn("could not delete the failed upload's " .. kind .. "; the next run removes it (found by tag)",
-        { id = up.id, error = type(derr) == "table" and derr.errortext or tostring(derr) })
+    local gone, derr
+    if kind == "template" then
+      gone, derr = self:async("deleteTemplate", { id = up.id, zoneid = p.zoneid, forced = true })
+    else
+      gone, derr = self:call("deleteVolume", { id = up.id })
+    end
+    if not gone then
+      log.warn("could not delete the spent upload's " .. kind .. " (a later run removes it by its tag)",
+        { id = up.id, error = tostring(derr) })
     end
   end
   return nil, last
