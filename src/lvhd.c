@@ -13,7 +13,9 @@
  *   h:write(off, data)  -> true | nil, msg, code   (vhd.create handles, or opened {write = true})
  *   h:set_hidden(bool), h:sync(), h:close()   (close/__close/__gc: one idempotent function)
  *   vhd.check(path [, {search}])                    -> {path, ok, chain, problems = {{code, severity, message, file, block}}}
- *   vhd.flatten(leaf, out [, {format, force, overwrite, search, progress}])
+ *   vhd.flatten(leaf, out [, {format, force, overwrite, search, progress, drop_zero}])
+ *                          format "vhd" (default), "raw" or "qcow2" (src/qcow2/; drop_zero: a read-only
+ *                          pre-pass leaves all-zero clusters out of the file instead of as free clusters)
  *                                                   -> {path, virtual_size, bytes_written, blocks_written, format, uuid,
  *                                                       zero_filled, assumed_unallocated, problems} | nil, msg, code
  *   vhd.create(path, {size, type, parent, block_size, hidden}) -> writable handle | nil, msg, code
@@ -26,6 +28,8 @@
 #include "lua.h"
 #include "lauxlib.h"
 
+#include "qcow2/qcow2.h"
+#include "vhd/stream.h"
 #include "vhd/vhd.h"
 
 #define MT "salvage.vhd"
@@ -496,6 +500,50 @@ static int progress_cb(void *ctx, uint64_t done, uint64_t total)
 	return go;
 }
 
+/*
+ * The chain through the qcow2 writer into a file: a disk_source at 64 KiB
+ * grain from the sector bitmaps, the qcow2 stream over it, saved the
+ * project's way (temporary name, holes, fsync, rename).
+ */
+static int flatten_qcow2(vhd_file *leaf, const char *out, const vhd_flatten_opts *fo, int drop_zero,
+			 vhd_flatten_result *r, vhd_err *e)
+{
+	memset(r, 0, sizeof *r);
+	if (vhd_chain_readable(leaf, fo->force, "write qcow2 from", e) != 0)
+		return -1;
+	if (vhd_chain_holds(leaf, out)) {
+		vhd_seterr(e, "EINVAL", "%s: output is a file of the chain being flattened", out);
+		return -1;
+	}
+	vhd_rctx rctx = { .force = fo->force, .e = e };
+	vhd_source ctx;
+	disk_source src;
+	vhd_bitmap_source(leaf, QCOW2_CLUSTER, &rctx, &ctx, &src);
+	out_stream_opts so = { .drop_zero = drop_zero };
+	stream_err se = { "", "" };
+	out_stream *s = qcow2_stream_open(&src, &so, &se);
+	int rc = -1;
+	if (s != NULL) {
+		stream_save_opts sv = { .overwrite = fo->overwrite, .progress = fo->progress,
+					.progress_ctx = fo->progress_ctx };
+		uint64_t written = 0;
+		rc = qcow2_save(s, out, &sv, &written, &se);
+		r->bytes_written = written;
+		r->blocks_written = qcow2_stream_data_clusters(s); /* 64 KiB clusters holding data */
+		out_stream_close(s);
+	}
+	if (rc != 0) {
+		snprintf(e->code, sizeof e->code, "%s", se.code[0] ? se.code : "EIO");
+		snprintf(e->msg, sizeof e->msg, "%s", se.msg);
+		free(rctx.ranges);
+		return -1;
+	}
+	r->virtual_size = leaf->footer.current_size;
+	r->zero_filled = rctx.ranges;
+	r->nzero = rctx.nranges;
+	return 0;
+}
+
 /* vhd.flatten(leaf, out, {format, progress, force, search}) */
 static int l_flatten(lua_State *L)
 {
@@ -504,17 +552,21 @@ static int l_flatten(lua_State *L)
 	if (!lua_isnoneornil(L, 3))
 		luaL_checktype(L, 3, LUA_TTABLE);
 	vhd_flatten_opts fo = { 0 };
+	int qcow2 = 0, drop_zero = 0;
 	pcb cb = { L, 0, 0, LUA_NOREF };
 	if (lua_istable(L, 3)) {
 		lua_getfield(L, 3, "format");
 		const char *fmt = lua_isnil(L, -1) ? "vhd" : luaL_checkstring(L, -1);
 		if (strcmp(fmt, "raw") == 0)
 			fo.raw = 1;
+		else if (strcmp(fmt, "qcow2") == 0)
+			qcow2 = 1;
 		else if (strcmp(fmt, "vhd") != 0)
-			return luaL_error(L, "format must be \"vhd\" or \"raw\", got \"%s\"", fmt);
+			return luaL_error(L, "format must be \"vhd\", \"raw\" or \"qcow2\", got \"%s\"", fmt);
 		lua_pop(L, 1);
 		fo.force = opt_bool(L, 3, "force");
 		fo.overwrite = opt_bool(L, 3, "overwrite");
+		drop_zero = opt_bool(L, 3, "drop_zero");
 		lua_getfield(L, 3, "progress");
 		if (!lua_isnil(L, -1)) {
 			luaL_checktype(L, -1, LUA_TFUNCTION);
@@ -535,7 +587,7 @@ static int l_flatten(lua_State *L)
 	vhd_flatten_result r;
 	int rc = vhd_resolve_chain(h->f, &o, &e);
 	if (rc == 0)
-		rc = vhd_flatten(h->f, out, &fo, &r, &e);
+		rc = qcow2 ? flatten_qcow2(h->f, out, &fo, drop_zero, &r, &e) : vhd_flatten(h->f, out, &fo, &r, &e);
 	/* warnings of the chain, for the caller to show */
 	lua_newtable(L);
 	int n = 0;
@@ -559,8 +611,8 @@ static int l_flatten(lua_State *L)
 	set_int(L, "virtual_size", (lua_Integer)r.virtual_size);
 	set_int(L, "bytes_written", (lua_Integer)r.bytes_written);
 	set_int(L, "blocks_written", (lua_Integer)r.blocks_written);
-	set_str(L, "format", fo.raw ? "raw" : "vhd");
-	if (!fo.raw)
+	set_str(L, "format", qcow2 ? "qcow2" : fo.raw ? "raw" : "vhd");
+	if (!fo.raw && !qcow2)
 		set_str(L, "uuid", r.uuid);
 	lua_newtable(L);
 	lua_newtable(L);

@@ -108,17 +108,6 @@ void vhd_flatten_result_free(vhd_flatten_result *r)
 	r->nzero = 0;
 }
 
-static const char *problem_errcode(const vhd_problem *p)
-{
-	if (strncmp(p->code, "PARENT", 6) == 0)
-		return "EPARENT";
-	if (strstr(p->code, "CHECKSUM"))
-		return "ECHECKSUM";
-	if (strstr(p->code, "TRUNC") || strstr(p->code, "CLOBBER"))
-		return "ETRUNCATED";
-	return "EDAMAGED";
-}
-
 int vhd_flatten(vhd_file *leaf, const char *out, const vhd_flatten_opts *o, vhd_flatten_result *r, vhd_err *e)
 {
 	memset(r, 0, sizeof *r);
@@ -127,7 +116,7 @@ int vhd_flatten(vhd_file *leaf, const char *out, const vhd_flatten_opts *o, vhd_
 	const vhd_file *where = NULL;
 	const vhd_problem *bp = vhd_chain_blocker(leaf, o->force, &where);
 	if (bp) {
-		vhd_seterr(e, problem_errcode(bp), "%s; refusing to flatten %s (nothing written)%s", bp->message,
+		vhd_seterr(e, vhd_problem_errcode(bp), "%s; refusing to flatten %s (nothing written)%s", bp->message,
 			   leaf->path, bp->fatal == 1 ? "; --force would proceed and list the affected sectors" : "");
 		return -1;
 	}
@@ -376,7 +365,7 @@ int vhd_coalesce(vhd_file *child, vhd_progress_fn progress, void *pctx, vhd_err 
 		vhd_validate(c);
 	const vhd_problem *bp = vhd_chain_blocker(child, 0, &where);
 	if (bp) {
-		vhd_seterr(e, problem_errcode(bp), "%s; refusing to coalesce %s", bp->message, child->path);
+		vhd_seterr(e, vhd_problem_errcode(bp), "%s; refusing to coalesce %s", bp->message, child->path);
 		return -1;
 	}
 	vhd_open_opts wo = { .writable = 1 };

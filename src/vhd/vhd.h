@@ -209,6 +209,24 @@ int vhd_coalesce(vhd_file *child, vhd_progress_fn progress, void *ctx, vhd_err *
 
 void vhd_seterr(vhd_err *e, const char *code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
+/* ---- a chain as input to writers of other formats (clusters.c) ---- */
+struct disk_source;
+/* Validate the chain and refuse (0 / -1, e filled) what vhd_flatten refuses: a blocker under
+ * force, an unresolved parent. `what` names the job in the message ("write qcow2 from"). */
+int vhd_chain_readable(vhd_file *leaf, int force, const char *what, vhd_err *e);
+/* The stable error code (EPARENT, ECHECKSUM, ETRUNCATED, EDAMAGED) of a blocking problem. */
+const char *vhd_problem_errcode(const vhd_problem *p);
+/* 1 when path is (the same inode as) a file of leaf's chain. */
+int vhd_chain_holds(const vhd_file *leaf, const char *path);
+/* 1 when any of the sectors may read non-zero through the chain (BATs and sector bitmaps only;
+ * 1 when a bitmap cannot be read), 0 when they surely read as zeros. */
+int vhd_may_hold_data(vhd_file *f, uint64_t sector, uint64_t count);
+/* A checked chain as a disk_source whose allocation map has a grain of `grain` bytes (a power
+ * of two from 512 to the block size), answered from the sector bitmaps; reads go through rctx
+ * (force, ranges zero-filled). ctx is caller storage that must outlive src. */
+typedef struct vhd_source { vhd_file *leaf; vhd_rctx *rctx; uint32_t grain; } vhd_source;
+void vhd_bitmap_source(vhd_file *leaf, uint32_t grain, vhd_rctx *rctx, vhd_source *ctx, struct disk_source *src);
+
 /* ---- I/O helpers (io.c) ---- */
 ssize_t vhd_pread_all(int fd, void *buf, size_t len, uint64_t off);  /* short only at EOF; -1 on error */
 int vhd_pwrite_all(int fd, const void *buf, size_t len, uint64_t off);

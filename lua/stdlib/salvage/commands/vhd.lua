@@ -194,14 +194,17 @@ subcommands.check = {
 -- flatten ------------------------------------------------------------------
 subcommands.flatten = {
   spec = {
-    usage = "salvage vhd flatten LEAF -o OUT [--format vhd|raw] [--force] [--overwrite] [--search DIR]... [--json]",
+    usage = "salvage vhd flatten LEAF -o OUT [--format vhd|raw|qcow2] [--drop-zero] [--force] [--overwrite] "
+      .. "[--search DIR]... [--json]",
     summary = "Write the full content of LEAF's chain into a new standalone file",
     description = "Sources are opened read-only. OUT is written under a temporary name, fsynced and renamed; "
       .. "on failure nothing is left under OUT. Refuses (exit 1) when the chain cannot be read exactly; "
       .. "--force proceeds only where the loss can be stated, and lists the affected sectors.",
     options = {
       { "output", short = "o", value = "OUT", required = true, help = "the new file (must not exist)" },
-      { "format", value = "F", choices = { "vhd", "raw" }, default = "vhd", help = "dynamic VHD or raw image" },
+      { "format", value = "F", choices = { "vhd", "raw", "qcow2" }, default = "vhd",
+        help = "dynamic VHD, raw image, or qcow2 (v3, 64 KiB clusters, for KVM)" },
+      { "drop-zero", help = "qcow2: read the data once more first and leave all-zero clusters out of the file" },
       { "force", help = "go past damage whose loss can be listed exactly" },
       { "overwrite", help = "replace OUT if it exists (never a file of the chain)" },
       { "search", value = "DIR", multi = true, help = "also look here for a missing parent (by UUID)" },
@@ -213,6 +216,7 @@ subcommands.flatten = {
     local p
     local r, msg, code = vhd.flatten(opts[1], opts.output, {
       format = opts.format, force = opts.force, overwrite = opts.overwrite, search = opts.search,
+      drop_zero = opts.drop_zero,
       progress = function(done, total)
         if not p then p = progress.new { label = "flatten " .. basename(opts[1]), total = total, unit = "bytes" } end
         p:update(done)
