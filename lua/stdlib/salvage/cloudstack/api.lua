@@ -381,8 +381,10 @@ local function basename(path) return (path:match("([^/]+)$") or path) end
 
 -- POST the file to the upload URL; nil, err on anything but 200.
 function Client:post_upload(command, file, up, opts)
+  -- the server checks the file name's extension against the format (.vhd, .qcow2)
+  local ext = "." .. (opts.format or "VHD"):lower()
   local filename = basename(file)
-  if not filename:lower():match("%.vhd$") then filename = filename .. ".vhd" end
+  if filename:lower():sub(-#ext) ~= ext then filename = filename .. ext end
   local progress
   if opts.progress then
     local cb = opts.progress
@@ -501,7 +503,7 @@ function Client:upload_template(file, params, opts)
   local r, err = self:call("getUploadParamsForTemplate", p)
   if not r then return nil, err end
   local up = r.getuploadparams
-  local _, uerr = self:post_upload("upload_template", file, up, opts)
+  local _, uerr = self:post_upload("upload_template", file, up, setmetatable({ format = p.format }, { __index = opts }))
   if not uerr then
     return self:wait_template(up.id, p, opts, "upload_template")
   end
@@ -520,7 +522,7 @@ function Client:upload_volume(file, params, opts)
   local r, err = self:call("getUploadParamsForVolume", p)
   if not r then return nil, err end
   local up = r.getuploadparams
-  local _, uerr = self:post_upload("upload_volume", file, up, opts)
+  local _, uerr = self:post_upload("upload_volume", file, up, setmetatable({ format = p.format }, { __index = opts }))
   if uerr then return nil, uerr end
   return self:wait_volume(up.id, p, opts, "upload_volume")
 end
