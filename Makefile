@@ -24,10 +24,11 @@ SALVAGE_LDFLAGS += -fsanitize=address,undefined
 endif
 SALVAGE_LIBS := $(PKG_LIBS) -lreadline -lm -lpthread
 
-# Layers: pure C in src/<area>/ (no lua.h), bindings src/l<area>.c, host src/*.c.
+# Layers: pure C in src/<area>/ (no lua.h), bindings src/l<area>.c (their shared
+# helpers in src/lutil.c, not a module), host src/*.c.
 PURE_SRCS    := $(sort $(wildcard src/*/*.c))
-BINDING_SRCS := $(sort $(wildcard src/l*.c))
-HOST_SRCS    := src/host.c src/repl.c src/errname.c
+BINDING_SRCS := $(filter-out src/lutil.c,$(sort $(wildcard src/l*.c)))
+HOST_SRCS    := src/host.c src/repl.c src/lutil.c
 STDLIB_LUA   := $(sort $(shell find lua/stdlib -name '*.lua' 2>/dev/null))
 
 CORE_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(PURE_SRCS) $(BINDING_SRCS) $(HOST_SRCS)) \
@@ -38,7 +39,7 @@ CTESTS     := $(patsubst tests/c/%.c,$(BUILD)/tests/%,$(CTEST_SRCS))
 
 MODULES := $(patsubst src/l%.c,$(BUILD)/lua/salvage/%.so,$(BINDING_SRCS))
 
-.PHONY: all deps check test demo bench fuzz modules install clean asan-check
+.PHONY: all deps dberr check test demo bench fuzz modules install clean asan-check
 all: salvage
 
 salvage: $(BUILD)/salvage
@@ -79,12 +80,18 @@ ctests: $(CTESTS)
 
 # Each binding as a loadable module for stock lua5.4: lua5.4 -e 'package.cpath="build/lua/?.so;"..package.cpath'
 modules: $(MODULES)
-$(BUILD)/lua/salvage/%.so: src/l%.c $(PURE_SRCS) src/errname.c
+# Binding code other bindings call (the binding helpers, the salvage.stream box) goes into every module.
+BINDING_SHARED := src/lutil.c src/lstream.c
+$(BUILD)/lua/salvage/%.so: src/l%.c $(PURE_SRCS) $(BINDING_SHARED)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(SALVAGE_CFLAGS) -fPIC -shared -o $@ $< $(PURE_SRCS) src/errname.c $(PKG_LIBS)
+	$(CC) $(CFLAGS) $(SALVAGE_CFLAGS) -fPIC -shared -o $@ $< $(filter-out $<,$(BINDING_SHARED)) $(PURE_SRCS) $(PKG_LIBS)
 
 deps:
 	@sh tools/deps.sh
+
+# MariaDB's error names, regenerated from libmariadb-dev's headers (commit the result).
+dberr:
+	sh tools/gendberr.sh src/db/dberr.c
 
 check: deps
 	$(MAKE) all ctests modules
@@ -100,7 +107,7 @@ asan-check: deps
 
 demo: deps
 	$(MAKE) all
-	sh scripts/demo.sh
+	./salvage demo
 
 bench: deps
 	$(MAKE) all
@@ -123,11 +130,18 @@ fuzz: deps
 		fi; \
 	done
 
+# Layout read by salvage.examples and salvage.demo (bin/../share/salvage).
+SHARE := $(DESTDIR)$(PREFIX)/share/salvage
 install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/salvage/examples $(DESTDIR)$(PREFIX)/share/man/man1
+	install -d $(DESTDIR)$(PREFIX)/bin $(SHARE)/examples $(SHARE)/cloudstack $(SHARE)/cloudstack-sim \
+		$(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/bash-completion/completions
 	install -m 755 salvage $(DESTDIR)$(PREFIX)/bin/salvage
-	install -m 644 scripts/examples/*.lua $(DESTDIR)$(PREFIX)/share/salvage/examples/
+	install -m 644 scripts/examples/*.lua $(SHARE)/examples/
+	install -m 644 data/cloudstack/*.sql data/cloudstack/README.md $(SHARE)/cloudstack/
+	install -m 644 tests/cloudstack-sim/simulator.py tests/cloudstack-sim/README.md $(SHARE)/cloudstack-sim/
+	install -m 644 NOTICE $(SHARE)/NOTICE
 	install -m 644 man/salvage.1 $(DESTDIR)$(PREFIX)/share/man/man1/salvage.1
+	install -m 644 tools/salvage.bash-completion $(DESTDIR)$(PREFIX)/share/bash-completion/completions/salvage
 
 clean:
 	rm -rf build build-asan build-fuzz salvage

@@ -1,7 +1,10 @@
-/* Stable error codes for scripts to branch on: errno as its symbolic name. */
+/* Deprecated: kept only so that branches in flight that still call
+ * salvage_errname() build after merging; new code includes "lutil.h" and
+ * calls lu_errname(). Remove once no file includes it. */
 #ifndef SALVAGE_ERRNAME_H
 #define SALVAGE_ERRNAME_H
 
-const char *salvage_errname(int err);
+#include "err/errname.h"
+#define salvage_errname err_name
 
 #endif

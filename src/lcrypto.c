@@ -17,7 +17,7 @@
 #include "lua.h"
 #include "lauxlib.h"
 
-#include "errname.h"
+#include "lutil.h"
 #include "crypto/encode.h"
 
 /* Push a digest as hex, or raw bytes when the argument at `rawarg` is "raw". */
@@ -59,11 +59,7 @@ static int digest_file(lua_State *L, const EVP_MD *type)
 	const char *path = luaL_checkstring(L, 1);
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
-		int e = errno;
-		lua_pushnil(L);
-		lua_pushfstring(L, "%s: %s", path, strerror(e));
-		lua_pushstring(L, salvage_errname(e));
-		return 3;
+		return lu_fail_errno(L, errno, "%s", path);
 	}
 	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
 	size_t bufsize = 1 << 20;
@@ -93,12 +89,8 @@ static int digest_file(lua_State *L, const EVP_MD *type)
 	EVP_MD_CTX_free(ctx);
 	free(buf);
 	close(fd);
-	if (err) {
-		lua_pushnil(L);
-		lua_pushfstring(L, "%s: %s", path, strerror(err));
-		lua_pushstring(L, salvage_errname(err));
-		return 3;
-	}
+	if (err)
+		return lu_fail_errno(L, err, "%s", path);
 	return push_digest(L, md, len, 2);
 }
 
@@ -140,10 +132,7 @@ static int crypto_base64_decode(lua_State *L)
 	size_t len = salvage_base64_decode(s, n, out);
 	if (len == (size_t)-1) {
 		luaL_pushresultsize(&b, 0);
-		lua_pushnil(L);
-		lua_pushstring(L, "base64: invalid character");
-		lua_pushstring(L, "EINVAL");
-		return 3;
+		return lu_fail(L, "EINVAL", "base64: invalid character");
 	}
 	luaL_pushresultsize(&b, len);
 	return 1;

@@ -52,6 +52,7 @@
 #include "lauxlib.h"
 
 #include "db/dberr.h"
+#include "lutil.h"
 
 #define CONN_MT "salvage.db.conn"
 #define CURSOR_MT "salvage.db.cursor"
@@ -732,30 +733,20 @@ static int conn_is_closed(lua_State *L)
 
 /* ---------- connect ---------- */
 
+static const char *const connect_options[] = {
+	"url", "host", "port", "user", "password", "database", "socket", "option_file", "option_group",
+	"charset", "connect_timeout", "read_timeout", "write_timeout", "tls", NULL,
+};
+static const char *const tls_options[] = {"ca", "capath", "cert", "key", "cipher", "verify", NULL};
+
 static const char *opt_string(lua_State *L, int t, const char *k)
 {
-	int ty = lua_getfield(L, t, k);
-	const char *v = NULL;
-	if (ty == LUA_TSTRING || ty == LUA_TNUMBER)
-		v = lua_tostring(L, -1);
-	else if (ty != LUA_TNIL)
-		luaL_error(L, "connect: option '%s' must be a string, got %s", k, luaL_typename(L, -1));
-	lua_pop(L, 1);  /* the string stays referenced by the table */
-	return v;
+	return lu_opt_string(L, t, "connect", k, NULL);
 }
 
 static lua_Integer opt_int(lua_State *L, int t, const char *k, lua_Integer dflt)
 {
-	lua_getfield(L, t, k);
-	lua_Integer v = dflt;
-	if (!lua_isnil(L, -1)) {
-		int ok;
-		v = lua_tointegerx(L, -1, &ok);
-		if (!ok)
-			luaL_error(L, "connect: option '%s' must be an integer", k);
-	}
-	lua_pop(L, 1);
-	return v;
+	return lu_opt_integer(L, t, "connect", k, dflt);
 }
 
 /* Fill table t (at idx) from a URL, without overriding fields already set. */
@@ -765,10 +756,7 @@ static int url_into(lua_State *L, int t, const char *url, size_t len)
 	char err[128];
 	if (db_url_parse(u, url, len, err, sizeof err) != 0) {
 		lua_pop(L, 1);
-		lua_pushnil(L);
-		lua_pushfstring(L, "connect: bad URL: %s", err);
-		lua_pushliteral(L, "EINVAL");
-		return 3;
+		return lu_fail(L, "EINVAL", "connect: bad URL: %s", err);
 	}
 #define SETF(name, val) do { if (val) { if (lua_getfield(L, t, name) == LUA_TNIL) { \
 		lua_pushstring(L, val); lua_setfield(L, t, name); } lua_pop(L, 1); } } while (0)
@@ -786,11 +774,8 @@ static int url_into(lua_State *L, int t, const char *url, size_t len)
 		const char *k = u->keys[i], *v = u->values[i];
 		if (strcmp(k, "password") == 0 || strcmp(k, "tls") == 0 || strcmp(k, "ssl") == 0) {
 			if (strcmp(k, "password") == 0) {
-				lua_pushnil(L);
-				lua_pushliteral(L, "connect: bad URL: put the password in $SALVAGE_DB_PASSWORD or an "
-						  "option file, not in a query parameter");
-				lua_pushliteral(L, "EINVAL");
-				return 3;
+				return lu_fail(L, "EINVAL", "connect: bad URL: put the password in $SALVAGE_DB_PASSWORD "
+						   "or an option file, not in a query parameter");
 			}
 			if (lua_getfield(L, t, "tls") == LUA_TNIL) {
 				lua_pushboolean(L, strcmp(v, "0") != 0 && strcmp(v, "false") != 0 && strcmp(v, "off") != 0);
@@ -805,10 +790,7 @@ static int url_into(lua_State *L, int t, const char *url, size_t len)
 			char *end;
 			long n = strtol(v, &end, 10);
 			if (*v == '\0' || *end != '\0' || n < 0 || n > 86400 * 365) {
-				lua_pushnil(L);
-				lua_pushfstring(L, "connect: bad URL: %s must be a number of seconds", k);
-				lua_pushliteral(L, "EINVAL");
-				return 3;
+				return lu_fail(L, "EINVAL", "connect: bad URL: %s must be a number of seconds", k);
 			}
 			if (lua_getfield(L, t, k) == LUA_TNIL) {
 				lua_pushinteger(L, n);
@@ -816,11 +798,8 @@ static int url_into(lua_State *L, int t, const char *url, size_t len)
 			}
 			lua_pop(L, 1);
 		} else {
-			lua_pushnil(L);
-			lua_pushfstring(L, "connect: bad URL: unknown parameter '%s' (socket, option_file, option_group, "
-					  "connect_timeout, read_timeout, write_timeout, charset, tls)", k);
-			lua_pushliteral(L, "EINVAL");
-			return 3;
+			return lu_fail(L, "EINVAL", "connect: bad URL: unknown parameter '%s' (socket, option_file, "
+				       "option_group, connect_timeout, read_timeout, write_timeout, charset, tls)", k);
 		}
 	}
 #undef SETF
@@ -848,7 +827,7 @@ static int db_connect(lua_State *L)
 		lua_setfield(L, -2, "url");
 		lua_replace(L, 1);
 	}
-	luaL_checktype(L, 1, LUA_TTABLE);
+	lu_check_options(L, 1, "connect", connect_options);
 	lua_settop(L, 1);
 	/* work on a copy: URL parts fill what the caller did not set */
 	lua_newtable(L);
@@ -898,15 +877,14 @@ static int db_connect(lua_State *L)
 		tls = lua_toboolean(L, -1);
 	} else if (tls_type == LUA_TTABLE) {
 		int t = lua_gettop(L);
+		lu_check_options(L, t, "connect: tls", tls_options);
 		tls = 1;
 		ca = opt_string(L, t, "ca");
 		capath = opt_string(L, t, "capath");
 		cert = opt_string(L, t, "cert");
 		key = opt_string(L, t, "key");
 		cipher = opt_string(L, t, "cipher");
-		lua_getfield(L, t, "verify");
-		tls_verify = lua_isnil(L, -1) ? (ca || capath) : lua_toboolean(L, -1);
-		lua_pop(L, 1);
+		tls_verify = lu_opt_boolean(L, t, "connect: tls", "verify", ca || capath);
 	} else if (tls_type != LUA_TNIL) {
 		return luaL_error(L, "connect: option 'tls' must be a boolean or a table");
 	}
@@ -985,10 +963,7 @@ static int db_server_start_l(lua_State *L)
 	char err[256];
 	if (db_server_start(&srv->s, argv, log_path, dir, err, sizeof err) != 0) {
 		int e = errno;
-		lua_pushnil(L);
-		lua_pushstring(L, err);
-		lua_pushstring(L, e == ENOENT ? "ENOENT" : "ESERVER");
-		return 3;
+		return lu_fail(L, e == ENOENT ? "ENOENT" : "ESERVER", "%s", err);
 	}
 	srv->started = 1;
 	return 1;
@@ -1094,30 +1069,11 @@ static int db_index(lua_State *L)
 	return 1;
 }
 
-static void new_mt(lua_State *L, const char *name, const luaL_Reg *methods, lua_CFunction close,
-		   lua_CFunction tostring)
-{
-	luaL_newmetatable(L, name);
-	lua_newtable(L);
-	if (methods)
-		luaL_setfuncs(L, methods, 0);
-	lua_setfield(L, -2, "__index");
-	lua_pushcfunction(L, close);
-	lua_setfield(L, -2, "__gc");
-	lua_pushcfunction(L, close);
-	lua_setfield(L, -2, "__close");
-	if (tostring) {
-		lua_pushcfunction(L, tostring);
-		lua_setfield(L, -2, "__tostring");
-	}
-	lua_pop(L, 1);
-}
-
 LUAMOD_API int luaopen_salvage_db(lua_State *L)
 {
-	new_mt(L, CONN_MT, conn_methods, conn_close, conn_tostring);
-	new_mt(L, CURSOR_MT, NULL, cursor_close, NULL);
-	new_mt(L, SERVER_MT, server_methods, server_stop, server_tostring);
+	lu_new_class(L, CONN_MT, conn_methods, conn_close, conn_tostring);
+	lu_new_class(L, CURSOR_MT, NULL, cursor_close, NULL);
+	lu_new_class(L, SERVER_MT, server_methods, server_stop, server_tostring);
 	luaL_newlib(L, db_funcs);
 	lua_createtable(L, 0, 1);
 	lua_pushcfunction(L, db_index);

@@ -1,18 +1,31 @@
 /*
  * salvage.http: HTTP(S) requests over libcurl.
  *
- *   http.request{method=, url=, query={k=v}, headers={k=v}, body= | body_file= | form={...},
- *                output_file=, timeout=, connect_timeout=, stall_timeout=, verify_tls=true, cafile=,
- *                progress=fn}
- *     -> {status=, headers={lower-case name = value}, body=, url=, uploaded=, downloaded=, seconds=}
+ *   http.request{method=, url=, headers={k=v | "K: v"}, body= | body_file= | body_stream= | form={...},
+ *                output_file=, timeout=, connect_timeout=, stall_timeout=, upload_buffer=,
+ *                verify_tls=true, cafile=, fresh=false, progress=fn}
+ *     -> {status=, headers={lower-case name = value}, body=, url=, uploaded=, downloaded=, seconds=,
+ *         sent_sha256= (body_stream or a stream form part: sha256 of the bytes sent)}
  *      | nil, "http: why", CODE
+ *   form entries: {name=, value=} | {name=, file=, filename=, type=} | {name=, stream=, filename=, type=}
+ *                 | name = value
  *   http.client() -> handle keeping connections alive; handle:request{...}; handle:close()
  *
- * Uploads stream from disk with a Content-Length (body_file, and multipart
- * file parts whose size is known up front), never chunked, never in memory.
- * No Lua API call that can raise runs inside a libcurl callback except the
- * progress function, which runs under lua_pcall: its error is stored, the
- * transfer aborted, and the error raised again once curl_easy_perform returned.
+ * Uploads stream with a Content-Length, never chunked, never in memory:
+ * body_file and file parts from disk, body_stream and stream parts from a
+ * salvage.stream (src/lstream.h) through libcurl's read callback in C, the
+ * sha256 of what was sent computed as it goes. A stream is sent once: curl
+ * may not rewind it, so a failed transfer needs a new stream (and, for
+ * CloudStack's single-use POST upload URLs, a new URL).
+ * fresh = true: a new connection, closed after the request (CURLOPT_FRESH_CONNECT
+ * and CURLOPT_FORBID_REUSE), so that a state-changing POST is never sent on a
+ * kept-alive connection the server may already have closed (curl would re-send it).
+ *
+ * Three steps: every option is read from Lua into a Request (strings anchored
+ * on the stack; unknown options raise), then curl is set up, performed and
+ * cleaned up with no Lua call that can raise (the progress function runs
+ * under lua_pcall: its error is stored, the transfer aborted, and the error
+ * raised again once curl's objects are freed), then the result is pushed.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -21,14 +34,17 @@
 #include <sys/stat.h>
 
 #include <curl/curl.h>
+#include <openssl/evp.h>
 
 #include "lua.h"
 #include "lauxlib.h"
 
-#include "errname.h"
-#include "crypto/encode.h"
+#include "lutil.h"
+#include "lstream.h"
 
 #define HTTP_MT "salvage.http"
+#define MAX_HEADERS 64
+#define MAX_PARTS 32
 
 typedef struct {
 	CURL *curl;
@@ -62,6 +78,27 @@ static void buf_add(Buf *b, const char *s, size_t n)
 	b->p[b->len] = '\0';
 }
 
+/* One form part, as read from Lua. */
+typedef struct {
+	const char *name, *value, *file, *filename, *type;
+	size_t value_len;
+	out_stream *stream;
+} Part;
+
+/* Everything a request needs, read from Lua before curl is touched. Strings
+ * point into Lua values anchored on the stack for the whole call. */
+typedef struct {
+	const char *url, *method, *body, *body_file, *output_file, *cafile;
+	size_t body_len;
+	out_stream *stream;        /* body_stream, or the one stream form part */
+	lstream *stream_box;
+	int has_form, nparts, nheaders;
+	Part parts[MAX_PARTS];
+	const char *headers[MAX_HEADERS];
+	double timeout, connect_timeout, stall_timeout, upload_buffer;
+	int verify, fresh, progress_idx;
+} Request;
+
 typedef struct {
 	lua_State *L;
 	int progress_idx;      /* stack index of the progress function, 0 if none */
@@ -72,6 +109,9 @@ typedef struct {
 	FILE *out;             /* output_file, or NULL: body into memory */
 	FILE *in;              /* body_file */
 	int write_failed;
+	out_stream *stream;    /* body_stream / stream part */
+	EVP_MD_CTX *md;        /* sha256 of the stream's bytes as sent */
+	int stream_failed;
 } Transfer;
 
 static size_t on_write(char *data, size_t size, size_t nmemb, void *ud)
@@ -107,6 +147,26 @@ static size_t on_read(char *data, size_t size, size_t nmemb, void *ud)
 	if (n == 0 && ferror(t->in))
 		return CURL_READFUNC_ABORT;
 	return n;
+}
+
+/* The stream body, in order, hashed as it goes; no Lua. */
+static size_t on_stream_read(char *data, size_t size, size_t nmemb, void *ud)
+{
+	Transfer *t = ud;
+	ssize_t n = out_stream_read(t->stream, (uint8_t *)data, size * nmemb);
+	if (n < 0) {
+		t->stream_failed = 1;
+		return CURL_READFUNC_ABORT;
+	}
+	EVP_DigestUpdate(t->md, data, (size_t)n);
+	return (size_t)n;
+}
+
+/* curl may ask to rewind (a redirect, an auth retry): only "to the start, before any byte". */
+static int on_stream_seek(void *ud, curl_off_t offset, int origin)
+{
+	Transfer *t = ud;
+	return origin == SEEK_SET && offset == 0 && t->stream->pos == 0 ? CURL_SEEKFUNC_OK : CURL_SEEKFUNC_CANTSEEK;
 }
 
 static int call_progress(lua_State *L)
@@ -197,105 +257,6 @@ static int fail(lua_State *L, const char *url, const char *why, const char *code
 	return 3;
 }
 
-/* Append k=v pairs of the table at idx (sorted keys, Java URL encoding). */
-static void add_query(lua_State *L, int idx, luaL_Buffer *b, int first)
-{
-	/* collect and sort keys through table.sort-free insertion: small tables */
-	int n = 0;
-	lua_newtable(L);
-	int keys = lua_gettop(L);
-	lua_pushnil(L);
-	while (lua_next(L, idx)) {
-		lua_pop(L, 1);
-		if (lua_type(L, -1) != LUA_TSTRING)
-			luaL_error(L, "salvage.http: query keys must be strings");
-		lua_pushvalue(L, -1);
-		lua_rawseti(L, keys, ++n);
-	}
-	for (int i = 2; i <= n; i++) {
-		for (int j = i; j > 1; j--) {
-			lua_rawgeti(L, keys, j - 1);
-			lua_rawgeti(L, keys, j);
-			int swap = strcmp(lua_tostring(L, -2), lua_tostring(L, -1)) > 0;
-			if (swap) {
-				lua_rawseti(L, keys, j - 1);
-				lua_rawseti(L, keys, j);
-			} else {
-				lua_pop(L, 2);
-				break;
-			}
-		}
-	}
-	for (int i = 1; i <= n; i++) {
-		lua_rawgeti(L, keys, i);
-		size_t kl, vl;
-		const char *k = lua_tolstring(L, -1, &kl);
-		lua_pushvalue(L, -1);
-		lua_gettable(L, idx);
-		if (lua_isboolean(L, -1)) {
-			lua_pushstring(L, lua_toboolean(L, -1) ? "true" : "false");
-			lua_replace(L, -2);
-		}
-		const char *v = lua_tolstring(L, -1, &vl);
-		if (!v)
-			luaL_error(L, "salvage.http: query value for '%s' must be a string or number", k);
-		char *ek = malloc(SALVAGE_URLENCODE_MAX(kl)), *ev = malloc(SALVAGE_URLENCODE_MAX(vl));
-		if (!ek || !ev) {
-			free(ek);
-			free(ev);
-			luaL_error(L, "salvage.http: out of memory");
-		}
-		salvage_urlencode_java((const unsigned char *)k, kl, ek);
-		salvage_urlencode_java((const unsigned char *)v, vl, ev);
-		lua_pop(L, 2);
-		/* the buffer may sit below `keys` on the stack: use it only at the end */
-		lua_pushfstring(L, "%s%s=%s", first ? "" : "&", ek, ev);
-		free(ek);
-		free(ev);
-		lua_insert(L, keys);
-		keys++;
-		first = 0;
-	}
-	lua_pop(L, 1); /* keys */
-	(void)b;
-}
-
-static int opt_field_type(lua_State *L, int idx, const char *k)
-{
-	lua_getfield(L, idx, k);
-	return lua_type(L, -1);
-}
-
-static double opt_number(lua_State *L, int idx, const char *k, double def)
-{
-	lua_getfield(L, idx, k);
-	double v = luaL_opt(L, luaL_checknumber, -1, def);
-	lua_pop(L, 1);
-	return v;
-}
-
-static const char *opt_string(lua_State *L, int idx, const char *k)
-{
-	lua_getfield(L, idx, k);
-	const char *s = lua_isnil(L, -1) ? NULL : lua_tostring(L, -1);
-	if (!s && !lua_isnil(L, -1))
-		luaL_error(L, "salvage.http: option '%s' must be a string", k);
-	lua_pop(L, 1);  /* strings stay alive in the options table */
-	return s;
-}
-
-/* Like opt_string, but the value stays on the stack: a progress callback may
- * change the options table while curl still uses these strings. */
-static const char *opt_string_keep(lua_State *L, int idx, const char *k)
-{
-	lua_getfield(L, idx, k);
-	if (lua_isnil(L, -1))
-		return NULL;
-	if (lua_type(L, -1) != LUA_TSTRING)
-		luaL_error(L, "salvage.http: option '%s' must be a string", k);
-	return lua_tostring(L, -1);
-}
-
 /* Parse the raw header block into {lower-case name = value} (last wins) and
  * pushes it; also returns nothing else. */
 static void push_headers(lua_State *L, const Buf *h)
@@ -327,308 +288,456 @@ static void push_headers(lua_State *L, const Buf *h)
 	}
 }
 
-/* Perform one request described by the table at index 2 (index 1 = client). */
-static int do_request(lua_State *L, CURL *curl, int opts)
+/* ---- step 1: options from Lua into a Request ---- */
+
+static const char *const request_keys[] = { "url", "method", "headers", "body", "body_file", "body_stream",
+	"form", "output_file", "timeout", "connect_timeout", "stall_timeout", "upload_buffer", "verify_tls",
+	"cafile", "fresh", "progress", NULL };
+static const char *const part_keys[] = { "name", "value", "file", "stream", "filename", "type", NULL };
+
+static void check_keys(lua_State *L, int idx, const char *const *keys, const char *what)
 {
-	luaL_checktype(L, opts, LUA_TTABLE);
-	curl_easy_reset(curl);  /* keeps live connections, forgets options */
-
-	const char *url = opt_string_keep(L, opts, "url");
-	if (!url)
-		return luaL_error(L, "salvage.http: 'url' is required");
-	const char *method = opt_string_keep(L, opts, "method");
-	const char *body_file = opt_string_keep(L, opts, "body_file");
-	const char *output_file = opt_string_keep(L, opts, "output_file");
-	const char *cafile = opt_string_keep(L, opts, "cafile");
-	size_t body_len = 0;
-	const char *body = NULL;
-	if (opt_field_type(L, opts, "body") != LUA_TNIL) {
-		body = luaL_checklstring(L, -1, &body_len);  /* stays on the stack: curl does not copy it */
-	} else {
+	lua_pushnil(L);
+	while (lua_next(L, idx)) {
 		lua_pop(L, 1);
+		int known = 0;
+		for (int i = 0; keys[i] && !known && lua_type(L, -1) == LUA_TSTRING; i++)
+			known = strcmp(keys[i], lua_tostring(L, -1)) == 0;
+		if (!known)
+			luaL_error(L, "salvage.http: unknown %s '%s'", what, luaL_tolstring(L, -1, NULL));
 	}
-	int form_type = opt_field_type(L, opts, "form");
-	if (form_type != LUA_TNIL && form_type != LUA_TTABLE)
-		return luaL_error(L, "salvage.http: option 'form' must be a table");
-	int has_form = form_type == LUA_TTABLE;
-	int form_idx = lua_gettop(L);  /* form table or nil stays here */
-	if ((body != NULL) + (body_file != NULL) + has_form > 1)
-		return luaL_error(L, "salvage.http: give one of body, body_file, form");
-	double timeout = opt_number(L, opts, "timeout", 0);
-	double connect_timeout = opt_number(L, opts, "connect_timeout", 30);
-	double stall_timeout = opt_number(L, opts, "stall_timeout", 0);
-	double upload_buffer = opt_number(L, opts, "upload_buffer", 1 << 20);
-	luaL_argcheck(L, upload_buffer >= 16384 && upload_buffer <= 2 << 20, 1, "upload_buffer: 16 KiB to 2 MiB");
-	int verify = 1;
-	if (opt_field_type(L, opts, "verify_tls") != LUA_TNIL)
-		verify = lua_toboolean(L, -1);
+}
+
+/* The string on the top, kept alive in the anchor table for the whole call; popped. */
+static const char *anchor(lua_State *L, int keep, size_t *len)
+{
+	const char *s = lua_tolstring(L, -1, len);
+	lua_rawseti(L, keep, (lua_Integer)lua_rawlen(L, keep) + 1);
+	return s;
+}
+
+static const char *opt_str(lua_State *L, int t, const char *k, int keep, size_t *len)
+{
+	int ty = lua_getfield(L, t, k);
+	if (ty == LUA_TNIL) {
+		lua_pop(L, 1);
+		return NULL;
+	}
+	if (ty != LUA_TSTRING)
+		luaL_error(L, "salvage.http: option '%s' must be a string", k);
+	return anchor(L, keep, len);
+}
+
+static double opt_num(lua_State *L, int t, const char *k, double def)
+{
+	int ty = lua_getfield(L, t, k);
+	if (ty != LUA_TNIL && ty != LUA_TNUMBER)
+		luaL_error(L, "salvage.http: option '%s' must be a number", k);
+	double v = ty == LUA_TNIL ? def : lua_tonumber(L, -1);
 	lua_pop(L, 1);
-	int progress_idx = 0;
-	if (opt_field_type(L, opts, "progress") != LUA_TNIL) {
-		luaL_checktype(L, -1, LUA_TFUNCTION);
-		progress_idx = lua_gettop(L);
-	} else {
-		lua_pop(L, 1);
-	}
+	return v;
+}
 
-	/* full URL with the query table appended */
-	luaL_Buffer ub;
-	int before = lua_gettop(L);
-	lua_pushstring(L, url);
-	if (opt_field_type(L, opts, "query") == LUA_TTABLE) {
-		int q = lua_gettop(L);
-		add_query(L, q, NULL, strchr(url, '?') != NULL ? 0 : 1);
-		lua_remove(L, q);
-		/* the pieces pushed by add_query are between `before+1` and top */
-		int top = lua_gettop(L);
-		if (top > before + 1) {
-			lua_pushstring(L, strchr(url, '?') ? "" : "?");
-			lua_insert(L, before + 2);
-			lua_concat(L, lua_gettop(L) - before);
+static int opt_flag(lua_State *L, int t, const char *k, int def)
+{
+	int ty = lua_getfield(L, t, k);
+	if (ty != LUA_TNIL && ty != LUA_TBOOLEAN)
+		luaL_error(L, "salvage.http: option '%s' must be a boolean", k);
+	int v = ty == LUA_TNIL ? def : lua_toboolean(L, -1);
+	lua_pop(L, 1);
+	return v;
+}
+
+/* A salvage.stream option: unread, kept alive, at most one per request. */
+static out_stream *opt_stream(lua_State *L, int t, const char *k, int keep, Request *r)
+{
+	if (lua_getfield(L, t, k) == LUA_TNIL) {
+		lua_pop(L, 1);
+		return NULL;
+	}
+	if (r->stream)
+		luaL_error(L, "salvage.http: one stream per request");
+	r->stream_box = lstream_check_unread(L, -1);
+	r->stream = r->stream_box->s;
+	lua_rawseti(L, keep, (lua_Integer)lua_rawlen(L, keep) + 1);
+	return r->stream;
+}
+
+static void read_headers(lua_State *L, int t, int keep, Request *r)
+{
+	if (lua_getfield(L, t, "headers") == LUA_TNIL) {
+		lua_pop(L, 1);
+		return;
+	}
+	luaL_argcheck(L, lua_istable(L, -1), 1, "salvage.http: option 'headers' must be a table");
+	int h = lua_gettop(L);
+	lua_pushnil(L);
+	while (lua_next(L, h)) {
+		if (r->nheaders == MAX_HEADERS)
+			luaL_error(L, "salvage.http: more than %d headers", MAX_HEADERS);
+		int named = lua_type(L, -2) == LUA_TSTRING; /* name = value, or "Name: value" */
+		const char *v = luaL_tolstring(L, -1, NULL);
+		if (named) {
+			lua_pushfstring(L, "%s: %s", lua_tostring(L, -3), v);
+			lua_remove(L, -2);
 		}
+		r->headers[r->nheaders++] = anchor(L, keep, NULL);
+		lua_pop(L, 1);
+	}
+	lua_pop(L, 1);
+}
+
+static void read_part(lua_State *L, int e, int keep, Request *r, Part *p)
+{
+	if (lua_type(L, -2) == LUA_TSTRING) { /* name = value */
+		lua_pushvalue(L, -2);
+		p->name = anchor(L, keep, NULL);
+		luaL_tolstring(L, -1, NULL);
+		p->value = anchor(L, keep, &p->value_len);
+		return;
+	}
+	if (!lua_istable(L, e))
+		luaL_error(L, "salvage.http: bad form entry");
+	check_keys(L, e, part_keys, "form part field");
+	p->name = opt_str(L, e, "name", keep, NULL);
+	p->value = opt_str(L, e, "value", keep, &p->value_len);
+	p->file = opt_str(L, e, "file", keep, NULL);
+	p->stream = opt_stream(L, e, "stream", keep, r);
+	p->filename = opt_str(L, e, "filename", keep, NULL);
+	p->type = opt_str(L, e, "type", keep, NULL);
+	if (!p->name)
+		luaL_error(L, "salvage.http: form part without a name");
+	if ((p->value != NULL) + (p->file != NULL) + (p->stream != NULL) != 1)
+		luaL_error(L, "salvage.http: form part '%s' needs one of value, file, stream", p->name);
+}
+
+static void read_form(lua_State *L, int t, int keep, Request *r)
+{
+	int ty = lua_getfield(L, t, "form");
+	if (ty == LUA_TNIL) {
+		lua_pop(L, 1);
+		return;
+	}
+	if (ty != LUA_TTABLE)
+		luaL_error(L, "salvage.http: option 'form' must be a table");
+	r->has_form = 1;
+	int f = lua_gettop(L);
+	lua_pushnil(L);
+	while (lua_next(L, f)) {
+		if (r->nparts == MAX_PARTS)
+			luaL_error(L, "salvage.http: more than %d form parts", MAX_PARTS);
+		read_part(L, lua_gettop(L), keep, r, &r->parts[r->nparts++]);
+		lua_pop(L, 1);
+	}
+	lua_pop(L, 1);
+}
+
+static void read_request(lua_State *L, int t, int keep, Request *r)
+{
+	luaL_checktype(L, t, LUA_TTABLE);
+	check_keys(L, t, request_keys, "option");
+	memset(r, 0, sizeof *r);
+	if ((r->url = opt_str(L, t, "url", keep, NULL)) == NULL)
+		luaL_error(L, "salvage.http: 'url' is required");
+	r->method = opt_str(L, t, "method", keep, NULL);
+	r->body = opt_str(L, t, "body", keep, &r->body_len);
+	r->body_file = opt_str(L, t, "body_file", keep, NULL);
+	r->output_file = opt_str(L, t, "output_file", keep, NULL);
+	r->cafile = opt_str(L, t, "cafile", keep, NULL);
+	int body_stream = opt_stream(L, t, "body_stream", keep, r) != NULL;
+	read_form(L, t, keep, r);
+	if ((r->body != NULL) + (r->body_file != NULL) + body_stream + r->has_form > 1)
+		luaL_error(L, "salvage.http: give one of body, body_file, body_stream, form");
+	read_headers(L, t, keep, r);
+	r->timeout = opt_num(L, t, "timeout", 0);
+	r->connect_timeout = opt_num(L, t, "connect_timeout", 30);
+	r->stall_timeout = opt_num(L, t, "stall_timeout", 0);
+	r->upload_buffer = opt_num(L, t, "upload_buffer", 1 << 20);
+	luaL_argcheck(L, r->upload_buffer >= 16384 && r->upload_buffer <= 2 << 20, 1, "upload_buffer: 16 KiB to 2 MiB");
+	r->verify = opt_flag(L, t, "verify_tls", 1);
+	r->fresh = opt_flag(L, t, "fresh", 0);
+	if (lua_getfield(L, t, "progress") != LUA_TNIL) {
+		luaL_checktype(L, -1, LUA_TFUNCTION);
+		r->progress_idx = lua_gettop(L); /* stays on the stack */
 	} else {
 		lua_pop(L, 1);
 	}
-	(void)ub;
-	const char *full_url = lua_tostring(L, -1);
-	int url_idx = lua_gettop(L);
-	(void)url_idx;
+}
 
-	Transfer t;
-	memset(&t, 0, sizeof t);
-	t.L = L;
-	t.progress_idx = progress_idx;
-	t.last[0] = t.last[1] = t.last[2] = t.last[3] = -1;
+/* ---- step 2: curl, with no Lua call that can raise ---- */
 
-	struct curl_slist *hdrs = NULL;
-	curl_mime *mime = NULL;
-	int ret;
-	char errbuf[CURL_ERROR_SIZE] = "";
+typedef struct {
+	CURLcode rc;
+	int err;                 /* errno of a local failure (a file), 0 if none */
+	const char *err_path;
+	long status;
+	curl_off_t up, down;
+	double secs;
+	char sha256[2 * EVP_MAX_MD_SIZE + 1];
+	char errbuf[CURL_ERROR_SIZE];
+} Outcome;
 
-	curl_easy_setopt(curl, CURLOPT_URL, full_url);
-	curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, errbuf);
+static void set_common(CURL *curl, const Request *r, Transfer *t, Outcome *o)
+{
+	curl_easy_setopt(curl, CURLOPT_URL, r->url);
+	curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, o->errbuf);
 	curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_write);
-	curl_easy_setopt(curl, CURLOPT_WRITEDATA, &t);
+	curl_easy_setopt(curl, CURLOPT_WRITEDATA, t);
 	curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, on_header);
-	curl_easy_setopt(curl, CURLOPT_HEADERDATA, &t);
-	curl_easy_setopt(curl, CURLOPT_NOPROGRESS, progress_idx ? 0L : 1L);
+	curl_easy_setopt(curl, CURLOPT_HEADERDATA, t);
+	curl_easy_setopt(curl, CURLOPT_NOPROGRESS, r->progress_idx ? 0L : 1L);
 	curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, on_progress);
-	curl_easy_setopt(curl, CURLOPT_XFERINFODATA, &t);
-	curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, verify ? 1L : 0L);
-	curl_easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, verify ? 2L : 0L);
+	curl_easy_setopt(curl, CURLOPT_XFERINFODATA, t);
+	curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, r->verify ? 1L : 0L);
+	curl_easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, r->verify ? 2L : 0L);
 	curl_easy_setopt(curl, CURLOPT_USERAGENT, "salvage/1");
-	if (cafile)
-		curl_easy_setopt(curl, CURLOPT_CAINFO, cafile);
-	if (timeout > 0)
-		curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, (long)(timeout * 1000));
-	if (stall_timeout > 0) {
+	if (r->cafile)
+		curl_easy_setopt(curl, CURLOPT_CAINFO, r->cafile);
+	if (r->timeout > 0)
+		curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, (long)(r->timeout * 1000));
+	if (r->stall_timeout > 0) {
 		/* abort a transfer that moved less than 1 byte/s for that long */
 		curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
-		curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME, (long)(stall_timeout + 0.999));
+		curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME, (long)(r->stall_timeout + 0.999));
 	}
-	if (connect_timeout > 0)
-		curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, (long)(connect_timeout * 1000));
+	if (r->connect_timeout > 0)
+		curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, (long)(r->connect_timeout * 1000));
+	if (r->fresh) {
+		curl_easy_setopt(curl, CURLOPT_FRESH_CONNECT, 1L);
+		curl_easy_setopt(curl, CURLOPT_FORBID_REUSE, 1L);
+	}
 	/* big buffers: fewer syscalls and callbacks for multi-GiB uploads and downloads */
-	curl_easy_setopt(curl, CURLOPT_UPLOAD_BUFFERSIZE, (long)upload_buffer);
+	curl_easy_setopt(curl, CURLOPT_UPLOAD_BUFFERSIZE, (long)r->upload_buffer);
 	curl_easy_setopt(curl, CURLOPT_BUFFERSIZE, 512L << 10);
-	/* large POST bodies: no "Expect: 100-continue" round trip */
-	hdrs = curl_slist_append(hdrs, "Expect:");
+}
 
-	if (opt_field_type(L, opts, "headers") == LUA_TTABLE) {
-		int h = lua_gettop(L);
-		lua_pushnil(L);
-		while (lua_next(L, h)) {
-			const char *line;
-			if (lua_type(L, -2) == LUA_TSTRING) {
-				const char *name = lua_tostring(L, -2);
-				const char *value = luaL_tolstring(L, -1, NULL);  /* pushes */
-				line = lua_pushfstring(L, "%s: %s", name, value);
-				lua_remove(L, -2);
-			} else {
-				line = luaL_tolstring(L, -1, NULL);
-			}
-			hdrs = curl_slist_append(hdrs, line);
-			lua_pop(L, 2);
-		}
-	}
-	lua_pop(L, 1);
-	curl_easy_setopt(curl, CURLOPT_HTTPHEADER, hdrs);
-
-	if (body) {
-		curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
-		curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body);
-	} else if (body_file) {
+/* The form; NULL only when out of memory. File parts are sized from disk; a stream part
+ * from its known length, read through on_stream_read. */
+static curl_mime *build_form(CURL *curl, const Request *r, Transfer *t, Outcome *o)
+{
+	curl_mime *mime = curl_mime_init(curl);
+	for (int i = 0; mime && i < r->nparts; i++) {
+		const Part *p = &r->parts[i];
+		curl_mimepart *part = curl_mime_addpart(mime);
 		struct stat st;
-		t.in = fopen(body_file, "rb");
-		if (!t.in || fstat(fileno(t.in), &st) != 0) {
-			int e = errno;
-			if (t.in)
-				fclose(t.in);
-			curl_slist_free_all(hdrs);
-			lua_pushnil(L);
-			lua_pushfstring(L, "http: %s: %s", body_file, strerror(e));
-			lua_pushstring(L, salvage_errname(e));
-			return 3;
+		curl_mime_name(part, p->name);
+		if (p->file && stat(p->file, &st) != 0) {
+			o->err = errno;
+			o->err_path = p->file;
+		} else if (p->file) {
+			curl_mime_filedata(part, p->file);
+		} else if (p->stream) {
+			curl_mime_data_cb(part, (curl_off_t)p->stream->length, on_stream_read, on_stream_seek, NULL, t);
+		} else {
+			curl_mime_data(part, p->value, p->value_len);
+		}
+		if (p->filename)
+			curl_mime_filename(part, p->filename);
+		if (p->type)
+			curl_mime_type(part, p->type);
+	}
+	return mime;
+}
+
+/* The request body; 0, or -1 with o->err set. */
+static int set_body(CURL *curl, const Request *r, Transfer *t, Outcome *o, curl_mime **mime)
+{
+	if (r->body) {
+		curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len);
+		curl_easy_setopt(curl, CURLOPT_POSTFIELDS, r->body);
+	} else if (r->body_file) {
+		struct stat st;
+		t->in = fopen(r->body_file, "rb");
+		if (!t->in || fstat(fileno(t->in), &st) != 0) {
+			o->err = errno;
+			o->err_path = r->body_file;
+			return -1;
 		}
 		curl_easy_setopt(curl, CURLOPT_POST, 1L);
 		curl_easy_setopt(curl, CURLOPT_READFUNCTION, on_read);
-		curl_easy_setopt(curl, CURLOPT_READDATA, &t);
+		curl_easy_setopt(curl, CURLOPT_READDATA, t);
 		curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)st.st_size);
-	} else if (has_form) {
-		mime = curl_mime_init(curl);
-		/* array entries {name=, value=} or {name=, file=, filename=, type=}; string keys k = v */
-		lua_pushnil(L);
-		while (lua_next(L, form_idx)) {
-			curl_mimepart *part = curl_mime_addpart(mime);
-			if (lua_type(L, -2) == LUA_TSTRING) {
-				size_t vl;
-				const char *v = luaL_tolstring(L, -1, &vl);
-				curl_mime_name(part, lua_tostring(L, -3));
-				curl_mime_data(part, v, vl);
-				lua_pop(L, 1);
-			} else if (lua_type(L, -1) == LUA_TTABLE) {
-				int e = lua_gettop(L);
-				const char *name = opt_string(L, e, "name");
-				const char *file = opt_string(L, e, "file");
-				const char *filename = opt_string(L, e, "filename");
-				const char *type = opt_string(L, e, "type");
-				if (!name) {
-					curl_mime_free(mime);
-					curl_slist_free_all(hdrs);
-					return luaL_error(L, "salvage.http: form part without a name");
-				}
-				curl_mime_name(part, name);
-				if (file) {
-					struct stat st;
-					if (stat(file, &st) != 0) {
-						int err = errno;
-						curl_mime_free(mime);
-						curl_slist_free_all(hdrs);
-						lua_pushnil(L);
-						lua_pushfstring(L, "http: %s: %s", file, strerror(err));
-						lua_pushstring(L, salvage_errname(err));
-						return 3;
-					}
-					/* filedata: size known up front, read from disk as sent */
-					curl_mime_filedata(part, file);
-					if (filename)
-						curl_mime_filename(part, filename);
-				} else {
-					size_t vl = 0;
-					lua_getfield(L, e, "value");
-					const char *v = luaL_tolstring(L, -1, &vl);
-					curl_mime_data(part, v, vl);
-					lua_pop(L, 2);
-					if (filename)
-						curl_mime_filename(part, filename);
-				}
-				if (type)
-					curl_mime_type(part, type);
-			} else {
-				curl_mime_free(mime);
-				curl_slist_free_all(hdrs);
-				return luaL_error(L, "salvage.http: bad form entry");
-			}
-			lua_pop(L, 1);
+	} else if (r->stream && !r->has_form) {
+		curl_easy_setopt(curl, CURLOPT_POST, 1L);
+		curl_easy_setopt(curl, CURLOPT_READFUNCTION, on_stream_read);
+		curl_easy_setopt(curl, CURLOPT_READDATA, t);
+		curl_easy_setopt(curl, CURLOPT_SEEKFUNCTION, on_stream_seek);
+		curl_easy_setopt(curl, CURLOPT_SEEKDATA, t);
+		curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->stream->length);
+	} else if (r->has_form) {
+		if ((*mime = build_form(curl, r, t, o)) == NULL) {
+			o->err = ENOMEM;
+			return -1;
 		}
-		curl_easy_setopt(curl, CURLOPT_MIMEPOST, mime);
+		if (o->err)
+			return -1;
+		curl_easy_setopt(curl, CURLOPT_MIMEPOST, *mime);
 	}
-	if (method) {
-		if (strcmp(method, "GET") == 0 && !body && !body_file && !has_form)
-			curl_easy_setopt(curl, CURLOPT_HTTPGET, 1L);
-		else if (strcmp(method, "HEAD") == 0)
-			curl_easy_setopt(curl, CURLOPT_NOBODY, 1L);
-		else
-			curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method);
+	return 0;
+}
+
+static void set_method(CURL *curl, const Request *r)
+{
+	if (!r->method)
+		return;
+	if (strcmp(r->method, "GET") == 0 && !r->body && !r->body_file && !r->stream && !r->has_form)
+		curl_easy_setopt(curl, CURLOPT_HTTPGET, 1L);
+	else if (strcmp(r->method, "HEAD") == 0)
+		curl_easy_setopt(curl, CURLOPT_NOBODY, 1L);
+	else
+		curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, r->method);
+}
+
+static void finish_sha(Transfer *t, Outcome *o)
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int n = 0;
+	if (t->md && t->stream && t->stream->pos == t->stream->length)
+		EVP_DigestFinal_ex(t->md, md, &n);
+	for (unsigned i = 0; i < n; i++)
+		snprintf(o->sha256 + 2 * i, 3, "%02x", md[i]);
+	o->sha256[2 * n] = '\0';
+}
+
+/* Set up, perform, read the answer's facts, free every curl object. */
+static void perform(CURL *curl, const Request *r, Transfer *t, Outcome *o)
+{
+	struct curl_slist *hdrs = NULL, *h;
+	curl_mime *mime = NULL;
+	curl_easy_reset(curl); /* keeps live connections, forgets options */
+	set_common(curl, r, t, o);
+	/* large POST bodies: no "Expect: 100-continue" round trip */
+	hdrs = curl_slist_append(hdrs, "Expect:");
+	for (int i = 0; hdrs && i < r->nheaders; i++)
+		if ((h = curl_slist_append(hdrs, r->headers[i])) != NULL)
+			hdrs = h;
+	curl_easy_setopt(curl, CURLOPT_HTTPHEADER, hdrs);
+	if (r->stream && (t->md = EVP_MD_CTX_new()) != NULL && !EVP_DigestInit_ex(t->md, EVP_sha256(), NULL)) {
+		EVP_MD_CTX_free(t->md);
+		t->md = NULL;
 	}
-	if (output_file) {
-		t.out = fopen(output_file, "wb");
-		if (!t.out) {
-			int e = errno;
-			if (t.in)
-				fclose(t.in);
-			curl_mime_free(mime);
-			curl_slist_free_all(hdrs);
-			lua_pushnil(L);
-			lua_pushfstring(L, "http: %s: %s", output_file, strerror(e));
-			lua_pushstring(L, salvage_errname(e));
-			return 3;
+	if (r->stream && t->md == NULL)
+		o->err = ENOMEM;
+	else if (set_body(curl, r, t, o, &mime) == 0) {
+		set_method(curl, r);
+		if (r->output_file && (t->out = fopen(r->output_file, "wb")) == NULL) {
+			o->err = errno;
+			o->err_path = r->output_file;
 		}
 	}
-
-	CURLcode rc = curl_easy_perform(curl);
-
-	if (t.in)
-		fclose(t.in);
-	int close_failed = 0;
-	if (t.out && fclose(t.out) != 0)
-		close_failed = errno;
+	if (!o->err) {
+		o->rc = curl_easy_perform(curl);
+		curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &o->status);
+		curl_easy_getinfo(curl, CURLINFO_SIZE_UPLOAD_T, &o->up);
+		curl_easy_getinfo(curl, CURLINFO_SIZE_DOWNLOAD_T, &o->down);
+		curl_easy_getinfo(curl, CURLINFO_TOTAL_TIME, &o->secs);
+	}
+	if (t->in)
+		fclose(t->in);
+	if (t->out && fclose(t->out) != 0 && !o->err && o->rc == CURLE_OK) {
+		o->err = errno;
+		o->err_path = r->output_file;
+	}
+	finish_sha(t, o);
+	EVP_MD_CTX_free(t->md);
 	curl_mime_free(mime);
 	curl_slist_free_all(hdrs);
 	curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, NULL);
+}
 
+/* ---- step 3: the result ---- */
+
+static int push_failure(lua_State *L, const Request *r, const Transfer *t, const Outcome *o)
+{
+	if (o->err && o->err_path) {
+		lua_pushnil(L);
+		lua_pushfstring(L, "http: %s: %s", o->err_path, strerror(o->err));
+		lua_pushstring(L, lu_errname(o->err));
+		return 3;
+	}
+	const char *why = o->errbuf[0] ? o->errbuf : curl_easy_strerror(o->rc);
+	const char *code = curl_code_name(o->rc);
+	if (t->cancelled) {
+		why = "cancelled by the progress callback";
+	} else if (t->stream_failed) {
+		why = t->stream->err.msg;
+		code = t->stream->err.code[0] ? t->stream->err.code : "EIO";
+	} else if (t->write_failed || o->err) {
+		why = strerror(t->write_failed ? t->write_failed : o->err);
+		code = lu_errname(t->write_failed ? t->write_failed : o->err);
+	} else if (t->body.oom || t->headers.oom) {
+		why = "out of memory";
+		code = "ENOMEM";
+	}
+	/* errbuf may echo the URL: drop any query part it carries */
+	lua_pushstring(L, why);
+	const char *w = lua_tostring(L, -1);
+	const char *qm = strchr(w, '?');
+	if (qm) {
+		lua_pushlstring(L, w, (size_t)(qm - w));
+		lua_pushliteral(L, "?...");
+		lua_concat(L, 2);
+		w = lua_tostring(L, -1);
+	}
+	return fail(L, r->url, w, code);
+}
+
+static void push_result(lua_State *L, const Request *r, const Transfer *t, const Outcome *o)
+{
+	lua_createtable(L, 0, 8);
+	lua_pushinteger(L, o->status);
+	lua_setfield(L, -2, "status");
+	push_headers(L, &t->headers);
+	lua_setfield(L, -2, "headers");
+	if (!r->output_file) {
+		lua_pushlstring(L, t->body.p ? t->body.p : "", t->body.len);
+		lua_setfield(L, -2, "body");
+	}
+	push_safe_url(L, r->url);
+	lua_setfield(L, -2, "url");
+	lua_pushinteger(L, (lua_Integer)o->up);
+	lua_setfield(L, -2, "uploaded");
+	lua_pushinteger(L, (lua_Integer)o->down);
+	lua_setfield(L, -2, "downloaded");
+	lua_pushnumber(L, o->secs);
+	lua_setfield(L, -2, "seconds");
+	if (o->sha256[0]) {
+		lua_pushstring(L, o->sha256);
+		lua_setfield(L, -2, "sent_sha256");
+	}
+}
+
+/* Perform one request described by the table at index opts. */
+static int do_request(lua_State *L, CURL *curl, int opts)
+{
+	Request r;
+	lua_newtable(L); /* anchors every string and stream of the request */
+	read_request(L, opts, lua_gettop(L), &r);
+	if (r.stream_box)
+		r.stream_box->used = 1; /* from here on it is being sent, whatever happens */
+	Transfer t;
+	memset(&t, 0, sizeof t);
+	t.L = L;
+	t.progress_idx = r.progress_idx;
+	t.stream = r.stream;
+	t.last[0] = t.last[1] = t.last[2] = t.last[3] = -1;
+	Outcome o;
+	memset(&o, 0, sizeof o);
+	perform(curl, &r, &t, &o);
 	if (t.progress_failed) {
 		free(t.body.p);
 		free(t.headers.p);
-		return lua_error(L);  /* the callback's error, raised now that curl returned */
+		return lua_error(L); /* the callback's error, raised now that curl's objects are freed */
 	}
-	if (rc != CURLE_OK || close_failed) {
-		const char *why = errbuf[0] ? errbuf : curl_easy_strerror(rc);
-		const char *code = curl_code_name(rc);
-		if (t.cancelled)
-			why = "cancelled by the progress callback";
-		else if (t.write_failed || close_failed) {
-			why = strerror(t.write_failed ? t.write_failed : close_failed);
-			code = salvage_errname(t.write_failed ? t.write_failed : close_failed);
-		} else if (t.body.oom || t.headers.oom) {
-			why = "out of memory";
-			code = "ENOMEM";
-		}
-		/* errbuf may echo the URL: drop any query part it carries */
-		lua_pushstring(L, why);
-		const char *w = lua_tostring(L, -1);
-		const char *qm = strchr(w, '?');
-		if (qm) {
-			lua_pushlstring(L, w, (size_t)(qm - w));
-			lua_pushliteral(L, "?...");
-			lua_concat(L, 2);
-			w = lua_tostring(L, -1);
-		}
-		ret = fail(L, url, w, code);
-		free(t.body.p);
-		free(t.headers.p);
-		return ret;
-	}
-
-	long status = 0;
-	curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
-	curl_off_t up = 0, down = 0;
-	double secs = 0;
-	curl_easy_getinfo(curl, CURLINFO_SIZE_UPLOAD_T, &up);
-	curl_easy_getinfo(curl, CURLINFO_SIZE_DOWNLOAD_T, &down);
-	curl_easy_getinfo(curl, CURLINFO_TOTAL_TIME, &secs);
-
-	lua_createtable(L, 0, 6);
-	lua_pushinteger(L, status);
-	lua_setfield(L, -2, "status");
-	push_headers(L, &t.headers);
-	lua_setfield(L, -2, "headers");
-	if (!t.out) {
-		lua_pushlstring(L, t.body.p ? t.body.p : "", t.body.len);
-		lua_setfield(L, -2, "body");
-	}
-	push_safe_url(L, url);
-	lua_setfield(L, -2, "url");
-	lua_pushinteger(L, (lua_Integer)up);
-	lua_setfield(L, -2, "uploaded");
-	lua_pushinteger(L, (lua_Integer)down);
-	lua_setfield(L, -2, "downloaded");
-	lua_pushnumber(L, secs);
-	lua_setfield(L, -2, "seconds");
+	int n = 1;
+	if (o.err || o.rc != CURLE_OK)
+		n = push_failure(L, &r, &t, &o);
+	else
+		push_result(L, &r, &t, &o);
 	free(t.body.p);
 	free(t.headers.p);
-	return 1;
+	return n;
 }
 
 static Client *check_client(lua_State *L)

@@ -21,14 +21,12 @@
 #include "lua.h"
 #include "lauxlib.h"
 
-#include "errname.h"
+#include "lutil.h"
 
+/* fail(L, what, err) -> nil, "what: strerror", "ENOENT" */
 static int fail(lua_State *L, const char *what, int err)
 {
-	lua_pushnil(L);
-	lua_pushfstring(L, "%s: %s", what, strerror(err));
-	lua_pushstring(L, salvage_errname(err));
-	return 3;
+	return lu_fail_errno(L, err, "%s", what);
 }
 
 static int sys_isatty(lua_State *L)
@@ -303,6 +301,8 @@ static int redirect(const char *path, int fd, int flags)
 }
 
 /* spawn{argv..., stdin=, stdout=, stderr=, env={K=V}, cwd=, setsid=} -> pid */
+static const char *const spawn_options[] = {"#", "stdin", "stdout", "stderr", "env", "cwd", "setsid", NULL};
+
 static int sys_spawn(lua_State *L)
 {
 	luaL_checktype(L, 1, LUA_TTABLE);
@@ -315,15 +315,12 @@ static int sys_spawn(lua_State *L)
 		lua_pop(L, 1);  /* the string stays alive in the table */
 	}
 	argv[argc] = NULL;
-	const char *in = NULL, *out = NULL, *err = NULL, *cwd = NULL;
-	int new_session = 0;
-	if (lua_getfield(L, 1, "stdin") == LUA_TSTRING) in = lua_tostring(L, -1);
-	if (lua_getfield(L, 1, "stdout") == LUA_TSTRING) out = lua_tostring(L, -1);
-	if (lua_getfield(L, 1, "stderr") == LUA_TSTRING) err = lua_tostring(L, -1);
-	if (lua_getfield(L, 1, "cwd") == LUA_TSTRING) cwd = lua_tostring(L, -1);
-	lua_getfield(L, 1, "setsid");
-	new_session = lua_toboolean(L, -1);
-	lua_pop(L, 1);
+	lu_check_options(L, 1, "spawn", spawn_options);
+	const char *in = lu_opt_string(L, 1, "spawn", "stdin", NULL);
+	const char *out = lu_opt_string(L, 1, "spawn", "stdout", NULL);
+	const char *err = lu_opt_string(L, 1, "spawn", "stderr", NULL);
+	const char *cwd = lu_opt_string(L, 1, "spawn", "cwd", NULL);
+	int new_session = lu_opt_boolean(L, 1, "spawn", "setsid", 0);
 	/* environment additions, resolved before fork */
 	int nenv = 0;
 	const char *envk[64], *envv[64];

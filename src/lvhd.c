@@ -18,6 +18,8 @@
  *                          pre-pass leaves all-zero clusters out of the file instead of as free clusters)
  *                                                   -> {path, virtual_size, bytes_written, blocks_written, format, uuid,
  *                                                       zero_filled, assumed_unallocated, problems} | nil, msg, code
+ *   vhd.stream(leaf [, {format, drop_zero, search}]) -> salvage.stream: the flattened standalone VHD (raw, qcow2),
+ *                                                      exact length known before the first byte | nil, msg, code
  *   vhd.create(path, {size, type, parent, block_size, hidden}) -> writable handle | nil, msg, code
  *   vhd.scan(paths [, {match}]), vhd.coalesce(child [, {force, search}])   (Lua, salvage/vhd/lib.lua)
  */
@@ -28,8 +30,8 @@
 #include "lua.h"
 #include "lauxlib.h"
 
+#include "lstream.h"
 #include "qcow2/qcow2.h"
-#include "vhd/stream.h"
 #include "vhd/vhd.h"
 
 #define MT "salvage.vhd"
@@ -500,28 +502,39 @@ static int progress_cb(void *ctx, uint64_t done, uint64_t total)
 	return go;
 }
 
+static void from_stream_err(vhd_err *e, const stream_err *se)
+{
+	snprintf(e->code, sizeof e->code, "%s", se->code[0] ? se->code : "EIO");
+	snprintf(e->msg, sizeof e->msg, "%s", se->msg);
+}
+
+/* The chain as a disk_source at the qcow2 cluster size (allocation from the sector bitmaps). */
+static int qcow2_source(vhd_source *vs, vhd_file *leaf, int force, vhd_err *e)
+{
+	if (vhd_source_init(vs, leaf, force, e) != 0)
+		return -1;
+	return vhd_source_set_grain(vs, QCOW2_CLUSTER, e);
+}
+
 /*
- * The chain through the qcow2 writer into a file: a disk_source at 64 KiB
- * grain from the sector bitmaps, the qcow2 stream over it, saved the
- * project's way (temporary name, holes, fsync, rename).
+ * The chain through the qcow2 writer into a file: the qcow2 stream over the
+ * chain's disk_source, saved the project's way (temporary name, holes,
+ * fsync, rename). Zero-filled ranges (force) come back in r as for flatten.
  */
 static int flatten_qcow2(vhd_file *leaf, const char *out, const vhd_flatten_opts *fo, int drop_zero,
 			 vhd_flatten_result *r, vhd_err *e)
 {
 	memset(r, 0, sizeof *r);
-	if (vhd_chain_readable(leaf, fo->force, "write qcow2 from", e) != 0)
-		return -1;
 	if (vhd_chain_holds(leaf, out)) {
 		vhd_seterr(e, "EINVAL", "%s: output is a file of the chain being flattened", out);
 		return -1;
 	}
-	vhd_rctx rctx = { .force = fo->force, .e = e };
-	vhd_source ctx;
-	disk_source src;
-	vhd_bitmap_source(leaf, QCOW2_CLUSTER, &rctx, &ctx, &src);
+	vhd_source vs;
+	if (qcow2_source(&vs, leaf, fo->force, e) != 0)
+		return -1;
 	out_stream_opts so = { .drop_zero = drop_zero };
 	stream_err se = { "", "" };
-	out_stream *s = qcow2_stream_open(&src, &so, &se);
+	out_stream *s = qcow2_stream_open(&vs.src, &so, &se);
 	int rc = -1;
 	if (s != NULL) {
 		stream_save_opts sv = { .overwrite = fo->overwrite, .progress = fo->progress,
@@ -533,14 +546,13 @@ static int flatten_qcow2(vhd_file *leaf, const char *out, const vhd_flatten_opts
 		out_stream_close(s);
 	}
 	if (rc != 0) {
-		snprintf(e->code, sizeof e->code, "%s", se.code[0] ? se.code : "EIO");
-		snprintf(e->msg, sizeof e->msg, "%s", se.msg);
-		free(rctx.ranges);
+		from_stream_err(e, &se);
+		vhd_source_free(&vs);
 		return -1;
 	}
 	r->virtual_size = leaf->footer.current_size;
-	r->zero_filled = rctx.ranges;
-	r->nzero = rctx.nranges;
+	r->zero_filled = vs.rctx.ranges; /* handed over to r */
+	r->nzero = vs.rctx.nranges;
 	return 0;
 }
 
@@ -632,6 +644,62 @@ static int l_flatten(lua_State *L)
 	return 1;
 }
 
+static void free_source(void *ctx)
+{
+	if (ctx)
+		vhd_source_free(ctx);
+	free(ctx);
+}
+
+/* vhd.stream(leaf, {drop_zero, search}): the stream keeps the chain's handle alive. Damage is
+ * refused (no force: a stream cannot report zero-filled sectors before it is sent). */
+static int l_stream(lua_State *L)
+{
+	const char *leaf = luaL_checkstring(L, 1);
+	out_stream_opts so = { 0 };
+	int raw = 0, qcow2 = 0;
+	if (!lua_isnoneornil(L, 2)) {
+		luaL_checktype(L, 2, LUA_TTABLE);
+		so.drop_zero = opt_bool(L, 2, "drop_zero");
+		lua_getfield(L, 2, "format");
+		const char *fmt = lua_isnil(L, -1) ? "vhd" : luaL_checkstring(L, -1);
+		if (strcmp(fmt, "raw") == 0)
+			raw = 1;
+		else if (strcmp(fmt, "qcow2") == 0)
+			qcow2 = 1;
+		else if (strcmp(fmt, "vhd") != 0)
+			return luaL_error(L, "format must be \"vhd\", \"raw\" or \"qcow2\", got \"%s\"", fmt);
+		lua_pop(L, 1);
+	}
+	handle *h = new_handle(L);
+	int hi = lua_gettop(L);
+	read_search(L, 2, h);
+	vhd_open_opts o = opts_of(h);
+	vhd_err e;
+	lstream *b = lstream_new(L, hi);
+	if ((b->ctx = calloc(1, sizeof(vhd_source))) == NULL)
+		return luaL_error(L, "out of memory");
+	b->release = free_source;
+	h->f = vhd_open(leaf, &o, &e);
+	if (h->f == NULL || vhd_resolve_chain(h->f, &o, &e) != 0)
+		return fail(L, &e);
+	if ((qcow2 ? qcow2_source(b->ctx, h->f, 0, &e) : vhd_source_init(b->ctx, h->f, 0, &e)) != 0)
+		return fail(L, &e);
+	vhd_source *vs = b->ctx;
+	if (qcow2) {
+		stream_err se = { "", "" };
+		if ((b->s = qcow2_stream_open(&vs->src, &so, &se)) == NULL)
+			from_stream_err(&e, &se);
+	} else {
+		b->s = raw ? raw_stream_open(&vs->src, &e) : vhd_stream_open(&vs->src, &so, &e);
+	}
+	if (b->s == NULL)
+		return fail(L, &e);
+	if (!raw && !qcow2)
+		vhd_stream_uuid(b->s, b->id);
+	return 1;
+}
+
 /* vhd.create(path, {size, type, parent, block_size, hidden}) */
 static int l_create(lua_State *L)
 {
@@ -706,6 +774,7 @@ static const luaL_Reg funcs[] = {
 	{ "open", l_open },
 	{ "check", l_check },
 	{ "flatten", l_flatten },
+	{ "stream", l_stream },
 	{ "create", l_create },
 	{ "_coalesce", l_coalesce_raw },
 	{ NULL, NULL },

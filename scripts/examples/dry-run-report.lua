@@ -16,7 +16,7 @@ script.run{
   main = function(opts)
     local pol = assert(plan.load_policy(opts.policy))
     local p = workflow.plan(opts, pol)
-    local client = require("salvage.commands.recover").client(opts.api_profile)
+    local client = workflow.client(opts)
     local report = recover.run(p, { client = client, zone = opts.zone, workdir = opts.workdir, dry_run = true,
       policy = pol })
     if opts.json then

@@ -1,8 +1,7 @@
 /*
  * A chain as input to writers of other formats: which ranges may hold data
- * (from the BATs and sector bitmaps alone, never the data), a disk_source
- * (vhd/stream.h) at a fine grain built on that, and the checks every writer
- * makes before reading a chain.
+ * (from the BATs and sector bitmaps alone, never the data), so that the
+ * chain's disk_source (stream.c) can answer at a grain finer than a block.
  */
 #include <stdio.h>
 #include <string.h>
@@ -10,35 +9,6 @@
 
 #include "vhd/stream.h"
 #include "vhd/vhd.h"
-
-const char *vhd_problem_errcode(const vhd_problem *p)
-{
-	if (strncmp(p->code, "PARENT", 6) == 0)
-		return "EPARENT";
-	if (strstr(p->code, "CHECKSUM"))
-		return "ECHECKSUM";
-	if (strstr(p->code, "TRUNC") || strstr(p->code, "CLOBBER"))
-		return "ETRUNCATED";
-	return "EDAMAGED";
-}
-
-int vhd_chain_readable(vhd_file *leaf, int force, const char *what, vhd_err *e)
-{
-	for (vhd_file *c = leaf; c; c = c->parent)
-		vhd_validate(c);
-	const vhd_problem *bp = vhd_chain_blocker(leaf, force, NULL);
-	if (bp) {
-		vhd_seterr(e, vhd_problem_errcode(bp), "%s; refusing to %s %s (nothing written)%s", bp->message, what,
-			   leaf->path, bp->fatal == 1 ? "; --force would proceed and list the affected sectors" : "");
-		return -1;
-	}
-	for (vhd_file *c = leaf; c; c = c->parent)
-		if (c->footer.disk_type == VHD_DIFF && c->parent == NULL) {
-			vhd_seterr(e, "EPARENT", "%s: parent not resolved; refusing to %s", c->path, what);
-			return -1;
-		}
-	return 0;
-}
 
 int vhd_chain_holds(const vhd_file *leaf, const char *path)
 {
@@ -108,40 +78,21 @@ int vhd_may_hold_data(vhd_file *f, uint64_t sec, uint64_t cnt)
 	return 0;
 }
 
-static void to_stream_err(const vhd_err *v, stream_err *e)
-{
-	if (e == NULL)
-		return;
-	snprintf(e->code, sizeof e->code, "%s", v->code[0] ? v->code : "EIO");
-	snprintf(e->msg, sizeof e->msg, "%s", v->msg);
-}
-
-static int src_allocated(void *ctx, uint64_t unit, stream_err *e)
+static int bitmap_allocated(void *ctx, uint64_t unit, stream_err *e)
 {
 	vhd_source *s = ctx;
-	uint64_t spu = s->grain / 512;
+	uint64_t spu = s->src.grain / 512;
 	return vhd_may_hold_data(s->leaf, unit * spu, spu);
 }
 
-static int src_read(void *ctx, uint64_t off, size_t len, uint8_t *buf, stream_err *e)
+int vhd_source_set_grain(vhd_source *s, uint32_t grain, vhd_err *e)
 {
-	vhd_source *s = ctx;
-	if (vhd_read_sectors_ctx(s->leaf, off / 512, len / 512, buf, s->rctx) != 0) {
-		to_stream_err(s->rctx->e, e);
+	uint32_t block = s->leaf->footer.disk_type == VHD_FIXED ? 2u << 20 : s->leaf->header.block_size;
+	if (grain < 512 || (grain & (grain - 1)) != 0 || grain > block) {
+		vhd_seterr(e, "EINVAL", "allocation grain %u is not a power of two from 512 to %u", grain, block);
 		return -1;
 	}
+	s->src.grain = grain;
+	s->src.allocated = bitmap_allocated;
 	return 0;
-}
-
-void vhd_bitmap_source(vhd_file *leaf, uint32_t grain, vhd_rctx *rctx, vhd_source *ctx, struct disk_source *src)
-{
-	ctx->leaf = leaf;
-	ctx->rctx = rctx;
-	ctx->grain = grain;
-	memset(src, 0, sizeof *src);
-	src->size = leaf->footer.current_size;
-	src->grain = grain;
-	src->ctx = ctx;
-	src->allocated = src_allocated;
-	src->read = src_read;
 }

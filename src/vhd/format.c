@@ -15,11 +15,7 @@ static uint32_t be32(const uint8_t *p)
 }
 static uint64_t be64(const uint8_t *p) { return (uint64_t)be32(p) << 32 | be32(p + 4); }
 static void put16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)(v >> 8); p[1] = (uint8_t)v; }
-static void put32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)(v >> 24); p[1] = (uint8_t)(v >> 16); p[2] = (uint8_t)(v >> 8); p[3] = (uint8_t)v;
-}
-static void put64(uint8_t *p, uint64_t v) { put32(p, (uint32_t)(v >> 32)); put32(p + 4, (uint32_t)v); }
+static void put64(uint8_t *p, uint64_t v) { vhd_put32(p, (uint32_t)(v >> 32)); vhd_put32(p + 4, (uint32_t)v); }
 
 void vhd_seterr(vhd_err *e, const char *code, const char *fmt, ...)
 {
@@ -88,23 +84,23 @@ void vhd_footer_build(const vhd_footer *f, uint8_t b[512])
 {
 	memset(b, 0, 512);
 	memcpy(b, "conectix", 8);
-	put32(b + 8, f->features);
-	put32(b + 12, f->version);
+	vhd_put32(b + 8, f->features);
+	vhd_put32(b + 12, f->version);
 	put64(b + 16, f->data_offset);
-	put32(b + 24, f->timestamp);
+	vhd_put32(b + 24, f->timestamp);
 	memcpy(b + 28, f->creator_app, 4);
-	put32(b + 32, f->creator_version);
-	put32(b + 36, f->creator_os);
+	vhd_put32(b + 32, f->creator_version);
+	vhd_put32(b + 36, f->creator_os);
 	put64(b + 40, f->original_size);
 	put64(b + 48, f->current_size);
 	put16(b + 56, f->cylinders);
 	b[58] = f->heads;
 	b[59] = f->sectors;
-	put32(b + 60, f->disk_type);
+	vhd_put32(b + 60, f->disk_type);
 	memcpy(b + 68, f->uuid, 16);
 	b[84] = f->saved_state;
 	b[85] = f->hidden;
-	put32(b + 64, vhd_checksum(b, 512, 64));
+	vhd_put32(b + 64, vhd_checksum(b, 512, 64));
 }
 
 /* UTF-16 (either byte order) to UTF-8, stopping at NUL; invalid surrogates become '?'. */
@@ -220,22 +216,22 @@ void vhd_header_build(const vhd_header *h, uint8_t b[1024])
 	memcpy(b, "cxsparse", 8);
 	put64(b + 8, h->data_offset);
 	put64(b + 16, h->table_offset);
-	put32(b + 24, h->version);
-	put32(b + 28, h->max_bat_entries);
-	put32(b + 32, h->block_size);
+	vhd_put32(b + 24, h->version);
+	vhd_put32(b + 28, h->max_bat_entries);
+	vhd_put32(b + 32, h->block_size);
 	memcpy(b + 40, h->parent_uuid, 16);
-	put32(b + 56, h->parent_timestamp);
+	vhd_put32(b + 56, h->parent_timestamp);
 	utf8_to_utf16(h->parent_name, b + 64, 512, 1);
 	for (int i = 0; i < 8; i++) {
 		uint8_t *l = b + 576 + 24 * i;
 		if (h->loc[i].code[0] == 0)
 			continue;
 		memcpy(l, h->loc[i].code, 4);
-		put32(l + 4, h->loc[i].data_space);
-		put32(l + 8, h->loc[i].data_length);
+		vhd_put32(l + 4, h->loc[i].data_space);
+		vhd_put32(l + 8, h->loc[i].data_length);
 		put64(l + 16, h->loc[i].data_offset);
 	}
-	put32(b + 36, vhd_checksum(b, 1024, 36));
+	vhd_put32(b + 36, vhd_checksum(b, 1024, 36));
 }
 
 int vhd_locator_decode(const char *code, const uint8_t *data, size_t len, char *out, size_t outlen)
@@ -286,9 +282,9 @@ void vhd_batmap_header_build(const vhd_batmap *bm, uint8_t b[512])
 	memset(b, 0, 512);
 	memcpy(b, "tdbatmap", 8);
 	put64(b + 8, bm->offset);
-	put32(b + 16, bm->size_sectors);
-	put32(b + 20, bm->version);
-	put32(b + 24, bm->checksum);
+	vhd_put32(b + 16, bm->size_sectors);
+	vhd_put32(b + 20, bm->version);
+	vhd_put32(b + 24, bm->checksum);
 }
 
 int vhd_block_full(const uint8_t *bitmap, uint64_t block, uint32_t spb, uint64_t total_sectors)

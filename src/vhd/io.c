@@ -4,6 +4,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "err/errname.h"
 #include "vhd/vhd.h"
 
 /* pread all of it; returns bytes read (short only at EOF) or -1. */
@@ -24,26 +25,10 @@ ssize_t vhd_pread_all(int fd, void *buf, size_t len, uint64_t off)
 	return (ssize_t)got;
 }
 
-static const char *errcode(int err)
-{
-	switch (err) {
-	case ENOENT: return "ENOENT";
-	case EACCES: return "EACCES";
-	case EPERM: return "EPERM";
-	case EISDIR: return "EISDIR";
-	case ENOSPC: return "ENOSPC";
-	case EIO: return "EIO";
-	case EROFS: return "EROFS";
-	case EEXIST: return "EEXIST";
-	case ENOTDIR: return "ENOTDIR";
-	default: return "EIO";
-	}
-}
-
 int vhd_syserr(vhd_err *e, const char *what, const char *path)
 {
 	int err = errno;
-	vhd_seterr(e, errcode(err), "%s: %s: %s", path, what, strerror(err));
+	vhd_seterr(e, err_name(err), "%s: %s: %s", path, what, strerror(err));
 	return -1;
 }
 

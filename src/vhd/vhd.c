@@ -14,7 +14,6 @@
 
 #include "vhd/vhd.h"
 
-#define VHD_EPOCH 946684800 /* 2000-01-01T00:00:00Z */
 #define MAX_CHAIN 256
 
 static const char *base_name(const char *p)
@@ -851,4 +850,15 @@ const vhd_problem *vhd_chain_blocker(vhd_file *leaf, int force, const vhd_file *
 			}
 		}
 	return NULL;
+}
+
+const char *vhd_problem_errcode(const vhd_problem *p)
+{
+	if (strncmp(p->code, "PARENT", 6) == 0)
+		return "EPARENT";
+	if (strstr(p->code, "CHECKSUM"))
+		return "ECHECKSUM";
+	if (strstr(p->code, "TRUNC") || strstr(p->code, "CLOBBER"))
+		return "ETRUNCATED";
+	return "EDAMAGED";
 }

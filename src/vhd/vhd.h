@@ -14,12 +14,16 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "vhd/stream.h"
+
 #define VHD_SECTOR 512u
 #define VHD_FOOTER_SIZE 512u
 #define VHD_HEADER_SIZE 1024u
 #define VHD_BAT_FREE 0xFFFFFFFFu
 #define VHD_MAX_SIZE (0xFF000000ull * 512ull) /* 2040 GiB */
 #define VHD_NONE64 0xFFFFFFFFFFFFFFFFull
+#define VHD_EPOCH 946684800 /* 2000-01-01T00:00:00Z: VHD timestamps count from here */
+#define VHD_DATA_ALIGN 4096u /* block data starts on 4 KiB, as blktap lays it out */
 
 enum vhd_type { VHD_FIXED = 2, VHD_DYNAMIC = 3, VHD_DIFF = 4 };
 /* Why a block cannot be read as-is; with force: BAT → unallocated, TRUNC → missing sectors zero. */
@@ -99,6 +103,12 @@ int vhd_block_full(const uint8_t *bitmap, uint64_t block, uint32_t spb, uint64_t
 static inline int vhd_bit(const uint8_t *map, uint64_t i) { return (map[i >> 3] >> (7 - (i & 7))) & 1; }
 static inline void vhd_setbit(uint8_t *map, uint64_t i) { map[i >> 3] |= (uint8_t)(0x80u >> (i & 7)); }
 void vhd_geometry(uint64_t size, uint16_t *c, uint8_t *h, uint8_t *s);
+static inline uint64_t vhd_align_up(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
+static inline void vhd_put32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)(v >> 24); p[1] = (uint8_t)(v >> 16); p[2] = (uint8_t)(v >> 8); p[3] = (uint8_t)v;
+}
+void vhd_uuid_generate(uint8_t u[16]); /* random (version 4) */
 void vhd_uuid_str(const uint8_t u[16], char out[37]);
 int vhd_uuid_is_null(const uint8_t u[16]);
 const char *vhd_type_name(uint32_t t);
@@ -167,6 +177,34 @@ int vhd_read(vhd_file *f, uint64_t off, uint64_t len, uint8_t *buf, vhd_err *e);
 /* The bitmap of block b of this file (NULL when unallocated); cached. */
 const uint8_t *vhd_block_bitmap(vhd_file *f, uint32_t b, vhd_err *e);
 
+/* ---- dynamic-VHD metadata builder (meta.c): one layout for create, flatten and streams ----
+ * XenServer's order: footer copy at 0, header at 512, BAT at 1536 (padded to a sector),
+ * batmap header and batmap, parent locators, then blocks whose data starts on 4 KiB,
+ * footer at the end. Every block slot is `stride` bytes after the previous one. */
+typedef struct vhd_layout {
+	uint64_t size;
+	uint32_t block_size, spb, bitmap_bytes, entries;
+	uint64_t bat_offset, bat_bytes;            /* bat_bytes padded to 512 */
+	uint64_t batmap_hdr, batmap_offset, batmap_bytes;
+	uint64_t locators, meta_end;               /* [locators, meta_end): parent locator data */
+	uint64_t first_block, stride;              /* slot k's bitmap at first_block + k * stride */
+} vhd_layout;
+/* 0, or -1 (EINVAL) when size or block size cannot make a VHD. */
+int vhd_layout_init(vhd_layout *l, uint64_t size, uint32_t block_size, uint64_t locator_bytes, vhd_err *e);
+static inline uint64_t vhd_layout_slot(const vhd_layout *l, uint64_t k) { return l->first_block + k * l->stride; }
+/* A footer as blktap writes it ("tap" 1.3, new UUID, timestamp now). */
+void vhd_meta_footer(vhd_footer *f, uint64_t size, uint32_t type, int hidden);
+void vhd_meta_header(vhd_header *h, const vhd_layout *l);
+/* Batmap header fields for l, checksum of an all-zero map; map left NULL. */
+void vhd_meta_batmap(vhd_batmap *bm, const vhd_layout *l);
+/* The bytes [0, first_block) of a dynamic VHD: footer copy, header, BAT (host-order bat, NULL:
+ * all free), batmap header and batmap (a bit for each allocated block when full_blocks,
+ * else none), zeros. Locator data is the caller's. malloc'd; NULL when out of memory. */
+/* The sector bitmap of output block b: a bit for each sector of it inside the disk. */
+void vhd_meta_block_bitmap(const vhd_layout *l, uint64_t b, uint8_t *bitmap);
+uint8_t *vhd_meta_head(const vhd_layout *l, const vhd_footer *f, const vhd_header *h, const uint32_t *bat,
+		       int full_blocks, size_t *len);
+
 /* ---- write ---- */
 typedef struct vhd_create_opts {
 	uint64_t size;
@@ -203,29 +241,45 @@ int vhd_flatten(vhd_file *leaf, const char *out, const vhd_flatten_opts *o, vhd_
 void vhd_flatten_result_free(vhd_flatten_result *r);
 /* First error-severity problem anywhere in the chain that forbids reading; NULL if none. */
 const vhd_problem *vhd_chain_blocker(vhd_file *leaf, int force, const vhd_file **where);
+/* The vhd_err code for refusing because of p: EPARENT, ECHECKSUM, ETRUNCATED or EDAMAGED. */
+const char *vhd_problem_errcode(const vhd_problem *p);
 
 /* ---- coalesce ---- child's chain resolved; parent reopened writable inside. */
 int vhd_coalesce(vhd_file *child, vhd_progress_fn progress, void *ctx, vhd_err *e);
 
 void vhd_seterr(vhd_err *e, const char *code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
+/* ---- streams (stream.c; the format-neutral interface is vhd/stream.h) ---- */
+/* The virtual content of a checked chain as a disk_source (grain 2 MiB). Lives where the caller
+ * put it (it points into itself: do not move it after init); borrows leaf. */
+typedef struct vhd_source {
+	disk_source src;          /* what writers read */
+	vhd_file *leaf;
+	vhd_rctx rctx;            /* under force: the sectors zero-filled so far */
+	vhd_err err;
+} vhd_source;
+/* Validates the chain; refuses (nothing read) what flatten refuses. 0, or -1 with e filled. */
+int vhd_source_init(vhd_source *s, vhd_file *leaf, int force, vhd_err *e);
+void vhd_source_free(vhd_source *s);
+/* A standalone dynamic VHD (XenServer layout, 2 MiB blocks) of src as a stream of known
+ * length. Reads src only in order; one block in memory. NULL with e filled on failure. */
+out_stream *vhd_stream_open(const disk_source *src, const out_stream_opts *o, vhd_err *e);
+/* The raw virtual bytes of src as a stream (length = size; unallocated units read as zeros). */
+out_stream *raw_stream_open(const disk_source *src, vhd_err *e);
+/* The footer UUID of a stream from vhd_stream_open, as text. */
+void vhd_stream_uuid(const out_stream *s, char out[37]);
+
 /* ---- a chain as input to writers of other formats (clusters.c) ---- */
-struct disk_source;
-/* Validate the chain and refuse (0 / -1, e filled) what vhd_flatten refuses: a blocker under
- * force, an unresolved parent. `what` names the job in the message ("write qcow2 from"). */
-int vhd_chain_readable(vhd_file *leaf, int force, const char *what, vhd_err *e);
-/* The stable error code (EPARENT, ECHECKSUM, ETRUNCATED, EDAMAGED) of a blocking problem. */
-const char *vhd_problem_errcode(const vhd_problem *p);
 /* 1 when path is (the same inode as) a file of leaf's chain. */
 int vhd_chain_holds(const vhd_file *leaf, const char *path);
 /* 1 when any of the sectors may read non-zero through the chain (BATs and sector bitmaps only;
- * 1 when a bitmap cannot be read), 0 when they surely read as zeros. */
+ * 1 when a bitmap cannot be read or a block is damaged: the reader then refuses or reports it),
+ * 0 when they surely read as zeros. */
 int vhd_may_hold_data(vhd_file *f, uint64_t sector, uint64_t count);
-/* A checked chain as a disk_source whose allocation map has a grain of `grain` bytes (a power
- * of two from 512 to the block size), answered from the sector bitmaps; reads go through rctx
- * (force, ranges zero-filled). ctx is caller storage that must outlive src. */
-typedef struct vhd_source { vhd_file *leaf; vhd_rctx *rctx; uint32_t grain; } vhd_source;
-void vhd_bitmap_source(vhd_file *leaf, uint32_t grain, vhd_rctx *rctx, vhd_source *ctx, struct disk_source *src);
+/* Answer s's allocation map at a finer grain (a power of two, 512 B to the block size) from
+ * the sector bitmaps: a 64 KiB cluster of an allocated block whose sectors no level wrote is
+ * then known to read as zeros. 0, or -1 with e filled (EINVAL). */
+int vhd_source_set_grain(vhd_source *s, uint32_t grain, vhd_err *e);
 
 /* ---- I/O helpers (io.c) ---- */
 ssize_t vhd_pread_all(int fd, void *buf, size_t len, uint64_t off);  /* short only at EOF; -1 on error */

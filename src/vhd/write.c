@@ -16,39 +16,11 @@
 
 #include "vhd/vhd.h"
 
-#define VHD_EPOCH 946684800
-#define ALIGN_DATA 4096u
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)(v >> 24); p[1] = (uint8_t)(v >> 16); p[2] = (uint8_t)(v >> 8); p[3] = (uint8_t)v;
-}
-
-static void random_uuid(uint8_t u[16])
-{
-	int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
-	ssize_t n = fd >= 0 ? read(fd, u, 16) : -1;
-	if (fd >= 0)
-		close(fd);
-	if (n != 16) {
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		uint64_t x = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^ (uint64_t)getpid() << 40;
-		for (int i = 0; i < 16; i++) {
-			x ^= x << 13; x ^= x >> 7; x ^= x << 17;
-			u[i] = (uint8_t)x;
-		}
-	}
-	u[6] = (uint8_t)((u[6] & 0x0F) | 0x40);
-	u[8] = (uint8_t)((u[8] & 0x3F) | 0x80);
-}
-
-static uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
 
 /* Offset for the next block's bitmap so that its data starts on 4 KiB. */
 static uint64_t block_slot(uint64_t from, uint32_t bitmap_bytes)
 {
-	return align_up(from + bitmap_bytes, ALIGN_DATA) - bitmap_bytes;
+	return vhd_align_up(from + bitmap_bytes, VHD_DATA_ALIGN) - bitmap_bytes;
 }
 
 static uint64_t footer_pos(const vhd_file *f)
@@ -76,7 +48,10 @@ static int write_footers(vhd_file *f, vhd_err *e)
 static void rel_path(const char *from, const char *to, char *out, size_t outlen)
 {
 	char fs[4096];
-	snprintf(fs, sizeof fs, "%s%s", from, strcmp(from, "/") == 0 ? "" : "/");
+	if (snprintf(fs, sizeof fs, "%s%s", from, strcmp(from, "/") == 0 ? "" : "/") >= (int)sizeof fs) {
+		snprintf(out, outlen, "%s", to); /* no common prefix can be found: absolute */
+		return;
+	}
 	size_t i = 0, lastsep = 0;
 	while (fs[i] && to[i] && fs[i] == to[i]) {
 		if (to[i] == '/')
@@ -96,204 +71,197 @@ static void rel_path(const char *from, const char *to, char *out, size_t outlen)
 		snprintf(out + o, outlen - o, "%s", to + lastsep + 1);
 }
 
-vhd_file *vhd_create(const char *path, const vhd_create_opts *o, vhd_err *e)
+/* The parent's name and its three locators (MacX, W2ku, W2ru), relative to the child's directory. */
+typedef struct parent_ref {
+	vhd_file *f;
+	struct stat st;
+	char abs[4096];
+	uint8_t data[3][1024];
+	uint32_t len[3], space[3];
+	uint64_t bytes;           /* locator space in all */
+} parent_ref;
+
+static int parent_locators(parent_ref *p, const char *path, vhd_err *e)
 {
-	uint32_t bs = o->block_size ? o->block_size : (2u << 20);
-	uint32_t type = o->parent ? VHD_DIFF : (o->type ? o->type : VHD_DYNAMIC);
-	uint64_t size = o->size;
-	vhd_file *parent = NULL;
-	char parent_abs[4096] = "", child_dir[4096] = "";
-	struct stat pst;
-	if (bs < 512 || (bs & (bs - 1)) != 0 || bs > (256u << 20)) {
-		vhd_seterr(e, "EINVAL", "%s: block size %u is not a power of two between 512 and 256 MiB", path, bs);
-		return NULL;
-	}
-	if (o->parent) {
-		if (o->type && o->type != VHD_DIFF) {
-			vhd_seterr(e, "EINVAL", "%s: a parent makes a differencing disk, not %s", path, vhd_type_name(o->type));
-			return NULL;
+	char dir[4096], child_dir[4096], rel[4096];
+	const char *slash = strrchr(path, '/');
+	if (slash)
+		snprintf(dir, sizeof dir, "%.*s", slash == path ? 1 : (int)(slash - path), path);
+	else
+		snprintf(dir, sizeof dir, ".");
+	if (realpath(dir, child_dir) == NULL)
+		return vhd_syserr(e, "resolving the directory", path);
+	rel_path(child_dir, p->abs, rel, sizeof rel);
+	for (int i = 0; i < 3; i++) {
+		size_t len;
+		memset(p->data[i], 0, sizeof p->data[i]);
+		if (i == 0) {
+			len = (size_t)snprintf((char *)p->data[i], sizeof p->data[i], "file://%s", rel);
+			if (len >= sizeof p->data[i])
+				len = sizeof p->data[i] - 1;
+		} else {
+			char win[4096];
+			snprintf(win, sizeof win, "%s", rel);
+			for (char *c = win; *c; c++)
+				if (*c == '/')
+					*c = '\\';
+			len = vhd_utf16_encode(win, p->data[i], sizeof p->data[i], 0);
 		}
-		parent = vhd_open(o->parent, NULL, e);
-		if (parent == NULL)
-			return NULL;
-		if (fstat(parent->fd, &pst) != 0 || realpath(o->parent, parent_abs) == NULL) {
-			vhd_syserr(e, "stat parent", o->parent);
-			vhd_close(parent);
-			return NULL;
-		}
-		if (size == 0)
-			size = parent->footer.current_size;
+		p->len[i] = (uint32_t)len;
+		p->space[i] = (uint32_t)vhd_align_up(len ? len : 1, 512);
+		p->bytes += p->space[i];
 	}
-	if (size == 0 || size % 512 != 0 || size > VHD_MAX_SIZE) {
-		vhd_seterr(e, "EINVAL", "%s: size %llu must be a positive multiple of 512 up to 2040 GiB", path,
-			   (unsigned long long)size);
-		vhd_close(parent);
-		return NULL;
+	return 0;
+}
+
+static int parent_open(parent_ref *p, const char *parent, const char *path, vhd_err *e)
+{
+	p->f = vhd_open(parent, NULL, e);
+	if (p->f == NULL)
+		return -1;
+	if (fstat(p->f->fd, &p->st) != 0 || realpath(parent, p->abs) == NULL)
+		return vhd_syserr(e, "stat parent", parent);
+	return parent_locators(p, path, e);
+}
+
+/* Name the parent in the header and place its locators at l->locators. */
+static void header_parent(vhd_header *h, const parent_ref *p, const vhd_layout *l)
+{
+	static const char *codes[] = { "MacX", "W2ku", "W2ru" };
+	memcpy(h->parent_uuid, p->f->footer.uuid, 16);
+	h->parent_timestamp = (uint32_t)((int64_t)p->st.st_mtime - VHD_EPOCH);
+	const char *pb = strrchr(p->abs, '/');
+	if (snprintf(h->parent_name, sizeof h->parent_name, "%s", pb ? pb + 1 : p->abs) >= (int)sizeof h->parent_name)
+		h->parent_name[sizeof h->parent_name - 1] = '\0'; /* a base name is < 256 bytes on Linux */
+	uint64_t next = l->locators;
+	for (int i = 0; i < 3; i++) {
+		memcpy(h->loc[i].code, codes[i], 5);
+		h->loc[i].data_space = p->space[i]; /* bytes, as XenServer writes it */
+		h->loc[i].data_length = p->len[i];
+		h->loc[i].data_offset = next;
+		next += p->space[i];
 	}
+}
+
+/* In-memory state of an empty dynamic or differencing file, and its metadata on disk. */
+static int create_sparse(vhd_file *f, const vhd_layout *l, const parent_ref *p, vhd_err *e)
+{
+	vhd_header *h = &f->header;
+	f->has_header = 1;
+	vhd_meta_header(h, l);
+	if (p->f)
+		header_parent(h, p, l);
+	f->spb = l->spb;
+	f->bitmap_bytes = l->bitmap_bytes;
+	f->bat_entries = l->entries;
+	vhd_meta_batmap(&f->batmap, l);
+	f->bat = malloc((size_t)l->entries * 4 + 4);
+	f->bad_block = calloc((size_t)l->entries + 1, 1);
+	f->cached_bitmap = malloc(f->bitmap_bytes);
+	f->batmap.map = calloc(1, (size_t)l->batmap_bytes);
+	size_t hlen = 0;
+	uint8_t *head = NULL;
+	if (f->bat && f->bad_block && f->cached_bitmap && f->batmap.map)
+		head = vhd_meta_head(l, &f->footer, h, NULL, 0, &hlen);
+	if (head == NULL) {
+		vhd_seterr(e, "ENOMEM", "out of memory");
+		return -1;
+	}
+	memset(f->bat, 0xFF, (size_t)l->entries * 4);
+	uint8_t hb[1024];
+	vhd_header_build(h, hb);
+	f->header.checksum = f->header.checksum_computed = vhd_checksum(hb, 1024, 36);
+	/* the head, then locators over its zero tail (the first block slot lies past both) */
+	int rc = vhd_pwrite_all(f->fd, head, hlen, 0);
+	free(head);
+	for (int i = 0; i < 3 && rc == 0 && p->f; i++)
+		rc = vhd_pwrite_all(f->fd, p->data[i], p->space[i], h->loc[i].data_offset);
+	if (rc != 0)
+		return vhd_syserr(e, "writing", f->path);
+	f->next_free = l->first_block;
+	return 0;
+}
+
+static vhd_file *file_new(const char *path, vhd_err *e)
+{
 	vhd_file *f = calloc(1, sizeof *f);
 	if (f == NULL || (f->path = strdup(path)) == NULL) {
 		free(f);
-		vhd_close(parent);
 		vhd_seterr(e, "ENOMEM", "out of memory");
 		return NULL;
 	}
 	f->refs = 1;
 	f->writable = 1;
 	f->cached_block = -1;
+	f->parent_state = 1;
 	f->fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
 	if (f->fd < 0) {
 		vhd_syserr(e, "cannot create", path);
-		vhd_close(parent);
-		f->fd = -1;
 		vhd_close(f);
 		return NULL;
 	}
-	vhd_footer *ft = &f->footer;
-	memcpy(ft->cookie, "conectix", 9);
-	ft->features = 2;
-	ft->version = 0x00010000;
-	ft->timestamp = (uint32_t)(time(NULL) - VHD_EPOCH);
-	/* "tap": what XenServer writes; qemu then trusts current_size rather than CHS */
-	memcpy(ft->creator_app, "tap", 4);
-	ft->creator_version = 0x00010003;
-	ft->creator_os = 0;
-	ft->original_size = ft->current_size = size;
-	vhd_geometry(size, &ft->cylinders, &ft->heads, &ft->sectors);
-	ft->disk_type = type;
-	random_uuid(ft->uuid);
-	ft->hidden = (uint8_t)(o->hidden ? 1 : 0);
+	return f;
+}
+
+/* Size and type from the options and the parent; 0 or -1 with e filled. */
+static int create_shape(const char *path, const vhd_create_opts *o, const parent_ref *p, uint64_t *size,
+			uint32_t *type, vhd_err *e)
+{
+	*type = o->parent ? VHD_DIFF : (o->type ? o->type : VHD_DYNAMIC);
+	if (o->parent && o->type && o->type != VHD_DIFF) {
+		vhd_seterr(e, "EINVAL", "%s: a parent makes a differencing disk, not %s", path, vhd_type_name(o->type));
+		return -1;
+	}
+	*size = o->size ? o->size : (p->f ? p->f->footer.current_size : 0);
+	if (*size == 0 || *size % 512 != 0 || *size > VHD_MAX_SIZE) {
+		vhd_seterr(e, "EINVAL", "%s: size %llu must be a positive multiple of 512 up to 2040 GiB", path,
+			   (unsigned long long)*size);
+		return -1;
+	}
+	return 0;
+}
+
+vhd_file *vhd_create(const char *path, const vhd_create_opts *o, vhd_err *e)
+{
+	uint32_t bs = o->block_size ? o->block_size : (2u << 20), type;
+	uint64_t size;
+	parent_ref p = { 0 };
+	vhd_layout l;
+	if (bs < 512 || (bs & (bs - 1)) != 0 || bs > (256u << 20)) {
+		vhd_seterr(e, "EINVAL", "%s: block size %u is not a power of two between 512 and 256 MiB", path, bs);
+		return NULL;
+	}
+	if ((o->parent && !(o->type && o->type != VHD_DIFF) && parent_open(&p, o->parent, path, e) != 0) ||
+	    create_shape(path, o, &p, &size, &type, e) != 0) {
+		vhd_close(p.f);
+		return NULL;
+	}
+	if (type != VHD_FIXED && vhd_layout_init(&l, size, bs, p.bytes, e) != 0) {
+		vhd_close(p.f);
+		return NULL;
+	}
+	vhd_file *f = file_new(path, e);
+	if (f == NULL) {
+		vhd_close(p.f);
+		return NULL;
+	}
+	vhd_meta_footer(&f->footer, size, type, o->hidden);
 	if (type == VHD_FIXED) {
-		ft->data_offset = VHD_NONE64;
-		if (ftruncate(f->fd, (off_t)size) != 0)
-			goto syserr;
-		f->next_free = size;
-	} else {
-		vhd_header *h = &f->header;
-		f->has_header = 1;
-		ft->data_offset = 512;
-		memcpy(h->cookie, "cxsparse", 9);
-		h->data_offset = VHD_NONE64;
-		h->table_offset = 1536;
-		h->version = 0x00010000;
-		h->block_size = bs;
-		f->spb = bs / 512;
-		f->bitmap_bytes = ((f->spb + 7) / 8 + 511) / 512 * 512;
-		f->bat_entries = (uint32_t)((size + bs - 1) / bs);
-		h->max_bat_entries = f->bat_entries;
-		uint64_t batbytes = align_up((uint64_t)f->bat_entries * 4, 512);
-		uint64_t next = h->table_offset + batbytes;
-		f->bat = malloc((size_t)f->bat_entries * 4 + 4);
-		f->bad_block = calloc((size_t)f->bat_entries + 1, 1);
-		f->cached_bitmap = malloc(f->bitmap_bytes);
-		if (!f->bat || !f->bad_block || !f->cached_bitmap) {
-			vhd_seterr(e, "ENOMEM", "out of memory");
+		if (ftruncate(f->fd, (off_t)size) != 0) {
+			vhd_syserr(e, "writing", path);
 			goto fail;
 		}
-		memset(f->bat, 0xFF, (size_t)f->bat_entries * 4);
-		/* the on-disk BAT: all 0xFF, written in chunks */
-		uint8_t chunk[65536];
-		memset(chunk, 0xFF, sizeof chunk);
-		uint64_t left = (uint64_t)f->bat_entries * 4;
-		for (uint64_t off = 0; off < left; off += sizeof chunk) {
-			size_t n = left - off < sizeof chunk ? (size_t)(left - off) : sizeof chunk;
-			if (vhd_pwrite_all(f->fd, chunk, n, h->table_offset + off) != 0)
-				goto syserr;
-		}
-		if (batbytes > left) {
-			uint8_t zero[512] = { 0 };
-			if (vhd_pwrite_all(f->fd, zero, (size_t)(batbytes - left), h->table_offset + left) != 0)
-				goto syserr;
-		}
-		/* XenServer's batmap right after the BAT: tapdisk expects one from a "tap" 1.3 file */
-		{
-			vhd_batmap *bm = &f->batmap;
-			uint64_t mapbytes = align_up(((uint64_t)f->bat_entries + 7) / 8, 512);
-			bm->present = 1;
-			bm->hdr_offset = next;
-			bm->offset = next + 512;
-			bm->size_sectors = (uint32_t)(mapbytes / 512);
-			bm->version = 0x00010002;
-			bm->checksum = bm->checksum_computed = 0xFFFFFFFFu; /* ~sum of an all-zero map */
-			bm->map = calloc(1, mapbytes);
-			if (bm->map == NULL) {
-				vhd_seterr(e, "ENOMEM", "out of memory");
-				goto fail;
-			}
-			uint8_t bh[512];
-			vhd_batmap_header_build(bm, bh);
-			if (vhd_pwrite_all(f->fd, bh, 512, bm->hdr_offset) != 0)
-				goto syserr;
-			for (uint64_t off = 0; off < mapbytes; off += 512) {
-				uint8_t zero[512] = { 0 };
-				if (vhd_pwrite_all(f->fd, zero, 512, bm->offset + off) != 0)
-					goto syserr;
-			}
-			next = bm->offset + mapbytes;
-		}
-		if (parent) {
-			memcpy(h->parent_uuid, parent->footer.uuid, 16);
-			h->parent_timestamp = (uint32_t)((int64_t)pst.st_mtime - VHD_EPOCH);
-			const char *pb = strrchr(parent_abs, '/');
-			snprintf(h->parent_name, sizeof h->parent_name, "%s", pb ? pb + 1 : parent_abs);
-			/* child directory, absolute, for relative locators */
-			char *slash = strrchr(path, '/');
-			char tmp[4096];
-			if (slash)
-				snprintf(tmp, sizeof tmp, "%.*s", slash == path ? 1 : (int)(slash - path), path);
-			else
-				snprintf(tmp, sizeof tmp, ".");
-			if (realpath(tmp, child_dir) == NULL)
-				goto syserr;
-			char rel[4096];
-			rel_path(child_dir, parent_abs, rel, sizeof rel);
-			static const char *codes[] = { "MacX", "W2ku", "W2ru" };
-			for (int i = 0; i < 3; i++) {
-				uint8_t data[1024];
-				size_t len;
-				memset(data, 0, sizeof data);
-				if (i == 0) {
-					len = (size_t)snprintf((char *)data, sizeof data, "file://%s", rel);
-					if (len >= sizeof data)
-						len = sizeof data - 1;
-				} else {
-					char win[4096];
-					snprintf(win, sizeof win, "%s", rel);
-					for (char *p = win; *p; p++)
-						if (*p == '/')
-							*p = '\\';
-					len = vhd_utf16_encode(win, data, sizeof data, 0);
-				}
-				uint32_t space = (uint32_t)align_up(len ? len : 1, 512);
-				memcpy(h->loc[i].code, codes[i], 5);
-				h->loc[i].data_space = space; /* bytes, as XenServer writes it */
-				h->loc[i].data_length = (uint32_t)len;
-				h->loc[i].data_offset = next;
-				if (vhd_pwrite_all(f->fd, data, space, next) != 0)
-					goto syserr;
-				next += space;
-			}
-		}
-		uint8_t hb[1024];
-		vhd_header_build(h, hb);
-		f->header.checksum = f->header.checksum_computed = vhd_checksum(hb, 1024, 36);
-		if (vhd_pwrite_all(f->fd, hb, 1024, 512) != 0)
-			goto syserr;
-		f->next_free = block_slot(next, f->bitmap_bytes);
+		f->next_free = size;
+	} else if (create_sparse(f, &l, &p, e) != 0) {
+		goto fail;
 	}
 	if (write_footers(f, e) != 0)
 		goto fail;
-	if (parent) {
-		f->parent = parent;
-		f->parent_state = 1;
-	} else {
-		f->parent_state = 1;
-	}
+	f->parent = p.f;
 	return f;
-syserr:
-	vhd_syserr(e, "writing", path);
 fail:
 	unlink(path);
-	vhd_close(parent);
+	vhd_close(p.f);
 	vhd_close(f);
 	return NULL;
 }
@@ -342,7 +310,7 @@ static int alloc_block(vhd_file *f, uint32_t b, vhd_err *e)
 	if (ftruncate(f->fd, (off_t)f->next_free) != 0)
 		return vhd_syserr(e, "extending", f->path);
 	uint8_t be[4];
-	put32(be, (uint32_t)(start / 512));
+	vhd_put32(be, (uint32_t)(start / 512));
 	if (vhd_pwrite_all(f->fd, be, 4, f->header.table_offset + 4ull * b) != 0)
 		return vhd_syserr(e, "writing BAT", f->path);
 	f->bat[b] = (uint32_t)(start / 512);
@@ -366,7 +334,7 @@ static int batmap_update(vhd_file *f, uint32_t b, const uint8_t *bitmap, vhd_err
 	bm->checksum = ~sum;
 	bm->checksum_computed = bm->checksum;
 	uint8_t cs[4];
-	put32(cs, bm->checksum);
+	vhd_put32(cs, bm->checksum);
 	if (vhd_pwrite_all(f->fd, bm->map + b / 8, 1, bm->offset + b / 8) != 0 ||
 	    vhd_pwrite_all(f->fd, cs, 4, bm->hdr_offset + 24) != 0)
 		return vhd_syserr(e, "writing batmap", f->path);

@@ -116,6 +116,9 @@ static void test_errname(void **state)
 	assert_string_equal(salvage_db_errname(1045), "ER_ACCESS_DENIED_ERROR");
 	assert_string_equal(salvage_db_errname(1146), "ER_NO_SUCH_TABLE");
 	assert_string_equal(salvage_db_errname(2002), "CR_CONNECTION_ERROR");
+	/* range markers (ER_ERROR_FIRST, CR_MIN_ERROR) are no error names */
+	assert_string_equal(salvage_db_errname(1000), "ER_HASHCHK");
+	assert_string_equal(salvage_db_errname(2000), "CR_UNKNOWN_ERROR");
 	assert_null(salvage_db_errname(0));
 	assert_null(salvage_db_errname(999999));
 }

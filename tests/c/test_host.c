@@ -1,5 +1,5 @@
 /* The host's C half: stdlib embedding and lookup, preloads, message handler,
- * the development override, and errno naming. */
+ * the development override, errno naming and the bindings' shared helpers. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -17,7 +17,7 @@
 #include "lualib.h"
 
 #include "host.h"
-#include "errname.h"
+#include "lutil.h"
 
 static lua_State *new_state(void)
 {
@@ -149,10 +149,49 @@ static void test_msghandler_non_string_error(void **state)
 static void test_errname(void **state)
 {
 	(void)state;
-	assert_string_equal(salvage_errname(ENOENT), "ENOENT");
-	assert_string_equal(salvage_errname(ENOSPC), "ENOSPC");
-	assert_string_equal(salvage_errname(EACCES), "EACCES");
-	assert_string_equal(salvage_errname(123456), "EIO");
+	assert_string_equal(lu_errname(ENOENT), "ENOENT");
+	assert_string_equal(lu_errname(ENOSPC), "ENOSPC");
+	assert_string_equal(lu_errname(EACCES), "EACCES");
+	/* every errno has its own name, none becomes a wrong "EIO" */
+	assert_string_equal(lu_errname(EOVERFLOW), "EOVERFLOW");
+	assert_string_equal(lu_errname(ETXTBSY), "ETXTBSY");
+	assert_string_equal(lu_errname(EAGAIN), "EAGAIN");
+	assert_string_equal(lu_errname(123456), "EUNKNOWN");
+}
+
+static const char *const test_known[] = {"#", "size", "name", NULL};
+
+static int check_opts(lua_State *L)
+{
+	lu_check_options(L, 1, "make", test_known);
+	lua_pushinteger(L, lu_opt_integer(L, 1, "make", "size", 7));
+	lua_pushstring(L, lu_opt_string(L, 1, "make", "name", "none"));
+	return 2;
+}
+
+static int fail_enoent(lua_State *L)
+{
+	return lu_fail_errno(L, ENOENT, "open %s", "/x");
+}
+
+/* Options: known keys read with defaults, an unknown key or a wrong type raises
+ * naming it; a failure of the world is nil, msg, code. */
+static void test_lutil(void **state)
+{
+	(void)state;
+	lua_State *L = new_state();
+	lua_register(L, "check_opts", check_opts);
+	lua_register(L, "fail_enoent", fail_enoent);
+	assert_string_equal(run(L, "local a, b = check_opts{size = 3} return a .. b"), "3none");
+	assert_string_equal(run(L, "local a, b = check_opts{'x', 'y', name = 'n'} return a .. b"), "7n");
+	assert_non_null(strstr(run(L, "return select(2, pcall(check_opts, {sise = 3}))"),
+			       "make: unknown option 'sise' (known: size, name)"));
+	assert_non_null(strstr(run(L, "return select(2, pcall(check_opts, {size = 'big'}))"),
+			       "make: option 'size' must be an integer, got string"));
+	assert_non_null(strstr(run(L, "return select(2, pcall(check_opts, {[true] = 1}))"), "unexpected boolean key"));
+	assert_string_equal(run(L, "local v, m, c = fail_enoent() return tostring(v) .. '|' .. m .. '|' .. c"),
+			    "nil|open /x: No such file or directory|ENOENT");
+	lua_close(L);
 }
 
 int main(void)
@@ -167,6 +206,7 @@ int main(void)
 		cmocka_unit_test(test_msghandler_adds_traceback),
 		cmocka_unit_test(test_msghandler_non_string_error),
 		cmocka_unit_test(test_errname),
+		cmocka_unit_test(test_lutil),
 	};
 	return cmocka_run_group_tests_name("host", tests, NULL, NULL);
 }

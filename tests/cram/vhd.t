@@ -138,6 +138,25 @@ flatten refuses what it cannot read exactly, leaving nothing:
   $ qemu-img convert -f vpc -O raw renamed.vhd renamed.raw && sha256sum renamed.raw | grep -c "$(grep chain_d1/c1.vhd EXPECTED_VIRTUAL.sha256 | cut -c1-64)"
   1
 
+flatten -o - writes the same output to standard output, nothing else (summary on stderr);
+qemu-img reads it back, and the raw form has the fixtures' expected virtual hash:
+
+  $ "$SALVAGE" vhd flatten chain_d2/c2.vhd -o - > piped.vhd 2> piped.err
+  $ sed 's/sha256=.*/sha256=.../' piped.err
+  info: flattened chain_d2/c2.vhd: vhd, 16814080 bytes to standard output sha256=...
+  $ sha256sum piped.vhd | cut -c1-64 | grep -c "$(sed 's/.*sha256=//' piped.err)"
+  1
+  $ qemu-img convert -f vpc -O raw piped.vhd piped.raw && sha256sum piped.raw | grep -c "$(grep chain_d2/c2.vhd EXPECTED_VIRTUAL.sha256 | cut -c1-64)"
+  1
+  $ "$SALVAGE" vhd flatten -q chain_d2/c2.vhd -o - --format raw | sha256sum | grep -c "$(grep chain_d2/c2.vhd EXPECTED_VIRTUAL.sha256 | cut -c1-64)"
+  1
+  $ "$SALVAGE" vhd flatten -q damaged/parent_missing/c1.vhd -o - | wc -c
+  salvage: flatten: damaged/parent_missing/c1.vhd: parent damaged/parent_missing/base.vhd (UUID 3de1a9b3-546a-4ee4-915e-db396c9dc2d0) is missing and no VHD with that UUID was found (EPARENT)
+  0
+  $ "$SALVAGE" vhd flatten -q damaged/bat_past_eof/c1.vhd -o - --force | wc -c
+  salvage: flatten: --force cannot write to standard output: sectors it zero-fills must be listed before anything is sent; flatten to a file instead
+  0
+
 create and coalesce:
 
   $ "$SALVAGE" vhd create new.vhd --size 16M --json | grep -E '"(disk_type|current_size)"'

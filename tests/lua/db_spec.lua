@@ -138,6 +138,18 @@ describe("salvage.db", function()
     assert.same({ { v = 1 } }, assert(conn:query("SELECT v FROM tx")))
   end)
 
+  it("rejects an unknown connect option instead of ignoring it", function()
+    local ok, err = pcall(db.connect, { socket = "/nonexistent/mysqld.sock", pasword = "x" })
+    assert.is_false(ok)
+    assert.matches("connect: unknown option 'pasword' %(known: url, host, port, user, password,", err)
+    ok, err = pcall(db.connect, { socket = "/nonexistent/mysqld.sock", tls = { verfy = true } })
+    assert.is_false(ok)
+    assert.matches("connect: tls: unknown option 'verfy'", err)
+    ok, err = pcall(db.connect, { socket = "/nonexistent/mysqld.sock", port = "3306" })
+    assert.is_false(ok)
+    assert.matches("option 'port' must be an integer, got string", err)
+  end)
+
   it("reports an unreachable server with a clear error", function()
     local c, err, code = db.connect { socket = "/nonexistent/mysqld.sock", connect_timeout = 2 }
     assert.is_nil(c)

@@ -20,14 +20,21 @@ describe("salvage.http", function()
   end)
   teardown(function() srv:stop() end)
 
-  it("GETs with a query encoded the Java way and returns status, headers, body", function()
-    local r = assert(http.request { url = base .. "/echo", query = { b = "x y~", a = "é", n = 5, t = true } })
+  it("GETs and returns status, headers, body; the URL's query goes as given", function()
+    local r = assert(http.request { url = base .. "/echo?b=x%20y&a=1" })
     assert.equal(200, r.status)
     assert.equal("application/json", r.headers["content-type"])
     local e = json.decode(r.body)
     assert.equal("GET", e.method)
-    assert.equal("a=%C3%A9&b=x%20y%7E&n=5&t=true", e.query)
+    assert.equal("b=x%20y&a=1", e.query)
     assert.equal("salvage/1", e.headers["user-agent"])
+  end)
+
+  it("refuses unknown options (query= is gone: build the URL with crypto.urlencode)", function()
+    assert.has_error(function() http.request { url = base .. "/echo", query = { a = "1" } } end,
+      "salvage.http: unknown option 'query'")
+    assert.has_error(function() http.request { url = base .. "/echo", fresh = "yes" } end,
+      "salvage.http: option 'fresh' must be a boolean")
   end)
 
   it("sends headers and a string body with Content-Length", function()
@@ -60,6 +67,89 @@ describe("salvage.http", function()
     assert.equal(#data, last)
     assert.is_true(calls > 0)
     os.remove(p)
+  end)
+
+  it("fresh = true opens a new connection and does not keep it", function()
+    local c = http.client()
+    local a = json.decode(assert(c:request { url = base .. "/echo" }).body)
+    local b = json.decode(assert(c:request { url = base .. "/echo", method = "POST", body = "x", fresh = true }).body)
+    local d = json.decode(assert(c:request { url = base .. "/echo" }).body)
+    assert.are_not.equal(a.conn, b.conn)
+    assert.equal(1, b.nth)
+    assert.are_not.equal(b.conn, d.conn)
+    c:close()
+  end)
+
+  describe("with a salvage.stream body", function()
+    local vhd = require "salvage.vhd"
+    local dir, src
+    setup(function()
+      dir = assert(require("salvage.sys").mkdtemp("/tmp/salvage-http-stream-"))
+      src = dir .. "/d.vhd"
+      local h = assert(vhd.create(src, { size = 9 << 20 }))
+      for i = 0, 2 do assert(h:write(i << 20, crypto.random_bytes(1 << 20))) end
+      assert(h:write(7 << 20, ("s"):rep(4096)))
+      h:close()
+    end)
+    teardown(function() os.execute("rm -rf '" .. dir .. "'") end)
+
+    local function expected()
+      local s <close> = assert(vhd.stream(src))
+      local out = dir .. "/ref" .. tostring(math.random(1 << 30)) .. ".vhd"
+      local r = assert(s:write_to(out))
+      return r, out
+    end
+
+    it("sends body_stream with its Content-Length and returns the sha256 of the bytes sent", function()
+      local s <close> = assert(vhd.stream(src))
+      local len = s:length()
+      local calls = 0
+      local r = assert(http.request { method = "PUT", url = base .. "/echo", body_stream = s,
+        progress = function() calls = calls + 1 end })
+      local e = json.decode(r.body)
+      assert.is_false(e.chunked)
+      assert.equal(tostring(len), e.headers["content-length"])
+      assert.equal(len, e.length)
+      assert.equal(e.sha256, r.sent_sha256)
+      assert.equal(len, r.uploaded)
+      assert.is_true(calls > 0)
+      -- the same bytes as a stream written to a file, but for the footer's identity (new UUID)
+      local ref = expected()
+      assert.equal(ref.bytes, len)
+    end)
+
+    it("sends a stream as a multipart file part, sized up front", function()
+      local s <close> = assert(vhd.stream(src, { drop_zero = true }))
+      local r = assert(http.request { method = "POST", url = base .. "/echo",
+        form = { { name = "file", stream = s, filename = "d.vhd", type = "application/octet-stream" } } })
+      local e = json.decode(r.body)
+      assert.is_false(e.chunked)
+      assert.equal(tostring(e.length), e.headers["content-length"])
+      assert.is_true(e.length > s:length())
+      assert.matches("^%x+$", r.sent_sha256)
+      assert.equal(64, #r.sent_sha256)
+    end)
+
+    it("sends a stream once and refuses misuse before anything is sent", function()
+      local s <close> = assert(vhd.stream(src))
+      assert(http.request { method = "PUT", url = base .. "/echo", body_stream = s })
+      assert.has_error(function() http.request { method = "PUT", url = base .. "/echo", body_stream = s } end,
+        "salvage.stream already read: a stream is sent once; make a new one")
+      local t <close> = assert(vhd.stream(src))
+      assert.has_error(function() http.request { url = base .. "/echo", body_stream = t, body = "x" } end,
+        "salvage.http: give one of body, body_file, body_stream, form")
+      assert.has_error(function() http.request { url = base .. "/echo", body_stream = "x" } end)
+      assert.has_error(function()
+        http.request { url = base .. "/echo", form = { { name = "f", stream = t, value = "v" } } }
+      end, "salvage.http: form part 'f' needs one of value, file, stream")
+    end)
+
+    it("gives a refused connection as ECONNREFUSED with no sha256", function()
+      local s <close> = assert(vhd.stream(src))
+      local r, _, code = http.request { method = "PUT", url = "http://127.0.0.1:1/x", body_stream = s }
+      assert.is_nil(r)
+      assert.equal("ECONNREFUSED", code)
+    end)
   end)
 
   it("sends multipart forms with file parts from disk, sized up front", function()

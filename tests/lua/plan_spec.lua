@@ -31,8 +31,8 @@ describe("salvage.plan", function()
     assert.equal("ROOT", ppvm2.disks[1].type)
     assert.equal("ppdatavol", ppvm2.disks[2].name)
     assert.is_true(ppvm2.recoverable)
-    assert.is_true(ppvm2.start)             -- was Running
-    assert.is_false(p.vms[3].start)         -- ppvm3 was Stopped
+    assert.is_false(ppvm2.start)            -- salvage.policy's default: recovered VMs stay stopped
+    assert.equal("recovered-ppvm2-root", ppvm2.template.name)   -- and its template name
     assert.equal(dir .. "/sub/deeper/root26.vhd", p.vms[3].disks[1].file)  -- found recursively
     assert.same({ vms = 3, recoverable = 3, disks = 4, bytes = 3500, problems = 0, skipped = 0 }, p.summary)
   end)

@@ -47,7 +47,8 @@ local function oracle(path, size)
 end
 
 local function compare(raw, q)
-  local code, out, err = qemu(("compare -f raw -F qcow2 %s %s"):format(sh(raw), sh(q)))
+  local fmt = raw:match("%.qcow2$") and "qcow2" or "raw"
+  local code, out, err = qemu(("compare -f %s -F qcow2 %s %s"):format(fmt, sh(raw), sh(q)))
   assert.are.equal(0, code, tostring(out) .. tostring(err))
   assert.matches("Images are identical", out)
 end
@@ -124,6 +125,27 @@ describe("vhd.flatten to qcow2 refuses what flatten refuses", function()
     assert.are.equal("ECANCELED", code)
     assert.is_nil(sys.stat(DIR .. "/cancel.qcow2"))
     for _, e in ipairs(sys.dir(DIR)) do assert.is_nil(e:match("salvage%-"), "temporary file left: " .. e) end
+  end)
+end)
+
+describe("vhd.stream{format = \"qcow2\"}", function()
+  it("yields exactly the bytes of the file (free clusters read as zeros), length known first", function()
+    local leaf = FX .. "/chain_d2/c2.vhd"
+    local file = DIR .. "/file.qcow2"
+    assert(vhd.flatten(leaf, file, { format = "qcow2" }))
+    local s = assert(vhd.stream(leaf, { format = "qcow2" }))
+    local len = s:length()
+    assert.are.equal(sys.stat(file).size, len)
+    local r = assert(s:write_to(DIR .. "/stream.qcow2"))
+    s:close()
+    assert.are.equal(len, r.bytes)
+    assert.are.equal(fx.sha256(file), fx.sha256(DIR .. "/stream.qcow2"))
+    -- drop_zero: shorter or equal, same content
+    s = assert(vhd.stream(leaf, { format = "qcow2", drop_zero = true }))
+    assert.is_true(s:length() <= len)
+    assert(s:write_to(DIR .. "/dz-stream.qcow2"))
+    s:close()
+    compare(DIR .. "/stream.qcow2", DIR .. "/dz-stream.qcow2")
   end)
 end)
 

@@ -37,13 +37,16 @@ local function shape(cloud)
   return out
 end
 
+-- Running VMs are started again (salvage.policy's default keeps every VM stopped).
+local STARTS = require("salvage.policy").new { start_after_import = function(vm) return vm.state == "Running" end }
+
 describe("salvage.recover (in-memory cloud)", function()
   local dir, p
   before_each(function()
     dir = assert(sys.mkdtemp("/tmp/salvage-recover-"))
     sys.mkdir(dir .. "/storage")
     fake.storage(dir .. "/storage")
-    p = assert(plan.build(fake.inventory(), { storage = { dir .. "/storage" }, vhd = fake.vhd() }))
+    p = assert(plan.build(fake.inventory(), { storage = { dir .. "/storage" }, vhd = fake.vhd(), policy = STARTS }))
   end)
   after_each(function() os.execute("rm -rf '" .. dir .. "'") end)
 
@@ -61,15 +64,16 @@ describe("salvage.recover (in-memory cloud)", function()
     assert.same({
       domains = { "ROOT", "SPDM Inc" },
       accounts = { "ROOT/admin", "SPDM Inc/peterparker" },
-      templates = { "ppvm2-root@peterparker:ppvm2 root", "ppvm3-root@peterparker:ppvm3 root", "rootvm1-root@admin:rootvm1 root" },
-      vms = { "ppvm2 peterparker SPDM Inc ppvm2-root Running", "ppvm3 peterparker SPDM Inc ppvm3-root Stopped",
-        "rootvm1 admin ROOT rootvm1-root Running" },
+      templates = { "recovered-ppvm2-root@peterparker:ppvm2 root", "recovered-ppvm3-root@peterparker:ppvm3 root",
+        "recovered-rootvm1-root@admin:rootvm1 root" },
+      vms = { "ppvm2 peterparker SPDM Inc recovered-ppvm2-root Running",
+        "ppvm3 peterparker SPDM Inc recovered-ppvm3-root Stopped", "rootvm1 admin ROOT recovered-rootvm1-root Running" },
       volumes = { "ppdatavol Ready ppvm2 dev1" },
       offerings = 1,   -- Small Instance (1 CPU, 500 MHz, 512 MB) already existed
     }, shape(cloud))
     -- template flags from the old template, OS type by name
     for _, t in ipairs(cloud.templates) do
-      if t.name == "ppvm2-root" then
+      if t.name == "recovered-ppvm2-root" then
         assert.equal("os-2", t.ostypeid)
         assert.is_true(t.passwordenabled)
       end
@@ -192,7 +196,7 @@ describe("salvage.recover (in-memory cloud)", function()
     for k, v in pairs(inv[2].volumes[1]) do extra[k] = v end
     extra.id, extra.path, extra.uuid = 99, "data99", "u-99"
     table.insert(inv[3].volumes, extra)          -- ppvm3 gets a data disk also named ppdatavol
-    p = assert(plan.build(inv, { storage = { dir .. "/storage" }, vhd = fake.vhd() }))
+    p = assert(plan.build(inv, { storage = { dir .. "/storage" }, vhd = fake.vhd(), policy = STARTS }))
     for n = 0, 14 do
       local cloud = fake.cloud()
       local work = ("%s/work-dup-%d"):format(dir, n)
@@ -228,7 +232,7 @@ describe("salvage.recover (in-memory cloud)", function()
 
   it("recovers a VM whose data disk is lost without it, and says so", function()
     os.remove(dir .. "/storage/data28.vhd")
-    p = assert(plan.build(fake.inventory(), { storage = { dir .. "/storage" }, vhd = fake.vhd() }))
+    p = assert(plan.build(fake.inventory(), { storage = { dir .. "/storage" }, vhd = fake.vhd(), policy = STARTS }))
     local cloud = fake.cloud()
     local report = run(cloud)
     assert.equal(3, #report.recovered)

@@ -22,28 +22,20 @@
 local sys = require "salvage.sys"
 local columns = require "salvage.columns"
 local json = require "salvage.json"
+local log = require "salvage.log"
 
 local M = {}
 
 M.FORMAT = "salvage-plan"
 M.VERSION = 1
 
--- Defaults used when a hook is missing from the policy (or salvage.policy is absent).
-local DEFAULTS = {
-  account_map = function(account, domain)
-    return { domain_path = domain and domain.path or "/", account = account and account.name,
-      type = account and account.type }
-  end,
-  template_name = function(vm) return vm.name .. "-root" end,
-  volume_name = function(vol) return vol.name end,
-  start_after_import = function(vm) return vm.state == "Running" end,
-}
+local policylib = require "salvage.policy"
 
---- The hook `name` of `policy`, or the default.
+--- The hook `name` of `policy`, or salvage.policy's default (the only defaults).
 function M.hook(policy, name)
   local f = policy and policy[name]
   if type(f) == "function" then return f end
-  return DEFAULTS[name]
+  return policylib.default[name]
 end
 
 local function problem(code, severity, message)
@@ -355,10 +347,9 @@ function M.build(vms, opts)
     vms = json.array({}),
     skipped = json.array({}),
   }
-  local vm_filter = type(opts.policy) == "table" and opts.policy.vm_filter
   for _, vm in ipairs(vms) do
     local keep, reason = true, nil
-    if opts.filter_vms and type(vm_filter) == "function" then keep, reason = vm_filter(vm) end
+    if opts.filter_vms then keep, reason = policylib.keep_vm(opts.policy, vm) end
     if keep then
       p.vms[#p.vms + 1] = build_vm(vm, ctx)
     else
@@ -465,30 +456,56 @@ local function human(n)
 end
 M.human = human
 
---- load_policy(file | nil) -> policy table | nil, message
--- Through salvage.policy when present (its defaults under the script's hooks);
--- otherwise the script's returned table (or its globals) over this module's defaults.
+--- load_policy(file | nil) -> policy table | nil, message  (salvage.policy.load / .new)
 function M.load_policy(file)
-  local ok, policy = pcall(require, "salvage.policy")
-  if ok and type(policy) == "table" then
-    if file and policy.load then return policy.load(file) end
-    if not file and policy.new then return policy.new({}) end
+  if file then return policylib.load(file) end
+  return policylib.new({})
+end
+
+--- inventory(opts, policy) -> vms, meta, source | nil, message
+-- The VMs of the old cloud from exactly one of opts.db (URL), opts.dump (list of
+-- mysqldump files, loaded on a private server) or opts.inventory (a JSON file
+-- saved by `salvage inventory`), filtered by the policy's vm_filter.
+function M.inventory(opts, policy)
+  if opts.inventory then
+    local f, err = io.open(opts.inventory, "rb")
+    if not f then return nil, err end
+    local vms, derr = json.decode(f:read("a"))
+    f:close()
+    if type(vms) ~= "table" then return nil, opts.inventory .. ": " .. tostring(derr or "not an array") end
+    local keep, skipped = {}, {}
+    for _, vm in ipairs(vms) do
+      local ok, reason = policylib.keep_vm(policy, vm)
+      if ok then
+        keep[#keep + 1] = vm
+      else
+        skipped[#skipped + 1] = { id = vm.id, name = vm.name, reason = reason }
+      end
+    end
+    return keep, { skipped = skipped }, { inventory = opts.inventory }
   end
-  local base = {}
-  for k, f in pairs(DEFAULTS) do base[k] = f end
-  if not file then return base end
-  local env = setmetatable({}, { __index = _G })
-  local chunk, err = loadfile(file, "t", env)
-  if not chunk then return nil, err end
-  local okc, result = pcall(chunk)
-  if not okc then return nil, file .. ": " .. tostring(result) end
-  if type(result) == "function" then
-    local okf, r2 = pcall(result, base)
-    if not okf then return nil, file .. ": " .. tostring(r2) end
-    return type(r2) == "table" and r2 or base
+  local okdb, db = pcall(require, "salvage.db")
+  local okinv, inventory = pcall(require, "salvage.cloudstack.inventory")
+  if not okdb or not okinv then
+    return nil, "reading a database needs salvage.db and salvage.cloudstack.inventory, which this build lacks"
   end
-  local over = type(result) == "table" and result or env
-  return setmetatable(over, { __index = base })
+  local dumps = opts.dump or {}
+  local conn, err
+  if opts.db then
+    conn, err = db.connect(opts.db)
+  elseif #dumps == 1 then
+    conn, err = db.ephemeral { dump = dumps[1] }
+  else
+    conn, err = db.ephemeral { load = dumps }
+  end
+  if not conn then return nil, "database: " .. tostring(err) end
+  local vms, meta = inventory.load(conn, { policy = policy })
+  conn:close()
+  if not vms then return nil, "inventory: " .. tostring(meta) end
+  local source = opts.db and { database = log.scrub((opts.db:gsub("//([^:/@]*):[^@/]*@", "//%1:***@"))) }
+    or { dump = dumps }
+  if type(meta) == "table" then source.cloudstack_version = meta.version end
+  return vms, meta, source
 end
 
 --- A table for people: one line per VM and disk, then a summary line.

@@ -142,6 +142,15 @@ function M.new(overrides)
   return p
 end
 
+--- keep_vm(policy, vm) -> keep, reason: the one place a policy's vm_filter is
+-- applied (inventory from a database or a file, plan.build with filter_vms).
+function M.keep_vm(p, vm)
+  local f = type(p) == "table" and p.vm_filter or M.default.vm_filter
+  local keep, reason = f(vm)
+  if keep then return true end
+  return false, reason or "excluded by the policy's vm_filter"
+end
+
 --- The default policy (what the seed article does).
 M.default = M.new()
 

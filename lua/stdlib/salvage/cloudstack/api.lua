@@ -550,14 +550,20 @@ function M.profile(name)
   return require("salvage.config").profile(name)
 end
 
---- A client from a profile name (or the environment).
+--- from_profile(name, extra) -> client | nil, message: a client from a profile
+-- name (or the environment); extra: client options over the profile's. A profile
+-- that is itself a client (has a `call` function, as tests' fakes do) is returned.
 function M.from_profile(name, extra)
   local prof, err = M.profile(name)
   if not prof then return nil, err end
+  if type(prof.call) == "function" then return prof end
   local o = {}
   for k, v in pairs(prof) do o[k] = v end
   for k, v in pairs(extra or {}) do o[k] = v end
-  return M.new(o)
+  local ok, client, cerr = pcall(M.new, o)
+  if not ok then return nil, tostring(client) end
+  if not client then return nil, cerr end
+  return client
 end
 
 return M

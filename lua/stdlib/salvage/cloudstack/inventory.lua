@@ -322,7 +322,7 @@ function M.load(conn, opts)
       end
       -- the raw ids are in the nested records now (and would cost 20% of the JSON time)
       r.account_id, r.domain_id, r.service_offering_id, r.vm_template_id = nil, nil, nil, nil
-      local keep, why = pol.vm_filter(vm)
+      local keep, why = policy_mod.keep_vm(pol, vm)
       if keep then
         vms[#vms + 1] = vm
         kept[vm.id] = vm

@@ -2,7 +2,6 @@
 -- and write the recovery plan (JSON a person can read and edit).
 local args = require "salvage.args"
 local cli = require "salvage.cli"
-local json = require "salvage.json"
 local log = require "salvage.log"
 local plan = require "salvage.plan"
 
@@ -30,52 +29,6 @@ with --format table).]],
 
 local M = { summary = "build a recovery plan from the old database and primary storage", spec = spec }
 
---- inventory(opts, policy) -> vms, meta, source  (raises cli failures)
-function M.inventory(opts, policy)
-  if opts.inventory then
-    local f, err = io.open(opts.inventory, "rb")
-    if not f then cli.fail(1, err) end
-    local vms, derr = json.decode(f:read("a"))
-    f:close()
-    if type(vms) ~= "table" then cli.fail(1, opts.inventory .. ": " .. tostring(derr or "not an array")) end
-    local keep, skipped = {}, {}
-    for _, vm in ipairs(vms) do
-      local ok, reason = true, nil
-      if type(policy.vm_filter) == "function" then ok, reason = policy.vm_filter(vm) end
-      if ok then
-        keep[#keep + 1] = vm
-      else
-        skipped[#skipped + 1] = { id = vm.id, name = vm.name, reason = reason or "vm_filter" }
-      end
-    end
-    return keep, { skipped = skipped }, { inventory = opts.inventory }
-  end
-  local okdb, db = pcall(require, "salvage.db")
-  local okinv, inventory = pcall(require, "salvage.cloudstack.inventory")
-  if not okdb or not okinv then
-    cli.fail(1, "reading a database needs salvage.db and salvage.cloudstack.inventory, which this build lacks")
-  end
-  local conn, err
-  if opts.db then
-    conn, err = db.connect(opts.db)
-  elseif #opts.dump == 1 then
-    conn, err = db.ephemeral { dump = opts.dump[1] }
-  else
-    conn, err = db.ephemeral { load = opts.dump }
-  end
-  if not conn then cli.fail(1, "database: " .. tostring(err)) end
-  local vms, meta = inventory.load(conn, { policy = policy })
-  if not vms then
-    conn:close()
-    cli.fail(1, "inventory: " .. tostring(meta))
-  end
-  conn:close()
-  local source = opts.db and { database = log.scrub((opts.db:gsub("//([^:/@]*):[^@/]*@", "//%1:***@"))) }
-    or { dump = opts.dump }
-  if type(meta) == "table" then source.cloudstack_version = meta.version end
-  return vms, meta, source
-end
-
 function M.run(argv)
   local opts, err = args.parse(spec, argv)
   if not opts then cli.usage_error("plan: " .. err) end
@@ -90,7 +43,8 @@ function M.run(argv)
   if not policy then cli.fail(1, "policy: " .. tostring(perr)) end
   local roots, rerr = plan.parse_storage(opts.storage)
   if not roots then cli.fail(1, rerr) end
-  local vms, meta, source = M.inventory(opts, policy)
+  local vms, meta, source = plan.inventory(opts, policy)
+  if not vms then cli.fail(1, meta) end
   local p, berr = plan.build(vms, { storage = roots, policy = policy, meta = meta, source = source })
   if not p then cli.fail(1, berr) end
   if opts.output then

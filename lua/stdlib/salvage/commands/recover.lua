@@ -39,33 +39,13 @@ SALVAGE_API_KEY, SALVAGE_SECRET_KEY.]],
 local M = { summary = "recover the VMs of a plan into the new cloud (resumable, parallel)", spec = spec }
 
 --- A client for the new cloud from a profile name or the environment;
--- extra: client options ({poll_interval = s, ...}).
+-- extra: client options ({poll_interval = s, ...}). Fails the command on error.
 function M.client(profile, extra)
   local ok, api = pcall(require, "salvage.cloudstack.api")
   if not ok then cli.fail(1, "recover needs salvage.cloudstack.api, which this build lacks") end
-  local cfg, err = api.profile(profile)
-  if not cfg then cli.fail(1, "api: " .. tostring(err)) end
-  if type(cfg.call) == "function" then return cfg end
-  local o = {}
-  for k, v in pairs(cfg) do o[k] = v end
-  for k, v in pairs(extra or {}) do o[k] = v end
-  local okn, client, cerr = pcall(api.new, o)
-  if not okn then cli.fail(1, "api: " .. tostring(client)) end
-  if not client then cli.fail(1, "api: " .. tostring(cerr)) end
+  local client, err = api.from_profile(profile, extra)
+  if not client then cli.fail(1, "api: " .. tostring(err)) end
   return client
-end
-
-local function worker_argv(argv)
-  local exe = sys.realpath("/proc/self/exe")
-  return function(vm_id)
-    local a = { exe, "recover" }
-    for _, x in ipairs(argv) do a[#a + 1] = x end
-    a[#a + 1] = "--worker-vm"
-    a[#a + 1] = tostring(vm_id)
-    a[#a + 1] = "--parent-pid"
-    a[#a + 1] = tostring(sys.getpid())
-    return a
-  end
 end
 
 function M.run(argv)
@@ -89,7 +69,9 @@ function M.run(argv)
     client = client, zone = opts.zone, workdir = workdir, workers = opts.workers,
     dry_run = opts.dry_run, only = opts.only, policy = policy,
     worker_vm = opts.worker_vm, parent_pid = opts.parent_pid, poll_interval = opts.poll_interval,
-    worker_argv = worker_argv(argv),
+    worker_argv = recover.worker_argv { plan = sys.realpath(opts[1]) or opts[1], zone = opts.zone,
+      workdir = workdir, policy = opts.policy and (sys.realpath(opts.policy) or opts.policy),
+      api_profile = opts.api_profile, poll_interval = opts.poll_interval },
   }
   local ok, report = pcall(recover.run, p, run_opts)
   if not ok then

@@ -192,6 +192,34 @@ subcommands.check = {
 }
 
 -- flatten ------------------------------------------------------------------
+-- -o -: the same output as a file (all-zero blocks left out, so the bytes match a flatten to a
+-- file but for the footer's identity), sent as it is made; nothing but data on stdout.
+local function flatten_to_stdout(opts)
+  if opts.force then
+    cli.fail(2, "flatten: --force cannot write to standard output: sectors it zero-fills must be listed "
+      .. "before anything is sent; flatten to a file instead")
+  end
+  if io.stdout:seek() ~= nil and (io.stdout:seek("end") or 0) > 0 then
+    cli.fail(2, "flatten: standard output is a non-empty file; refusing to write into it")
+  end
+  -- VHD: all-zero blocks left out as in a file; qcow2: as asked (--drop-zero reads the data twice)
+  local drop = opts.format ~= "qcow2" or opts.drop_zero
+  local s, msg, code = vhd.stream(opts[1], { format = opts.format, drop_zero = drop, search = opts.search })
+  if not s then cli.fail(1, ("flatten: %s (%s)"):format(msg, code)) end
+  local r
+  r, msg, code = s:write_to("-")
+  local len = s:length()
+  s:close()
+  if not r then cli.fail(1, ("flatten: %s (%s)"):format(msg, code)) end
+  if opts.json then
+    io.stderr:write(json.pretty { path = "-", format = opts.format, bytes_written = r.bytes, sha256 = r.sha256 })
+  else
+    log.info(("flattened %s: %s, %d bytes to standard output"):format(opts[1], opts.format, len),
+      { sha256 = r.sha256 })
+  end
+  return 0
+end
+
 subcommands.flatten = {
   spec = {
     usage = "salvage vhd flatten LEAF -o OUT [--format vhd|raw|qcow2] [--drop-zero] [--force] [--overwrite] "
@@ -199,9 +227,11 @@ subcommands.flatten = {
     summary = "Write the full content of LEAF's chain into a new standalone file",
     description = "Sources are opened read-only. OUT is written under a temporary name, fsynced and renamed; "
       .. "on failure nothing is left under OUT. Refuses (exit 1) when the chain cannot be read exactly; "
-      .. "--force proceeds only where the loss can be stated, and lists the affected sectors.",
+      .. "--force proceeds only where the loss can be stated, and lists the affected sectors. "
+      .. "-o - writes the output to standard output, as one stream of known length (for pipes: "
+      .. "| ssh host dd of=..., | curl -T -); the summary then goes to standard error.",
     options = {
-      { "output", short = "o", value = "OUT", required = true, help = "the new file (must not exist)" },
+      { "output", short = "o", value = "OUT", required = true, help = "new file (must not exist), - for stdout" },
       { "format", value = "F", choices = { "vhd", "raw", "qcow2" }, default = "vhd",
         help = "dynamic VHD, raw image, or qcow2 (v3, 64 KiB clusters, for KVM)" },
       { "drop-zero", help = "qcow2: read the data once more first and leave all-zero clusters out of the file" },
@@ -213,6 +243,7 @@ subcommands.flatten = {
     positionals = { min = 1, max = 1 },
   },
   run = function(opts)
+    if opts.output == "-" then return flatten_to_stdout(opts) end
     local p
     local r, msg, code = vhd.flatten(opts[1], opts.output, {
       format = opts.format, force = opts.force, overwrite = opts.overwrite, search = opts.search,

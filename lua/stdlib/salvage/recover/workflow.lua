@@ -46,7 +46,9 @@ end
 function M.inventory(opts, policy)
   local sources = (opts.db and 1 or 0) + (#(opts.dump or {}) > 0 and 1 or 0) + (opts.inventory and 1 or 0)
   if sources ~= 1 then cli.usage_error("give exactly one of --db, --dump or --inventory") end
-  return require("salvage.commands.plan").inventory(opts, policy)
+  local vms, meta, source = plan.inventory(opts, policy)
+  if not vms then cli.fail(1, meta) end
+  return vms, meta, source
 end
 
 --- The plan for opts' sources and storage under `policy`.
@@ -60,26 +62,30 @@ function M.plan(opts, policy)
   return p
 end
 
+--- client(opts) -> a client of the new cloud for opts.api_profile (fails the script on error).
+function M.client(opts)
+  local client, err = require("salvage.cloudstack.api").from_profile(opts.api_profile,
+    { poll_interval = opts.poll_interval })
+  if not client then cli.fail(1, "api: " .. tostring(err)) end
+  return client
+end
+
 --- Recover `p` as `salvage recover` would (workers run `salvage recover` on the
--- plan saved in the work directory); prints the report; returns it.
+-- plan saved in the work directory, with opts.policy when it names a file);
+-- prints the report; returns it.
 function M.recover(p, opts, policy)
   local workdir = opts.workdir:gsub("/+$", "")
   sys.mkdir(workdir)
   workdir = sys.realpath(workdir) or workdir
   local plan_file = workdir .. "/plan.json"
   if not opts.dry_run then assert(plan.save(p, plan_file)) end
-  local client = require("salvage.commands.recover").client(opts.api_profile, { poll_interval = opts.poll_interval })
-  local exe = sys.realpath("/proc/self/exe")
+  local client = M.client(opts)
   local report = recover.run(p, {
     client = client, zone = opts.zone, workdir = workdir, workers = opts.workers or 1,
     dry_run = opts.dry_run, policy = policy, only = opts.only, poll_interval = opts.poll_interval,
-    worker_argv = function(vm_id)
-      local a = { exe, "recover", plan_file, "--zone", opts.zone, "--workdir", workdir,
-        "--worker-vm", tostring(vm_id), "--parent-pid", tostring(sys.getpid()) }
-      if opts.api_profile then a[#a + 1] = "--api-profile"; a[#a + 1] = opts.api_profile end
-      if opts.poll_interval then a[#a + 1] = "--poll-interval"; a[#a + 1] = tostring(opts.poll_interval) end
-      return a
-    end,
+    worker_argv = recover.worker_argv { plan = plan_file, zone = opts.zone, workdir = workdir,
+      policy = type(opts.policy) == "string" and (sys.realpath(opts.policy) or opts.policy) or nil,
+      api_profile = opts.api_profile, poll_interval = opts.poll_interval },
   })
   if opts.json then io.stdout:write(json.pretty(report)) else io.stdout:write(recover.table(report)) end
   return report
