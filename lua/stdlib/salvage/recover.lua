@@ -35,6 +35,7 @@ M.STEPS = { "flatten", "domain", "account", "offering", "template", "vm", "volum
 
 local cloud = require "salvage.recover.cloud"
 local pool = require "salvage.recover.pool"
+local kvm = require "salvage.recover.kvm"
 local reportlib = require "salvage.recover.report"
 
 local StepError, step_fail = cloud.StepError, cloud.step_fail
@@ -133,13 +134,14 @@ end
 
 for k, f in pairs(cloud.methods) do Engine[k] = f end
 for k, f in pairs(pool.methods) do Engine[k] = f end
+for k, f in pairs(kvm.methods) do Engine[k] = f end
 
 function Engine:report(vms, status, elapsed) return reportlib.build(self, vms, status, elapsed) end
 
 -- Machine steps (per VM) -------------------------------------------------------------------
 
 function Engine:disk_file(vm, d)
-  return ("%s/disks/%s-%s.vhd"):format(self.workdir, tostring(vm.id), tostring(d.id))
+  return ("%s/disks/%s-%s.%s"):format(self.workdir, tostring(vm.id), tostring(d.id), self:disk_format())
 end
 
 function Engine:flatten(vm, d)
@@ -166,9 +168,18 @@ function Engine:flatten(vm, d)
     -- A file already under `out` with no journal record is the work of a run
     -- killed between rename and record: it is ours, in our workdir, and unproven,
     -- so it is redone (flatten still never replaces a file of the chain).
-    local r, err = vhd.flatten(d.file, out, { format = "vhd", progress = p:callback(), overwrite = true })
+    local fmt = self:disk_format()
+    local r, err = vhd.flatten(d.file, out, { format = fmt, progress = p:callback(), overwrite = true })
     p:finish()
     if not r then step_fail("flatten", d.file .. ": " .. tostring(err)) end
+    if fmt == "qcow2" then
+      -- the writer is exact by construction (fuzzed, qemu-img-checked); the size is what is left to check
+      if d.size and r.virtual_size ~= d.size then
+        step_fail("flatten", ("qcow2 virtual size %d differs from volumes.size %d"):format(r.virtual_size, d.size))
+      end
+      self.timing.flatten = self.timing.flatten + (sys.clock() - t0)
+      return { file = out, virtual_size = r.virtual_size, bytes = r.bytes_written, format = fmt }
+    end
     local c = vhd.check(out)
     for _, pr in ipairs(c and c.problems or {}) do
       if type(pr) == "table" and pr.severity == "error" then
@@ -211,7 +222,7 @@ function Engine:template(vm, own, file)
     local p = progress.new { label = ("upload %s template"):format(vm.name), unit = "bytes" }
     local t, err = self.client:upload_template(file, {
       name = name, displaytext = ("%s (recovered root disk of %s)"):format(name, vm.name),
-      format = "VHD", hypervisor = "XenServer", zoneid = self:zone_id(), ostypeid = ostypeid,
+      format = self:disk_format():upper(), hypervisor = self:hypervisor(), zoneid = self:zone_id(), ostypeid = ostypeid,
       account = own.account.name, domainid = own.domainid,
       requireshvm = vm.template.requires_hvm ~= false, passwordenabled = vm.template.password_enabled == true,
     }, { progress = p:callback(), overwrite = true })
@@ -240,6 +251,8 @@ function Engine:deploy(vm, own, template_id)
     if type(hook) == "function" then net = hook(vm, own.account) or net end
     if type(net) == "table" then net = net.id end
     if net then params.networkids = net end
+    local addr = self:addresses(vm)
+    if addr then params.ipaddress, params.macaddress = addr.ip, addr.mac end
     local r, err = self.client:async("deployVirtualMachine", params)
     if not r then step_fail("vm", M.errtext(err)) end
     local v = r.virtualmachine or r
@@ -270,7 +283,8 @@ function Engine:volume(vm, own, d, file, vm_new_id)
       { name = name, owner = own.domainid .. "/" .. own.account.name })
     local p = progress.new { label = ("upload %s %s"):format(vm.name, name), unit = "bytes" }
     local v, err = self.client:upload_volume(file, {
-      name = name, format = "VHD", zoneid = self:zone_id(), account = own.account.name, domainid = own.domainid,
+      name = name, format = self:disk_format():upper(), zoneid = self:zone_id(), account = own.account.name,
+      domainid = own.domainid,
     }, { progress = p:callback(), overwrite = true })
     p:finish()
     if not v then step_fail("volume", M.errtext(err)) end
@@ -341,18 +355,23 @@ function Engine:machine(vm, own)
     end
   end
   self:check_parent()
-  local flat_root = self:flatten(vm, root)
-  local flats = {}
-  for _, d in ipairs(data_disks) do
-    self:check_parent()
-    flats[d] = self:flatten(vm, d)
-  end
-  self:check_parent()
-  local tpl = self:template(vm, own, flat_root.file)
-  self:check_parent()
-  local dep = self:deploy(vm, own, tpl and tpl.id)
   local ids = device_ids(data_disks)
-  local volumes = {}
+  local tpl, dep
+  local volumes, flats = {}, {}
+  if self.opts.kvm_primary then
+    dep, volumes = self:machine_adopt(vm, own, data_disks, ids)
+    data_disks = {}
+  else
+    local flat_root = self:flatten(vm, root)
+    for _, d in ipairs(data_disks) do
+      self:check_parent()
+      flats[d] = self:flatten(vm, d)
+    end
+    self:check_parent()
+    tpl = self:template(vm, own, flat_root.file)
+    self:check_parent()
+    dep = self:deploy(vm, own, tpl and tpl.id)
+  end
   for _, d in ipairs(data_disks) do
     self:check_parent()
     local v = self:volume(vm, own, d, flats[d].file, dep and dep.id)

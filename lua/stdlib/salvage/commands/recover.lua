@@ -9,7 +9,7 @@ local recover = require "salvage.recover"
 
 local spec = {
   usage = "salvage recover PLAN.json --zone ZONE --workdir DIR [--api-profile NAME] [--workers N] "
-    .. "[--dry-run] [--only VM]...",
+    .. "[--dry-run] [--only VM]... [--hypervisor kvm|xenserver] [--kvm-primary POOL=DIR]",
   summary = "recover the VMs of a plan into the new cloud (resumable)",
   description = [[
 Per VM: flatten each disk chain into DIR (sources are never written), ensure the
@@ -19,7 +19,11 @@ policy says so. Every finished step is journaled in DIR/journal.jsonl: run the s
 command again after any interruption and it continues where it stopped, creating
 nothing twice. The report is printed and written to DIR/report.json.
 Credentials: --api-profile NAME (~/.config/salvage/config.lua) or SALVAGE_API_URL,
-SALVAGE_API_KEY, SALVAGE_SECRET_KEY.]],
+SALVAGE_API_KEY, SALVAGE_SECRET_KEY.
+KVM: the zone's hypervisor comes from the API (or --hypervisor); a KVM zone gets
+its disks as QCOW2 uploads. --kvm-primary POOL=DIR (the zone's NFS primary pool,
+mounted at DIR here) writes each disk as qcow2 into the pool root instead and adopts
+it with importVm / importVolume (CloudStack 4.19+): no upload, no copy.]],
   options = {
     { "api-profile", value = "NAME", help = "API credentials profile" },
     { "zone", value = "ZONE", required = true, help = "zone name or id in the new cloud" },
@@ -30,6 +34,9 @@ SALVAGE_API_KEY, SALVAGE_SECRET_KEY.]],
     { "policy", value = "FILE.lua", help = "policy script (passwords, offerings, networks)" },
     { "format", value = "F", choices = { "table", "json" }, default = "table", help = "report format on stdout" },
     { "poll-interval", value = "S", type = "number", help = "seconds between polls of jobs and uploads" },
+    { "hypervisor", value = "H", choices = { "kvm", "xenserver" },
+      help = "the target zone's hypervisor (default: asked from the API)" },
+    { "kvm-primary", value = "POOL=DIR", help = "zero-copy: write qcow2 into this NFS pool, mounted at DIR" },
     { "worker-vm", value = "ID", help = "(internal) run one VM as a worker process" },
     { "parent-pid", value = "PID", type = "integer", help = "(internal) the coordinating process" },
   },
@@ -64,14 +71,24 @@ function M.run(argv)
   if workdir == "" then workdir = "/" end
   sys.mkdir(workdir)
   workdir = sys.realpath(workdir) or workdir
+  local kvm_primary
+  if opts.kvm_primary then
+    local pool, dir = opts.kvm_primary:match("^([^=]+)=(.+)$")
+    if not pool then cli.usage_error("recover: --kvm-primary takes POOL=DIR (pool id or name, mounted directory)") end
+    kvm_primary = { pool = pool, dir = (sys.realpath(dir) or dir):gsub("/+$", "") }
+    if opts.hypervisor == "xenserver" then cli.usage_error("recover: --kvm-primary needs a KVM zone") end
+    opts.hypervisor = "kvm"
+  end
   local client = M.client(opts.api_profile, { poll_interval = opts.poll_interval })
   local run_opts = {
     client = client, zone = opts.zone, workdir = workdir, workers = opts.workers,
     dry_run = opts.dry_run, only = opts.only, policy = policy,
     worker_vm = opts.worker_vm, parent_pid = opts.parent_pid, poll_interval = opts.poll_interval,
+    hypervisor = opts.hypervisor, kvm_primary = kvm_primary,
     worker_argv = recover.worker_argv { plan = sys.realpath(opts[1]) or opts[1], zone = opts.zone,
       workdir = workdir, policy = opts.policy and (sys.realpath(opts.policy) or opts.policy),
-      api_profile = opts.api_profile, poll_interval = opts.poll_interval },
+      api_profile = opts.api_profile, poll_interval = opts.poll_interval, hypervisor = opts.hypervisor,
+      kvm_primary = opts.kvm_primary },
   }
   local ok, report = pcall(recover.run, p, run_opts)
   if not ok then
