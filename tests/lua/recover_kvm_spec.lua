@@ -22,7 +22,7 @@ local function slurp(p)
   return s
 end
 
-local DIR, PRIMARY, PLAN
+local DIR, PRIMARY, PLAN, VMS_RAW
 
 local function start_sim(pool, extra)
   local args = { "--kvm-pool", pool }
@@ -82,6 +82,7 @@ describe("recovery into a KVM zone", function()
     assert(sys.mkdir(PRIMARY))
     local made, vms = estate.from_dump(PRIMARY, { SCHEMA, SEED })
     assert(made, vms)
+    VMS_RAW = vms
     local p = assert(plan.build(vms, { storage = { PRIMARY }, policy = require("salvage.policy").new() }))
     PLAN = DIR .. "/plan.json"
     assert(plan.save(p, PLAN))
@@ -160,6 +161,33 @@ describe("recovery into a KVM zone", function()
     assert.equal(calls, st2.calls.importVm)
     assert.equal(#st.volumes, #st2.volumes)
     assert.equal(4, #pool_files(pool))
+  end)
+
+  it("keeps the old MAC and IPv4 (addresses_for) when the policy maps the network, upload and zero-copy", function()
+    for _, zc in ipairs { false, true } do
+      local pool = DIR .. (zc and "/pool-addr-zc" or "/pool-addr-up")
+      local s = start_sim(pool)
+      local net = assert(s:state()).networks[2]
+      assert.equal("kvmGuestNetwork", net.name)
+      local pol = DIR .. "/policy-addr.lua"
+      local f = assert(io.open(pol, "w"))
+      f:write(("return { network_for = function() return %q end }\n"):format(net.id))
+      f:close()
+      local pl = DIR .. "/plan-addr.json"
+      local p = assert(plan.build(VMS_RAW, { storage = { PRIMARY },
+        policy = assert(plan.load_policy(pol)) }))
+      assert(plan.save(p, pl))
+      local args = { "recover", pl, "--zone", "Zone2-KVM", "--workdir", DIR .. (zc and "/work-addr-zc" or "/work-addr-up"),
+        "--poll-interval", "0.02", "--format", "json", "--policy", pol }
+      if zc then args[#args + 1] = "--kvm-primary"; args[#args + 1] = "kvm-nfs-primary=" .. pool end
+      local code, out = run(s, args)
+      assert.equal(0, code, out)
+      local vms = live_vms(s:state())
+      s:stop()
+      assert.equal("02:00:4c:5a:00:18", vms.rootvm1.nic[1].macaddress)
+      assert.equal("10.1.1.24", vms.rootvm1.nic[1].ipaddress)
+      assert.equal("10.1.2.26", vms.ppvm3.nic[1].ipaddress)
+    end
   end)
 
   it("zero-copy: a VM whose import fails leaves no file in the pool; the next run finishes it", function()

@@ -179,7 +179,9 @@ end
 -- rewritten after a failure is prepared again: the record names the file's inode).
 function Engine:prepare(vm, path)
   local hook = self.policy.prepare_guest
-  if type(hook) ~= "function" then return nil end
+  if type(hook) ~= "function" or (self.policy.defaults and hook == self.policy.defaults.prepare_guest) then
+    return nil
+  end
   local st = sys.stat(path)
   local rec = self.journal and self.journal:get(vm.id, "prepare")
   if rec and st and rec.ino == st.ino then return rec end
