@@ -30,12 +30,12 @@ local function start_sim(pool, extra)
   return assert(simulator.start { lifetime = 240, job_polls = 1, template_polls = 1, args = args })
 end
 
-local function run(s, args)
+local function run(s, args, path)
   local log = DIR .. "/run.log"
   local argv = { SALVAGE }
   for _, a in ipairs(args) do argv[#argv + 1] = a end
   argv.env = { SALVAGE_API_URL = s.url, SALVAGE_API_KEY = s.apikey, SALVAGE_SECRET_KEY = s.secretkey,
-    SALVAGE_CONFIG = DIR .. "/no-config.lua" }
+    SALVAGE_CONFIG = DIR .. "/no-config.lua", PATH = path or os.getenv("PATH") }
   argv.stdout, argv.stderr, argv.stdin = log, log, "/dev/null"
   local how, code = sys.wait(assert(sys.spawn(argv)))
   return how == "exited" and code or -code, slurp(log)
@@ -187,6 +187,42 @@ describe("recovery into a KVM zone", function()
       assert.equal("02:00:4c:5a:00:18", vms.rootvm1.nic[1].macaddress)
       assert.equal("10.1.1.24", vms.rootvm1.nic[1].ipaddress)
       assert.equal("10.1.2.26", vms.ppvm3.nic[1].ipaddress)
+    end
+  end)
+
+  it("prepare_guest (the virt-v2v-in-place example) runs on each written root disk before its import", function()
+    local bin = DIR .. "/fakebin"
+    assert(sys.mkdir(bin))
+    local calls = DIR .. "/v2v-calls"
+    for _, mode in ipairs { "ok", "fail" } do
+      local f = assert(io.open(bin .. "/virt-v2v-in-place", "w"))
+      f:write(("#!/bin/sh\necho \"$@\" >> %s\n"):format(calls))
+      if mode == "ok" then f:write("echo 'Converting guest: virtio drivers installed'\n") else f:write("echo broken; exit 1\n") end
+      f:close()
+      os.execute("chmod +x " .. bin .. "/virt-v2v-in-place")
+      os.remove(calls)
+      local pool = DIR .. "/pool-v2v-" .. mode
+      local s = start_sim(pool)
+      local args = recover_args(DIR .. "/work-v2v-" .. mode, { "--kvm-primary", "kvm-nfs-primary=" .. pool,
+        "--policy", TOP .. "/scripts/examples/kvm-prepare-guest.lua" })
+      local code, out = run(s, args, bin .. ":" .. os.getenv("PATH"))
+      local st = s:state()
+      s:stop()
+      local n = 0
+      for line in (slurp(calls) or ""):gmatch("[^\n]+") do
+        n = n + 1
+        assert.matches("^%-i disk " .. pool:gsub("%p", "%%%0") .. "/salvage%-.*%.qcow2$", line)
+      end
+      assert.equal(3, n)                                   -- the three root disks, not the data disk
+      if mode == "ok" then
+        assert.equal(0, code, out)
+        assert.equal(3, st.calls.importVm)
+      else
+        assert.equal(1, code, out)
+        assert.is_nil(st.calls.importVm)                   -- nothing adopted half converted
+        assert.equal(0, #pool_files(pool))                 -- and nothing left in the pool
+        assert.matches("virt%-v2v%-in%-place failed", out)
+      end
     end
   end)
 
