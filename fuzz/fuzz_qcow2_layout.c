@@ -53,10 +53,13 @@ static int s_read(void *ctx, uint64_t off, size_t len, uint8_t *buf, stream_err 
 	src_ctx *c = ctx;
 	CHECK(off + len <= c->size && len > 0 && off % 512 == 0 && len % 512 == 0);
 	c->reads++;
-	for (size_t i = 0; i < len; i += 8) {
+	for (size_t i = 0; i < len; i += 512) { /* a sector lies inside one cluster and one unit */
 		uint64_t o = off + i;
-		uint64_t w = qcow2_bit(c->zero, o / C) || !qcow2_bit(c->units, o / c->grain) ? 0 : word_at(c, o / 8);
-		memcpy(buf + i, &w, 8); /* little-endian host: byte k of w is byte_at(o + k) */
+		int zero = qcow2_bit(c->zero, o / C) || !qcow2_bit(c->units, o / c->grain);
+		for (size_t k = 0; k < 512; k += 8) {
+			uint64_t w = zero ? 0 : word_at(c, (o + k) / 8);
+			memcpy(buf + i + k, &w, 8); /* little-endian host: byte j of w is byte_at(o + k + j) */
+		}
 	}
 	return 0;
 }
@@ -171,9 +174,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	src_ctx c = { 0 };
 	/* up to 2.03 L2 regions of virtual size; a partial last cluster now and then */
-	uint64_t sectors = ((uint64_t)data[1] << 16 | (uint64_t)data[2] << 8 | data[3]) % (2 * 8192 * 128 + 4096) + 1;
-	c.size = sectors * 512;
 	c.grain = 512u << (data[4] % 14);                  /* 512 B .. 4 MiB */
+	/* fine grains cost one call per unit: keep those disks to one region and a bit */
+	uint64_t span = c.grain < C ? 8192 * 128 + 4096 : 2 * 8192 * 128 + 4096;
+	uint64_t sectors = ((uint64_t)data[1] << 16 | (uint64_t)data[2] << 8 | data[3]) % span + 1;
+	c.size = sectors * 512;
 	c.seed = data[5];
 	int drop = data[6] & 1;
 	size_t chunk = (size_t)(data[7] % 64 + 1) * 4093;   /* odd chunk sizes cross every boundary */
@@ -181,8 +186,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	c.units = calloc(nunits / 8 + 1, 1);
 	c.zero = calloc(ncl / 8 + 1, 1);
 	CHECK(c.units && c.zero);
-	/* at most ~48 allocated units and 8 MiB of data, so the image stays small whatever the size */
-	size_t maxunits = c.grain >= (8u << 20) / 48 ? (8u << 20) / c.grain + 1 : 48;
+	/* at most ~48 allocated units and ~3 MiB of data, so the image stays small whatever the size */
+	size_t maxunits = c.grain >= (2u << 20) / 48 ? (2u << 20) / c.grain + 1 : 48;
 	for (size_t i = 8; i + 3 <= size && i < 8 + 3 * maxunits; i += 3) {
 		uint64_t u = ((uint64_t)data[i] << 8 | data[i + 1]) * 131 % nunits;
 		if (c.grain > 2 * C && nunits > 4)

@@ -30,6 +30,11 @@ static uint64_t count_bits(const uint8_t *m, uint64_t from, uint64_t to)
 	uint64_t n = 0, i = from;
 	for (; i < to && (i & 7); i++)
 		n += qcow2_bit(m, i);
+	for (; i + 64 <= to; i += 64) {
+		uint64_t w;
+		memcpy(&w, m + (i >> 3), 8);
+		n += (uint64_t)__builtin_popcountll(w);
+	}
 	for (; i + 8 <= to; i += 8)
 		n += (uint64_t)__builtin_popcount(m[i >> 3]);
 	for (; i < to; i++)
