@@ -1,5 +1,6 @@
 -- bench/chain.lua DIR GIB: the 3-level benchmark chain of bench/vhd.sh (base.vhd <- c1.vhd <- c2.vhd)
--- with full and partial blocks and varied data; prints what was written.
+-- with full and partial blocks and varied data, and ~100 blocks the guest zeroed (written as zeros);
+-- prints what was written.
 local vhd = require "salvage.vhd"
 local dir, gib = arg[1], math.tointeger(tonumber(arg[2]))
 local B = 2 << 20
@@ -33,6 +34,11 @@ for b = 2, nblocks - 1, math.max(1, nblocks // 300) do -- ~300 full blocks
 end
 for b = 0, nblocks - 1, math.max(1, nblocks // 150) do -- partial, inside base's blocks
   assert(c2:write(b * B + 512 * 9, chunk(b + 5, 700 * 1024))); allocated = allocated + 700 * 1024
+end
+-- blocks the guest zeroed (written, all zero): allocated in the chain, nothing to keep
+local zeros = ("\0"):rep(B)
+for b = 5, nblocks - 1, math.max(1, nblocks // 100) do
+  assert(c2:write(b * B, zeros)); allocated = allocated + B
 end
 c2:close()
 io.stdout:write(("generated: %.2f GB written into the chain\n"):format(allocated / 1e9))
