@@ -39,11 +39,11 @@ CTESTS     := $(patsubst tests/c/%.c,$(BUILD)/tests/%,$(CTEST_SRCS))
 
 MODULES := $(patsubst src/l%.c,$(BUILD)/lua/salvage/%.so,$(BINDING_SRCS))
 
-.PHONY: all deps dberr check test demo bench fuzz modules install clean asan-check
+.PHONY: all deps dberr deb man check test demo bench fuzz modules install clean asan-check
 all: salvage
 
 salvage: $(BUILD)/salvage
-	cp $< $@
+	cp $< $@.tmp && mv -f $@.tmp $@
 
 $(BUILD)/salvage: $(BUILD)/src/main.o $(BUILD)/libsalvage.a
 	$(CC) $(CFLAGS) $(SALVAGE_LDFLAGS) $(LDFLAGS) -Wl,-E -o $@ $^ $(SALVAGE_LIBS)
@@ -54,10 +54,10 @@ $(BUILD)/libsalvage.a: $(CORE_OBJS)
 
 $(BUILD)/%.o: %.c $(wildcard src/*.h src/*/*.h) | $(BUILD)/gen/preload.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(SALVAGE_CFLAGS) -c -o $@ $<
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(SALVAGE_CFLAGS) -c -o $@ $<
 
 $(BUILD)/gen/%.o: $(BUILD)/gen/%.c src/host.h
-	$(CC) $(CFLAGS) $(SALVAGE_CFLAGS) -Wno-overlength-strings -c -o $@ $<
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(SALVAGE_CFLAGS) -Wno-overlength-strings -c -o $@ $<
 
 $(BUILD)/tools/embed: tools/embed.c
 	@mkdir -p $(dir $@)
@@ -88,6 +88,11 @@ $(BUILD)/lua/salvage/%.so: src/l%.c $(PURE_SRCS) $(BINDING_SHARED)
 
 deps:
 	@sh tools/deps.sh
+
+# The man page: man/salvage.1.in with every command's --help (commit the result;
+# tests/cram/man.t fails when it is stale).
+man: all
+	sh tools/genman.sh ./salvage > man/salvage.1.tmp && mv man/salvage.1.tmp man/salvage.1
 
 # MariaDB's error names, regenerated from libmariadb-dev's headers (commit the result).
 dberr:
@@ -143,5 +148,21 @@ install: all
 	install -m 644 man/salvage.1 $(DESTDIR)$(PREFIX)/share/man/man1/salvage.1
 	install -m 644 tools/salvage.bash-completion $(DESTDIR)$(PREFIX)/share/bash-completion/completions/salvage
 
+# The Debian package, built by the ordinary tools (debian/, debhelper) in a copy
+# of the tree so that this build directory is left alone; lintian must report
+# no error, and the unpacked package must run `salvage demo` from its own data.
+# Result: build-deb/salvage_<version>_<arch>.deb (install: dpkg -i; apt-get -f install)
+DEB_VERSION = $(shell dpkg-parsechangelog -l debian/changelog -S Version)
+deb: deps
+	rm -rf build-deb && mkdir -p build-deb/salvage-$(DEB_VERSION)
+	git ls-files -co --exclude-standard | grep -v '^build' | tar -cf - -T - | tar -xf - -C build-deb/salvage-$(DEB_VERSION)
+	cd build-deb/salvage-$(DEB_VERSION) && dpkg-buildpackage -us -uc -b
+	lintian --fail-on error build-deb/salvage_$(DEB_VERSION)_*.deb
+	@echo "deb: salvage demo from the unpacked package (dpkg -x)"
+	dpkg -x build-deb/salvage_$(DEB_VERSION)_*.deb build-deb/root
+	build-deb/root/usr/bin/salvage demo > build-deb/demo.log 2>&1 || { tail -30 build-deb/demo.log; exit 1; }
+	@tail -1 build-deb/demo.log
+	@ls build-deb/*.deb
+
 clean:
-	rm -rf build build-asan build-fuzz salvage
+	rm -rf build build-asan build-fuzz build-deb salvage

@@ -37,8 +37,7 @@ static void interrupt_hook(lua_State *L, lua_Debug *ar)
 
 static void on_sigint(int sig)
 {
-	(void)sig;
-	interrupted_flag = 1;
+	interrupted_flag = sig;
 	if (signal_state != NULL) {
 		int mask = LUA_MASKCALL | LUA_MASKRET | LUA_MASKLINE | LUA_MASKCOUNT;
 		/* lua_sethook is the one Lua call that is safe in a signal handler */
@@ -54,6 +53,8 @@ void salvage_sigint_install(lua_State *L)
 	sigemptyset(&sa.sa_mask);
 	signal_state = L;
 	sigaction(SIGINT, &sa, NULL);
+	/* SIGTERM stops a run the same way: cleanly, resumable, exit 143 */
+	sigaction(SIGTERM, &sa, NULL);
 }
 
 void salvage_sigint_remove(void)
@@ -124,6 +125,17 @@ static int host_embedded(lua_State *L)
 	return 1;
 }
 
+/* host.source("salvage.log") -> the embedded source text, or nil (help() reads
+ * a module's header comment from it). */
+static int host_source(lua_State *L)
+{
+	const struct salvage_embedded *e = find_embedded(luaL_checkstring(L, 1));
+	if (e == NULL)
+		return 0;
+	lua_pushlstring(L, (const char *)e->source, e->length);
+	return 1;
+}
+
 static int host_interrupted(lua_State *L)
 {
 	lua_pushboolean(L, salvage_interrupted());
@@ -140,6 +152,7 @@ static int luaopen_salvage_host(lua_State *L)
 {
 	static const luaL_Reg funcs[] = {
 		{"embedded", host_embedded},
+		{"source", host_source},
 		{"repl", host_repl},
 		{"interrupted", host_interrupted},
 		{NULL, NULL},

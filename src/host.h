@@ -27,10 +27,10 @@ void salvage_host_open(lua_State *L);
 /* Message handler for lua_pcall: adds a traceback (lua.c's msghandler). */
 int salvage_msghandler(lua_State *L);
 
-/* Ctrl-C: the handler only sets a hook, the hook raises "interrupted!". */
+/* Ctrl-C and SIGTERM: the handler only sets a hook, the hook raises "interrupted!". */
 void salvage_sigint_install(lua_State *L);
 void salvage_sigint_remove(void);
-int salvage_interrupted(void);          /* was SIGINT seen since the last reset? */
+int salvage_interrupted(void);          /* the signal (SIGINT, SIGTERM) seen since the last reset, or 0 */
 void salvage_interrupt_reset(void);
 
 int salvage_repl(lua_State *L);          /* interactive loop; returns an exit status */

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <dirent.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -244,16 +245,24 @@ static int sys_append_sync(lua_State *L)
 	return 1;
 }
 
-/* write_atomic(path, data): temporary name, fsync, rename, fsync the directory,
- * so the final name holds either the old or the whole new content. */
+/* write_atomic(path, data [, mode]): temporary name, fsync, rename, fsync the
+ * directory, so the final name holds either the old or the whole new content.
+ * mode (default 0644) is the new file's, set before any byte is written. */
 static int sys_write_atomic(lua_State *L)
 {
 	const char *path = luaL_checkstring(L, 1);
 	size_t n;
 	const char *data = luaL_checklstring(L, 2, &n);
+	mode_t mode = (mode_t)luaL_optinteger(L, 3, 0644);
 	lua_pushfstring(L, "%s.tmp-%d", path, (int)getpid());
 	const char *tmp = lua_tostring(L, -1);
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+	if (fd >= 0 && fchmod(fd, mode) != 0) {  /* the umask must not widen nor narrow it */
+		int err = errno;
+		close(fd);
+		unlink(tmp);
+		return fail(L, tmp, err);
+	}
 	if (fd < 0)
 		return fail(L, tmp, errno);
 	if (write_all(fd, data, n) != 0 || fsync(fd) != 0) {
@@ -417,6 +426,70 @@ static int sys_setenv(lua_State *L)
 	return 1;
 }
 
+/* ---- locks that die with their holder ---------------------------------- */
+
+#define LOCK_MT "salvage.sys.lock"
+
+typedef struct { int fd; } Lock;
+
+static int lock_close(lua_State *L)
+{
+	Lock *k = (Lock *)luaL_checkudata(L, 1, LOCK_MT);
+	if (k->fd >= 0) {
+		close(k->fd);  /* releases the flock */
+		k->fd = -1;
+	}
+	return 0;
+}
+
+/* flock(path) -> lock | nil, msg, "EWOULDBLOCK" (held by another process) | nil, msg, code
+ * An exclusive flock on path (created 0600), not inherited by spawned
+ * processes; released by lock:close(), garbage collection or the holder's death. */
+static int sys_flock(lua_State *L)
+{
+	const char *path = luaL_checkstring(L, 1);
+	Lock *k = (Lock *)lua_newuserdatauv(L, sizeof(Lock), 0);
+	k->fd = -1;
+	luaL_setmetatable(L, LOCK_MT);  /* owned before anything can fail */
+	k->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (k->fd < 0)
+		return fail(L, path, errno);
+	int r;
+	do
+		r = flock(k->fd, LOCK_EX | LOCK_NB);
+	while (r != 0 && errno == EINTR);
+	if (r != 0) {
+		int e = errno;
+		close(k->fd);
+		k->fd = -1;
+		if (e == EWOULDBLOCK) {
+			lua_pushnil(L);
+			lua_pushfstring(L, "%s: locked by another process", path);
+			lua_pushliteral(L, "EWOULDBLOCK");
+			return 3;
+		}
+		return fail(L, path, e);
+	}
+	return 1;
+}
+
+/* Provided by the salvage host (host.c); absent when this module is loaded
+ * into a stock Lua interpreter. */
+int salvage_interrupted(void) __attribute__((weak));
+
+/* interrupted() -> "SIGINT" | "SIGTERM" | nil: the stop signal the host saw */
+static int sys_interrupted(lua_State *L)
+{
+	int sig = salvage_interrupted ? salvage_interrupted() : 0;
+	if (sig == SIGINT)
+		lua_pushliteral(L, "SIGINT");
+	else if (sig == SIGTERM)
+		lua_pushliteral(L, "SIGTERM");
+	else
+		lua_pushnil(L);
+	return 1;
+}
+
 static const luaL_Reg sys_funcs[] = {
 	{"isatty", sys_isatty},
 	{"clock", sys_clock},
@@ -442,11 +515,24 @@ static const luaL_Reg sys_funcs[] = {
 	{"terminal_width", sys_terminal_width},
 	{"peak_rss", sys_peak_rss},
 	{"setenv", sys_setenv},
+	{"flock", sys_flock},
+	{"interrupted", sys_interrupted},
 	{NULL, NULL},
 };
 
 LUAMOD_API int luaopen_salvage_sys(lua_State *L)
 {
+	if (luaL_newmetatable(L, LOCK_MT)) {
+		lua_pushcfunction(L, lock_close);
+		lua_setfield(L, -2, "__gc");
+		lua_pushcfunction(L, lock_close);
+		lua_setfield(L, -2, "__close");
+		lua_newtable(L);
+		lua_pushcfunction(L, lock_close);
+		lua_setfield(L, -2, "close");
+		lua_setfield(L, -2, "__index");
+	}
+	lua_pop(L, 1);
 	luaL_newlib(L, sys_funcs);
 	return 1;
 }

@@ -20,7 +20,9 @@
  *                                                       zero_filled, assumed_unallocated, problems} | nil, msg, code
  *   vhd.stream(leaf [, {format, drop_zero, search}]) -> salvage.stream: the flattened standalone VHD (raw, qcow2),
  *                                                      exact length known before the first byte | nil, msg, code
- *   vhd.create(path, {size, type, parent, block_size, hidden}) -> writable handle | nil, msg, code
+ *   vhd.create(path, {size, type, parent, block_size, hidden, xenserver, strict}) -> writable handle | nil, msg, code
+ *       block_size other than 2 MiB needs xenserver = false (then no batmap, creator "qem2");
+ *       a parent name outside ASCII is a warning in h:info().problems, refused with strict
  *   vhd.scan(paths [, {match}]), vhd.coalesce(child [, {force, search}])   (Lua, salvage/vhd/lib.lua)
  */
 #include <stdlib.h>
@@ -30,11 +32,181 @@
 #include "lua.h"
 #include "lauxlib.h"
 
+#include "lvm/lvm.h"
 #include "lstream.h"
 #include "qcow2/qcow2.h"
 #include "vhd/vhd.h"
 
 #define MT "salvage.vhd"
+
+/* ---- lvm: sources: an LV inside a LUN image or block device (doc/lvhd.md) ---- */
+
+typedef struct lvsrc {
+	lvm_dev *d;   /* one reference per open LV */
+	size_t lv;
+} lvsrc;
+
+static vhd_file *open_lv(lvm_dev *d, size_t i, vhd_err *e);
+
+static ssize_t lv_pread(void *ctx, void *buf, size_t len, uint64_t off, vhd_err *e)
+{
+	lvsrc *s = ctx;
+	lvm_err le;
+	ssize_t n = lvm_lv_pread(s->d, s->lv, buf, len, off, &le);
+	if (n < 0)
+		vhd_seterr(e, le.code, "%s", le.msg);
+	return n;
+}
+
+static int lv_hole(void *ctx, uint64_t off, uint64_t len)
+{
+	lvsrc *s = ctx;
+	return lvm_lv_hole(s->d, s->lv, off, len);
+}
+
+static void lv_release(void *ctx)
+{
+	lvsrc *s = ctx;
+	lvm_close(s->d);
+	free(s);
+}
+
+/* A parent reference as LVHD writes it (a /dev/mapper basename, "--" for "-") into VG and LV names. */
+static void mapper_split(const char *ref, char *vg, size_t vgn, char *lv, size_t lvn)
+{
+	const char *b = ref;
+	for (const char *p = ref; *p; p++)
+		if (*p == '/' || *p == '\\')
+			b = p + 1;
+	size_t o = 0;
+	char *out = vg;
+	size_t cap = vgn;
+	int split = 0;
+	for (const char *p = b; *p; p++) {
+		if (p[0] == '-' && p[1] == '-') {
+			p++;
+		} else if (p[0] == '-' && !split) {
+			out[o < cap ? o : cap - 1] = 0;
+			out = lv, cap = lvn, o = 0, split = 1;
+			continue;
+		}
+		if (o + 1 < cap)
+			out[o++] = *p;
+	}
+	out[o] = 0;
+	if (!split) { /* no VG part: a plain LV name */
+		snprintf(lv, lvn, "%s", b);
+		vg[0] = 0;
+	}
+}
+
+static vhd_file *lv_parent(void *ctx, const char *ref, const uint8_t *uuid, vhd_err *e)
+{
+	lvsrc *s = ctx;
+	lvm_dev *d = s->d;
+	if (ref) {
+		char vg[256], lv[256];
+		mapper_split(ref, vg, sizeof vg, lv, sizeof lv);
+		int i = lvm_find_lv(d, lv);
+		if ((vg[0] && strcmp(vg, d->vg.name) != 0) || i < 0) {
+			vhd_seterr(e, "ENOENT", "%s: no LV %s in VG %s%s%s", ref, lv, d->vg.name, vg[0] ? " (named in VG " : "",
+				   vg[0] ? vg : "");
+			if (vg[0])
+				strncat(e->msg, ")", sizeof e->msg - strlen(e->msg) - 1);
+			return NULL;
+		}
+		return open_lv(d, (size_t)i, e);
+	}
+	for (size_t i = 0; i < d->vg.nlvs; i++) {
+		if (i == s->lv || strncmp(d->vg.lvs[i].name, "VHD-", 4) != 0 || d->vg.lvs[i].problem[0])
+			continue;
+		vhd_err pe;
+		vhd_file *c = open_lv(d, i, &pe);
+		if (c && memcmp(c->footer.uuid, uuid, 16) == 0)
+			return c;
+		if (c)
+			vhd_close(c);
+	}
+	vhd_seterr(e, "ENOENT", "no VHD LV in VG %s has that UUID", d->vg.name);
+	return NULL;
+}
+
+/* LV i of d as a VHD ("VHD-" and others) or as a raw disk ("LV-"), named lvm:IMAGE:LV. */
+static vhd_file *open_lv(lvm_dev *d, size_t i, vhd_err *e)
+{
+	const lvm_lv *lv = &d->vg.lvs[i];
+	if (lv->problem[0]) {
+		vhd_seterr(e, lv->problem_code, "%s: %s", d->path, lv->problem);
+		return NULL;
+	}
+	lvsrc *s = malloc(sizeof *s);
+	size_t n = strlen(d->path) + strlen(lv->name) + 8;
+	char *name = malloc(n);
+	if (!s || !name) {
+		free(s);
+		free(name);
+		vhd_seterr(e, "ENOMEM", "out of memory");
+		return NULL;
+	}
+	snprintf(name, n, "lvm:%s:%s", d->path, lv->name);
+	lvm_ref(d);
+	s->d = d;
+	s->lv = i;
+	vhd_reader rd = { s, lv->size, lv_pread, lv_parent, lv_release, lv_hole };
+	vhd_file *f = strncmp(lv->name, "LV-", 3) == 0 ? vhd_open_raw(name, &rd, e) : vhd_open_reader(name, &rd, NULL, e);
+	free(name);
+	/* what the LVM layer got past (an older metadata copy) is said with every volume read from it */
+	for (size_t w = 0; f && w < d->nwarnings; w++)
+		vhd_problem_add(f, VHD_WARNING, 0, "LVM_OLD_METADATA", -1, "%s", d->warnings[w]);
+	return f;
+}
+
+/* "lvm:IMAGE:LV" (or "lvm:IMAGE" when image is wanted alone); 0 ok */
+static int split_lvm(const char *spec, char *image, size_t in, const char **lv)
+{
+	const char *rest = spec + 4;
+	*lv = NULL;
+	if (access(rest, F_OK) == 0 || strrchr(rest, ':') == NULL) {
+		snprintf(image, in, "%s", rest);
+		return 0;
+	}
+	const char *c = strrchr(rest, ':');
+	snprintf(image, in, "%.*s", (int)(c - rest), rest);
+	*lv = c + 1;
+	return 0;
+}
+
+/* A path, or lvm:IMAGE:LV: every entry point of this module opens through here. */
+static vhd_file *open_any(const char *path, const vhd_open_opts *o, vhd_err *e)
+{
+	if (strncmp(path, "lvm:", 4) != 0)
+		return vhd_open(path, o, e);
+	char image[4096];
+	const char *lvname;
+	split_lvm(path, image, sizeof image, &lvname);
+	if (lvname == NULL || !*lvname) {
+		vhd_seterr(e, "EINVAL", "%s: name a volume: lvm:IMAGE:VHD-<uuid> or lvm:IMAGE:LV-<uuid>", path);
+		return NULL;
+	}
+	if (o && o->writable) {
+		vhd_seterr(e, "EROFS", "%s: volumes inside an LVM image are only read", path);
+		return NULL;
+	}
+	lvm_err le;
+	lvm_dev *d = lvm_open_list(image, &le);
+	if (d == NULL) {
+		vhd_seterr(e, le.code, "%s", le.msg);
+		return NULL;
+	}
+	int i = lvm_find_lv(d, lvname);
+	vhd_file *f = NULL;
+	if (i < 0)
+		vhd_seterr(e, "ENOENT", "%s: VG %s has no LV %s", image, d->vg.name, lvname);
+	else
+		f = open_lv(d, (size_t)i, e);
+	lvm_close(d);
+	return f;
+}
 
 typedef struct handle {
 	vhd_file *f;
@@ -142,7 +314,7 @@ static int l_open(lua_State *L)
 	vhd_open_opts o = opts_of(h);
 	o.writable = opt_bool(L, 2, "write");
 	vhd_err e;
-	h->f = vhd_open(path, &o, &e);
+	h->f = open_any(path, &o, &e);
 	if (h->f == NULL) {
 		free_search(h);
 		return fail(L, &e);
@@ -187,6 +359,8 @@ static void push_info(lua_State *L, handle *h)
 	lua_createtable(L, 0, 8);
 	set_str(L, "path", f->path);
 	set_int(L, "file_size", (lua_Integer)f->file_size);
+	if (f->raw)
+		set_bool(L, "raw", 1);
 	lua_createtable(L, 0, 24);
 	set_str(L, "disk_type", vhd_type_name(ft->disk_type));
 	set_int(L, "current_size", (lua_Integer)ft->current_size);
@@ -259,7 +433,7 @@ static void push_info(lua_State *L, handle *h)
 			if (l->data_length > 0 && l->data_length <= 4096 && l->data_offset + l->data_length <= f->file_size) {
 				uint8_t d[4096];
 				char out[2048];
-				if (pread(f->fd, d, l->data_length, (off_t)l->data_offset) == (ssize_t)l->data_length &&
+				if (vhd_file_pread(f, d, l->data_length, l->data_offset, NULL) == (ssize_t)l->data_length &&
 				    vhd_locator_decode(l->code, d, l->data_length, out, sizeof out) == 0)
 					set_str(L, "path", out);
 			}
@@ -438,7 +612,7 @@ static int l_check(lua_State *L)
 	set_str(L, "path", path);
 	lua_newtable(L);
 	int n = 0;
-	h->f = vhd_open(path, &o, &e);
+	h->f = open_any(path, &o, &e);
 	if (h->f == NULL) {
 		lua_createtable(L, 0, 4);
 		set_str(L, "code", strcmp(e.code, "ENOENT") == 0 ? "FILE_MISSING" : strcmp(e.code, "ECHECKSUM") == 0 ? "FOOTER_BOTH_BAD" : "UNREADABLE");
@@ -593,7 +767,7 @@ static int l_flatten(lua_State *L)
 	read_search(L, 3, h);
 	vhd_open_opts o = opts_of(h);
 	vhd_err e;
-	h->f = vhd_open(leaf, &o, &e);
+	h->f = open_any(leaf, &o, &e);
 	if (h->f == NULL)
 		return fail(L, &e);
 	vhd_flatten_result r;
@@ -680,7 +854,7 @@ static int l_stream(lua_State *L)
 	if ((b->ctx = calloc(1, sizeof(vhd_source))) == NULL)
 		return luaL_error(L, "out of memory");
 	b->release = free_source;
-	h->f = vhd_open(leaf, &o, &e);
+	h->f = open_any(leaf, &o, &e);
 	if (h->f == NULL || vhd_resolve_chain(h->f, &o, &e) != 0)
 		return fail(L, &e);
 	if ((qcow2 ? qcow2_source(b->ctx, h->f, 0, &e) : vhd_source_init(b->ctx, h->f, 0, &e)) != 0)
@@ -700,7 +874,7 @@ static int l_stream(lua_State *L)
 	return 1;
 }
 
-/* vhd.create(path, {size, type, parent, block_size, hidden}) */
+/* vhd.create(path, {size, type, parent, block_size, hidden, xenserver, strict}) */
 static int l_create(lua_State *L)
 {
 	const char *path = luaL_checkstring(L, 1);
@@ -732,6 +906,10 @@ static int l_create(lua_State *L)
 	int pidx = lua_gettop(L); /* keeps the parent string alive */
 	(void)pidx;
 	co.hidden = opt_bool(L, 2, "hidden");
+	co.strict = opt_bool(L, 2, "strict");
+	lua_getfield(L, 2, "xenserver");  /* default true: a file XenServer's tools read */
+	co.foreign = lua_isboolean(L, -1) && !lua_toboolean(L, -1);
+	lua_pop(L, 1);
 	if (co.parent == NULL && co.size == 0)
 		return luaL_error(L, "vhd.create needs size (or parent)");
 	if (co.type == VHD_DIFF && co.parent == NULL)

@@ -264,7 +264,7 @@ static int call_cli(lua_State *L, const char *fn, char **argv, int argc)
 	}
 	status = docall(L, 1, 1);
 	if (status != LUA_OK) {
-		int code = salvage_interrupted() ? 130 : 1;
+		int code = salvage_interrupted() ? 128 + salvage_interrupted() : 1;
 		report(L, status);
 		return code;
 	}
@@ -283,6 +283,39 @@ static void preload_salvage_global(lua_State *L)
 		lua_pop(L, 1);
 }
 
+/* Global options may come before the command (salvage --quiet vhd scan DIR):
+ * how many argv words from index 1 are such options (with their values). */
+static int leading_globals(int argc, char **argv)
+{
+	int i = 1;
+	while (i < argc) {
+		const char *a = argv[i];
+		if (strcmp(a, "--quiet") == 0 || strcmp(a, "-q") == 0 || strcmp(a, "--log-json") == 0 ||
+		    strncmp(a, "--log-level=", 12) == 0 || strncmp(a, "--format=", 9) == 0)
+			i++;
+		else if ((strcmp(a, "--log-level") == 0 || strcmp(a, "--format") == 0) && i + 1 < argc)
+			i += 2;
+		else
+			break;
+	}
+	return i - 1;
+}
+
+/* {command, globals..., rest...}: salvage.cli strips global options anywhere. */
+static char **command_first(lua_State *L, int argc, char **argv, int nglobal)
+{
+	char **v = lua_newuserdatauv(L, sizeof(char *) * (size_t)(argc + 1), 0);
+	int k = 0;
+	v[k++] = argv[0];
+	v[k++] = argv[1 + nglobal];
+	for (int i = 1; i <= nglobal; i++)
+		v[k++] = argv[i];
+	for (int i = 2 + nglobal; i < argc; i++)
+		v[k++] = argv[i];
+	v[k] = NULL;
+	return v;
+}
+
 struct pmain_result {
 	int code;
 };
@@ -299,6 +332,9 @@ static int pmain(lua_State *L)
 	salvage_host_open(L);
 	preload_salvage_global(L);
 
+	int nglobal = leading_globals(argc, argv);
+	if (nglobal > 0 && 1 + nglobal < argc && is_command(argv[1 + nglobal]))
+		argv = command_first(L, argc, argv, nglobal);
 	if (argc >= 2 && is_command(argv[1])) {
 		createargtable(L, argv, argc, 1);
 		res->code = call_cli(L, "run_command", argv + 1, argc - 1);
@@ -327,13 +363,13 @@ static int pmain(lua_State *L)
 	if (!(args & has_E) && handle_init(L) != LUA_OK)
 		return 0;
 	if (!runargs(L, argv, script)) {
-		res->code = salvage_interrupted() ? 130 : 1;
+		res->code = salvage_interrupted() ? 128 + salvage_interrupted() : 1;
 		return 0;
 	}
 	if (script < argc) {
 		int status = handle_script(L, argv + script);
 		if (status != LUA_OK) {
-			res->code = salvage_interrupted() ? 130 : 1;
+			res->code = salvage_interrupted() ? 128 + salvage_interrupted() : 1;
 			return 0;
 		}
 	}
@@ -349,7 +385,7 @@ static int pmain(lua_State *L)
 		}
 		/* piped stdin without a terminal runs as a script */
 		if (dofile(L, NULL) != LUA_OK) {
-			res->code = salvage_interrupted() ? 130 : 1;
+			res->code = salvage_interrupted() ? 128 + salvage_interrupted() : 1;
 			return 0;
 		}
 	}

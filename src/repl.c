@@ -186,10 +186,36 @@ static void print_results(lua_State *L)
 	lua_settop(L, 0);
 }
 
+/* History keeps no secret: salvage.repl.mask(statement) hides passwords of
+ * URLs and secret-named fields; if that fails, the line is not kept at all. */
 static void remember(const char *statement)
 {
-	if (statement[0] != '\0' && statement[0] != ' ')
-		add_history(statement);
+	if (statement[0] == '\0' || statement[0] == ' ')
+		return;
+	lua_State *L = repl_state;
+	int top = lua_gettop(L);
+	lua_getglobal(L, "require");
+	lua_pushliteral(L, "salvage.repl");
+	if (lua_pcall(L, 1, 1, 0) == LUA_OK && lua_istable(L, -1)) {
+		lua_getfield(L, -1, "mask");
+		lua_pushstring(L, statement);
+		if (lua_pcall(L, 1, 1, 0) == LUA_OK && lua_isstring(L, -1))
+			add_history(lua_tostring(L, -1));
+	}
+	lua_settop(L, top);
+}
+
+/* help() and friends, once per session (salvage.repl.setup). */
+static void setup_globals(lua_State *L)
+{
+	lua_getglobal(L, "require");
+	lua_pushliteral(L, "salvage.repl");
+	if (lua_pcall(L, 1, 1, 0) == LUA_OK && lua_istable(L, -1)) {
+		lua_getfield(L, -1, "setup");
+		if (lua_pcall(L, 0, 0, 0) != LUA_OK)
+			lua_pop(L, 1);
+	}
+	lua_pop(L, 1);
 }
 
 static char *history_path(void)
@@ -210,12 +236,15 @@ int salvage_repl(lua_State *L)
 	repl_state = L;
 	rl_readline_name = "salvage";
 	rl_catch_signals = 0;
-	rl_basic_word_break_characters = " \t\n\"'`@$><=;|&{(+-*/%^~#,[)]}:";
+	/* '.' and ':' stay inside a word: salvage.vhd.op<Tab>, conn:qu<Tab> */
+	rl_basic_word_break_characters = " \t\n\"'`@$><=;|&{(+-*/%^~#,[)]}";
 	rl_attempted_completion_function = complete;
 	using_history();
 	if (hist)
 		read_history(hist);
 
+	lua_settop(L, 0);
+	setup_globals(L);
 	lua_settop(L, 0);
 	for (;;) {
 		char *line = NULL;

@@ -11,6 +11,8 @@ libmariadb-dev mariadb-server mariadb-client
 libcurl4-openssl-dev libssl-dev
 libcmocka-dev lua-busted lua-check python3-cram tmux
 qemu-utils python3-cs python3 xz-utils gzip curl procps
+lvm2
+debhelper dpkg-dev fakeroot lintian bash-completion man-db
 "
 
 missing=""

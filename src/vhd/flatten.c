@@ -276,6 +276,10 @@ int vhd_coalesce(vhd_file *child, vhd_progress_fn progress, void *pctx, vhd_err 
 		vhd_seterr(e, "EINVAL", "%s: not a differencing disk with a resolved parent", child->path);
 		return -1;
 	}
+	if (child->has_rd) {
+		vhd_seterr(e, "EROFS", "%s: a VHD inside an LVM image is only read; flatten it instead", child->path);
+		return -1;
+	}
 	const vhd_file *where = NULL;
 	for (vhd_file *c = child; c; c = c->parent)
 		vhd_validate(c);
@@ -295,6 +299,19 @@ int vhd_coalesce(vhd_file *child, vhd_progress_fn progress, void *pctx, vhd_err 
 				vhd_close(pw);
 				return -1;
 			}
+	}
+	/* a larger child: grow the parent first (as XenServer's SM does), or refuse; never drop data */
+	if (child->footer.current_size > pw->footer.current_size &&
+	    vhd_grow(pw, child->footer.current_size, e) != 0) {
+		char why[512], code[24];
+		snprintf(why, sizeof why, "%s", e ? e->msg : "");
+		snprintf(code, sizeof code, "%s", e && e->code[0] ? e->code : "EFBIG");
+		vhd_seterr(e, code, "%s is larger (%llu bytes) than its parent (%llu bytes) and the parent cannot be "
+			   "grown: %.300s; refusing to coalesce (nothing written)", child->path,
+			   (unsigned long long)child->footer.current_size,
+			   (unsigned long long)child->parent->footer.current_size, why);
+		vhd_close(pw);
+		return -1;
 	}
 	/* partial sectors never occur (whole sectors are copied), but the writer wants the chain */
 	if (child->parent->parent) {

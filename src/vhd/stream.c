@@ -27,8 +27,13 @@ static int chain_touches(const vhd_file *f, uint64_t sec, uint64_t cnt)
 {
 	for (; f; f = f->parent) {
 		uint64_t total = f->footer.current_size / 512;
-		if (f->footer.disk_type == VHD_FIXED)
-			return sec < total;
+		if (f->footer.disk_type == VHD_FIXED) {
+			if (sec >= total)
+				return 0;
+			/* a raw reader (an LV): holes of a sparse LUN image need not be read */
+			uint64_t n = sec + cnt > total ? total - sec : cnt;
+			return !(f->raw && f->rd.hole && f->rd.hole(f->rd.ctx, sec * 512, n * 512));
+		}
 		if (sec >= total)
 			continue;
 		uint64_t last = sec + cnt - 1;

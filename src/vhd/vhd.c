@@ -65,6 +65,8 @@ void vhd_close(vhd_file *f)
 		vhd_file *parent = f->parent;
 		if (f->fd >= 0)
 			close(f->fd);
+		if (f->has_rd && f->rd.release)
+			f->rd.release(f->rd.ctx);
 		free(f->path);
 		free(f->bat);
 		free(f->bad_block);
@@ -105,6 +107,26 @@ static size_t meta_regions(const vhd_file *f, uint64_t (*r)[2], size_t max)
 	return n;
 }
 
+ssize_t vhd_file_pread(vhd_file *f, void *buf, size_t len, uint64_t off, vhd_err *e)
+{
+	if (f->has_rd) {
+		vhd_err tmp;
+		return f->rd.pread(f->rd.ctx, buf, len, off, e ? e : &tmp);
+	}
+	ssize_t n = vhd_pread_all(f->fd, buf, len, off);
+	if (n < 0)
+		vhd_syserr(e, "read", f->path);
+	return n;
+}
+
+/* after a short or failed vhd_file_pread: e already says why when it failed */
+static int short_read(vhd_err *e, const char *what, const char *name)
+{
+	if (e && e->code[0] == 0)
+		vhd_seterr(e, "ETRUNCATED", "%s: %s: unexpected end of file", name, what);
+	return -1;
+}
+
 static int open_dynamic(vhd_file *f, vhd_err *e)
 {
 	const char *name = f->path;
@@ -115,8 +137,8 @@ static int open_dynamic(vhd_file *f, vhd_err *e)
 			   (unsigned long long)hoff, (unsigned long long)f->file_size);
 		return -1;
 	}
-	if (vhd_pread_all(f->fd, hb, sizeof hb, hoff) != (ssize_t)sizeof hb)
-		return vhd_syserr(e, "reading dynamic header", name);
+	if (vhd_file_pread(f, hb, sizeof hb, hoff, e) != (ssize_t)sizeof hb)
+		return short_read(e, "reading dynamic header", name);
 	if (vhd_header_parse(hb, &f->header) != 0) {
 		vhd_seterr(e, "EFORMAT", "%s: no dynamic header (cookie 'cxsparse') at offset %llu", name,
 			   (unsigned long long)hoff);
@@ -156,8 +178,8 @@ static int open_dynamic(vhd_file *f, vhd_err *e)
 		vhd_seterr(e, "ENOMEM", "%s: out of memory for the BAT", name);
 		return -1;
 	}
-	if (vhd_pread_all(f->fd, f->bat, batbytes, h->table_offset) != (ssize_t)batbytes)
-		return vhd_syserr(e, "reading BAT", name);
+	if (vhd_file_pread(f, f->bat, batbytes, h->table_offset, e) != (ssize_t)batbytes)
+		return short_read(e, "reading BAT", name);
 	for (uint32_t i = 0; i < f->bat_entries; i++) {
 		const uint8_t *p = (const uint8_t *)&f->bat[i];
 		f->bat[i] = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
@@ -165,7 +187,7 @@ static int open_dynamic(vhd_file *f, vhd_err *e)
 	/* XenServer's batmap: right after the padded BAT. A hint only. */
 	uint64_t bmh = h->table_offset + ((uint64_t)h->max_bat_entries * 4 + 511) / 512 * 512;
 	uint8_t bb[512];
-	if (bmh + 512 <= f->file_size && vhd_pread_all(f->fd, bb, 512, bmh) == 512 &&
+	if (bmh + 512 <= f->file_size && vhd_file_pread(f, bb, 512, bmh, NULL) == 512 &&
 	    vhd_batmap_header_parse(bb, &f->batmap) == 0) {
 		f->batmap.hdr_offset = bmh;
 		uint64_t len = (uint64_t)f->batmap.size_sectors * 512;
@@ -177,7 +199,7 @@ static int open_dynamic(vhd_file *f, vhd_err *e)
 			f->batmap.present = 0;
 		} else {
 			f->batmap.map = malloc(len);
-			if (f->batmap.map == NULL || vhd_pread_all(f->fd, f->batmap.map, len, f->batmap.offset) != (ssize_t)len) {
+			if (f->batmap.map == NULL || vhd_file_pread(f, f->batmap.map, len, f->batmap.offset, NULL) != (ssize_t)len) {
 				free(f->batmap.map);
 				f->batmap.map = NULL;
 				f->batmap.present = 0;
@@ -243,10 +265,11 @@ static int open_dynamic(vhd_file *f, vhd_err *e)
 	return 0;
 }
 
-vhd_file *vhd_open(const char *path, const vhd_open_opts *o, vhd_err *e)
+static vhd_file *new_file(const char *path, const vhd_open_opts *o, vhd_err *e)
 {
 	vhd_file *f = calloc(1, sizeof *f);
-	if (f == NULL) {
+	if (f == NULL || (f->path = strdup(path)) == NULL) {
+		free(f);
 		vhd_seterr(e, "ENOMEM", "%s: out of memory", path);
 		return NULL;
 	}
@@ -254,35 +277,24 @@ vhd_file *vhd_open(const char *path, const vhd_open_opts *o, vhd_err *e)
 	f->refs = 1;
 	f->cached_block = -1;
 	f->writable = o && o->writable;
-	f->path = strdup(path);
-	if (f->path == NULL)
-		goto nomem;
-	f->fd = open(path, (f->writable ? O_RDWR : O_RDONLY) | O_CLOEXEC);
-	if (f->fd < 0) {
-		vhd_syserr(e, "cannot open", path);
-		goto fail;
-	}
-	struct stat st;
-	if (fstat(f->fd, &st) != 0) {
-		vhd_syserr(e, "stat", path);
-		goto fail;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		vhd_seterr(e, "EFORMAT", "%s: not a regular file", path);
-		goto fail;
-	}
-	f->file_size = (uint64_t)st.st_size;
+	return f;
+}
+
+/* Footers (end, then the copy at 0) and the dynamic metadata of an object of f->file_size bytes. */
+static int open_common(vhd_file *f, vhd_err *e)
+{
+	const char *path = f->path;
 	if (f->file_size < 512) {
 		vhd_seterr(e, "EFORMAT", "%s: %llu bytes is too small for a VHD (no footer)", path,
 			   (unsigned long long)f->file_size);
-		goto fail;
+		return -1;
 	}
 	uint8_t eb[512], cb[512];
 	vhd_footer ef, cf;
-	if (vhd_pread_all(f->fd, eb, 512, f->file_size - 512) != 512 || vhd_pread_all(f->fd, cb, 512, 0) != 512) {
-		vhd_syserr(e, "reading footer", path);
-		goto fail;
-	}
+	if (e)
+		e->code[0] = 0;
+	if (vhd_file_pread(f, eb, 512, f->file_size - 512, e) != 512 || vhd_file_pread(f, cb, 512, 0, e) != 512)
+		return short_read(e, "reading footer", path);
 	int ecookie = vhd_footer_parse(eb, &ef) == 0;
 	int ccookie = vhd_footer_parse(cb, &cf) == 0;
 	f->footer_eof_ok = vhd_footer_valid(&ef);
@@ -311,12 +323,12 @@ vhd_file *vhd_open(const char *path, const vhd_open_opts *o, vhd_err *e)
 	} else {
 		vhd_seterr(e, "ECHECKSUM", "%s: no valid footer: the end-of-file footer is %s and there is no "
 			   "valid copy at offset 0", path, !ecookie ? "missing" : "damaged (bad checksum)");
-		goto fail;
+		return -1;
 	}
 	if (f->footer.current_size % 512 != 0) {
 		vhd_seterr(e, "EFORMAT", "%s: virtual size %llu is not a whole number of sectors", path,
 			   (unsigned long long)f->footer.current_size);
-		goto fail;
+		return -1;
 	}
 	if (f->footer.disk_type == VHD_FIXED) {
 		f->data_limit = f->file_size - 512;
@@ -328,16 +340,85 @@ vhd_file *vhd_open(const char *path, const vhd_open_opts *o, vhd_err *e)
 					(unsigned long long)(have / 512),
 					(unsigned long long)(f->footer.current_size / 512 - 1));
 		}
-	} else if (open_dynamic(f, e) != 0) {
+		return 0;
+	}
+	return open_dynamic(f, e);
+}
+
+vhd_file *vhd_open(const char *path, const vhd_open_opts *o, vhd_err *e)
+{
+	vhd_file *f = new_file(path, o, e);
+	if (f == NULL)
+		return NULL;
+	f->fd = open(path, (f->writable ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+	if (f->fd < 0) {
+		vhd_syserr(e, "cannot open", path);
 		goto fail;
 	}
-	return f;
-nomem:
-	vhd_seterr(e, "ENOMEM", "%s: out of memory", path);
+	struct stat st;
+	if (fstat(f->fd, &st) != 0) {
+		vhd_syserr(e, "stat", path);
+		goto fail;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		vhd_seterr(e, "EFORMAT", "%s: not a regular file", path);
+		goto fail;
+	}
+	f->file_size = (uint64_t)st.st_size;
+	if (open_common(f, e) == 0)
+		return f;
 fail:
-	f->parent = NULL;
 	vhd_close(f);
 	return NULL;
+}
+
+vhd_file *vhd_open_reader(const char *name, const vhd_reader *src, const vhd_open_opts *o, vhd_err *e)
+{
+	if (o && o->writable) {
+		if (src->release)
+			src->release(src->ctx);
+		vhd_seterr(e, "EROFS", "%s: a VHD inside another object is opened read-only", name);
+		return NULL;
+	}
+	vhd_file *f = new_file(name, NULL, e);
+	if (f == NULL) {
+		if (src->release)
+			src->release(src->ctx);
+		return NULL;
+	}
+	f->rd = *src;
+	f->has_rd = 1;
+	f->file_size = src->size;
+	if (open_common(f, e) == 0)
+		return f;
+	vhd_close(f);
+	return NULL;
+}
+
+vhd_file *vhd_open_raw(const char *name, const vhd_reader *src, vhd_err *e)
+{
+	vhd_file *f = new_file(name, NULL, e);
+	if (f == NULL || src->size % 512 != 0 || src->size == 0) {
+		if (f)
+			vhd_seterr(e, "EFORMAT", "%s: %llu bytes is not a whole number of sectors", name,
+				   (unsigned long long)src->size);
+		if (src->release)
+			src->release(src->ctx);
+		vhd_close(f);
+		return NULL;
+	}
+	f->rd = *src;
+	f->has_rd = 1;
+	f->raw = 1;
+	f->file_size = f->data_limit = src->size;
+	vhd_footer *ft = &f->footer;
+	memcpy(ft->cookie, "conectix", 9);
+	ft->disk_type = VHD_FIXED;
+	ft->data_offset = VHD_NONE64;
+	ft->original_size = ft->current_size = src->size;
+	vhd_geometry(src->size, &ft->cylinders, &ft->heads, &ft->sectors);
+	f->footer_eof_ok = 1;
+	return f;
 }
 
 static int cmp(const void *a, const void *b)
@@ -430,10 +511,9 @@ const uint8_t *vhd_block_bitmap(vhd_file *f, uint32_t b, vhd_err *e)
 	if (f->cached_block == (int64_t)b)
 		return f->cached_bitmap;
 	uint64_t off = (uint64_t)f->bat[b] * 512;
-	ssize_t n = vhd_pread_all(f->fd, f->cached_bitmap, f->bitmap_bytes, off);
+	ssize_t n = vhd_file_pread(f, f->cached_bitmap, f->bitmap_bytes, off, e);
 	if (n < 0) {
 		f->cached_block = -1;
-		vhd_syserr(e, "reading a sector bitmap", f->path);
 		return NULL;
 	}
 	if ((size_t)n < f->bitmap_bytes) {
@@ -508,8 +588,8 @@ int vhd_read_sectors_ctx(vhd_file *f, uint64_t sec, uint64_t cnt, uint8_t *buf, 
 			snprintf(why, sizeof why, "%s: past the end of the truncated fixed disk", base_name(f->path));
 			add_range(c, sec + n, cnt - n, 0, why);
 		}
-		if (n && vhd_pread_all(f->fd, buf, n * 512, sec * 512) != (ssize_t)(n * 512))
-			return vhd_syserr(c->e, "reading data", f->path);
+		if (n && vhd_file_pread(f, buf, n * 512, sec * 512, c->e) != (ssize_t)(n * 512))
+			return short_read(c->e, "reading data", f->path);
 		return 0;
 	}
 	while (cnt > 0) {
@@ -572,8 +652,8 @@ int vhd_read_sectors_ctx(vhd_file *f, uint64_t sec, uint64_t cnt, uint8_t *buf, 
 							ok = (f->data_limit - off) / 512;
 						if (ok > run)
 							ok = run;
-						if (ok && vhd_pread_all(f->fd, dst, ok * 512, off) != (ssize_t)(ok * 512))
-							return vhd_syserr(c->e, "reading data", f->path);
+						if (ok && vhd_file_pread(f, dst, ok * 512, off, c->e) != (ssize_t)(ok * 512))
+							return short_read(c->e, "reading data", f->path);
 						if (ok < run) {
 							if (!c->force) {
 								vhd_seterr(c->e, "ETRUNCATED",
@@ -698,6 +778,24 @@ static vhd_file *search_uuid(const char *dir, const uint8_t uuid[16], const char
 	return found;
 }
 
+/* A child larger than its parent reads fine, but coalescing must grow the parent first: say how. */
+static void parent_smaller(vhd_file *f, const vhd_file *p)
+{
+	uint64_t max = vhd_max_growth(p);
+	char what[200];
+	if (max >= f->footer.current_size)
+		snprintf(what, sizeof what, "coalesce would first grow %s to %llu bytes (its BAT holds up to %llu)",
+			 base_name(p->path), (unsigned long long)f->footer.current_size, (unsigned long long)max);
+	else
+		snprintf(what, sizeof what, "coalesce would refuse: %s can only grow to %llu bytes in place",
+			 base_name(p->path), (unsigned long long)max);
+	vhd_problem_add(f, VHD_WARNING, 0, "PARENT_SMALLER", -1,
+			"%s: virtual size %llu is larger than its parent's %llu (the disk was grown after the snapshot): "
+			"reading is exact (sectors past the parent read as zeros); %s",
+			base_name(f->path), (unsigned long long)f->footer.current_size,
+			(unsigned long long)p->footer.current_size, what);
+}
+
 int vhd_resolve_parent(vhd_file *f, const vhd_open_opts *o, vhd_err *e)
 {
 	if (f->footer.disk_type != VHD_DIFF || f->parent_state == 1)
@@ -727,13 +825,13 @@ int vhd_resolve_parent(vhd_file *f, const vhd_open_opts *o, vhd_err *e)
 				continue;
 			uint8_t buf[4096];
 			char out[2048];
-			if (vhd_pread_all(f->fd, buf, l->data_length, l->data_offset) != (ssize_t)l->data_length)
+			if (vhd_file_pread(f, buf, l->data_length, l->data_offset, NULL) != (ssize_t)l->data_length)
 				continue;
 			if (vhd_locator_decode(l->code, buf, l->data_length, out, sizeof out) == 0 && nc < 9)
-				cand[nc++] = join_dir(f->path, out);
+				cand[nc++] = f->has_rd ? strdup(out) : join_dir(f->path, out);
 		}
 	if (f->header.parent_name[0] && nc < 10)
-		cand[nc++] = join_dir(f->path, f->header.parent_name);
+		cand[nc++] = f->has_rd ? strdup(f->header.parent_name) : join_dir(f->path, f->header.parent_name);
 	char named[1024] = "";
 	char mismatch[600] = "";
 	char unreadable[600] = "";
@@ -743,10 +841,17 @@ int vhd_resolve_parent(vhd_file *f, const vhd_open_opts *o, vhd_err *e)
 			continue;
 		if (!named[0])
 			snprintf(named, sizeof named, "%s", cand[i]);
-		if (access(cand[i], F_OK) != 0)
-			continue;
-		vhd_err pe;
-		vhd_file *c = vhd_open(cand[i], NULL, &pe);
+		vhd_err pe = { "", "" };
+		vhd_file *c;
+		if (f->has_rd) {
+			c = f->rd.parent ? f->rd.parent(f->rd.ctx, cand[i], NULL, &pe) : NULL;
+			if (c == NULL && (!f->rd.parent || strcmp(pe.code, "ENOENT") == 0))
+				continue;
+		} else {
+			if (access(cand[i], F_OK) != 0)
+				continue;
+			c = vhd_open(cand[i], NULL, &pe);
+		}
 		if (c == NULL) {
 			if (!unreadable[0])
 				snprintf(unreadable, sizeof unreadable, "%s", pe.msg);
@@ -764,7 +869,16 @@ int vhd_resolve_parent(vhd_file *f, const vhd_open_opts *o, vhd_err *e)
 	}
 	for (int i = 0; i < nc; i++)
 		free(cand[i]);
-	if (p == NULL) {
+	if (p == NULL && f->has_rd) {
+		vhd_err pe;
+		p = f->rd.parent ? f->rd.parent(f->rd.ctx, NULL, f->header.parent_uuid, &pe) : NULL;
+		if (p)
+			vhd_problem_add(f, VHD_WARNING, 0, mismatch[0] ? "PARENT_UUID_MISMATCH" : "PARENT_FOUND_BY_UUID", -1,
+					"%s: parent %s %s; using %s, found by its UUID %s", bn,
+					named[0] ? named : "(unnamed)",
+					mismatch[0] ? "has another UUID" : unreadable[0] ? "is unreadable" : "is missing",
+					p->path, want);
+	} else if (p == NULL) {
 		char *dir = dir_of(f->path);
 		if (dir) {
 			p = search_uuid(dir, f->header.parent_uuid, f->path);
@@ -802,15 +916,17 @@ int vhd_resolve_parent(vhd_file *f, const vhd_open_opts *o, vhd_err *e)
 		return -1;
 	}
 	struct stat st;
-	if (fstat(p->fd, &st) == 0 && (int64_t)st.st_mtime - VHD_EPOCH != (int64_t)f->header.parent_timestamp)
+	if (!p->has_rd && fstat(p->fd, &st) == 0 && (int64_t)st.st_mtime - VHD_EPOCH != (int64_t)f->header.parent_timestamp)
 		vhd_problem_add(f, VHD_INFO, 0, "PARENT_TIMESTAMP", -1,
 				"%s: parent timestamp %u differs from %s's modification time (%lld); copying files "
 				"changes mtimes, so this alone means nothing",
 				bn, f->header.parent_timestamp, base_name(p->path), (long long)(st.st_mtime - VHD_EPOCH));
-	if (p->footer.current_size != f->footer.current_size)
+	if (p->footer.current_size > f->footer.current_size)
 		vhd_problem_add(f, VHD_INFO, 0, "PARENT_SIZE", -1,
 				"%s: virtual size %llu differs from parent's %llu (resized disk)", bn,
 				(unsigned long long)f->footer.current_size, (unsigned long long)p->footer.current_size);
+	else if (p->footer.current_size < f->footer.current_size)
+		parent_smaller(f, p);
 	f->parent = p;
 	f->parent_state = 1;
 	return 0;

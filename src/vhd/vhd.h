@@ -115,6 +115,26 @@ const char *vhd_type_name(uint32_t t);
 
 /* ---- open files ---- */
 typedef struct vhd_file vhd_file;
+
+/*
+ * A readable object of known size that is not a file of its own, such as an
+ * LV inside a LUN image. The VHD is read exactly as from a file of `size`
+ * bytes: the primary footer is the last 512 bytes (where LVHD puts it; the
+ * LV is usually larger than the VHD's data), the copy at offset 0.
+ */
+typedef struct vhd_reader {
+	void *ctx;
+	uint64_t size;
+	/* all of len unless the object ends; -1 on error with e filled */
+	ssize_t (*pread)(void *ctx, void *buf, size_t len, uint64_t off, vhd_err *e);
+	/* The parent of a child read from this source: ref is a locator's path or the header's parent
+	 * name (uuid NULL), or ref is NULL and the VHD with footer uuid is wanted. NULL with e->code
+	 * "ENOENT" when there is none. */
+	vhd_file *(*parent)(void *ctx, const char *ref, const uint8_t *uuid, vhd_err *e);
+	void (*release)(void *ctx);  /* when the vhd_file is closed (or the open failed) */
+	/* optional: 1 when [off, off+len) is known to read as zeros (a hole in a sparse image) */
+	int (*hole)(void *ctx, uint64_t off, uint64_t len);
+} vhd_reader;
 struct vhd_file {
 	int fd;
 	int writable;
@@ -141,6 +161,9 @@ struct vhd_file {
 	size_t nproblems, cproblems;
 	uint64_t next_free;      /* writer: where the next block goes */
 	int validated;           /* vhd_validate ran */
+	int has_rd;              /* read through rd, not fd (fd is -1) */
+	int raw;                 /* a raw object: the footer is made up, every byte is data */
+	vhd_reader rd;
 };
 
 typedef struct vhd_open_opts {
@@ -151,6 +174,12 @@ typedef struct vhd_open_opts {
 
 /* Open one file (no parent). Problems found while opening are recorded in f->problems. */
 vhd_file *vhd_open(const char *path, const vhd_open_opts *o, vhd_err *e);
+/* Open a VHD held by a reader (taken over: released on close, or at once on failure). */
+vhd_file *vhd_open_reader(const char *name, const vhd_reader *rd, const vhd_open_opts *o, vhd_err *e);
+/* A raw object (no VHD inside: an LVHD "LV-" volume) seen as a fixed disk of its whole size. */
+vhd_file *vhd_open_raw(const char *name, const vhd_reader *rd, vhd_err *e);
+/* Read bytes of the file itself (not through the chain): short only at its end; -1 with e. */
+ssize_t vhd_file_pread(vhd_file *f, void *buf, size_t len, uint64_t off, vhd_err *e);
 void vhd_ref(vhd_file *f);
 void vhd_close(vhd_file *f); /* drops a reference; frees the chain when last */
 /* Open the parent of a differencing file (locators, name, then search by UUID). 0 ok. */
@@ -212,10 +241,16 @@ typedef struct vhd_create_opts {
 	uint32_t block_size;     /* default 2 MiB */
 	const char *parent;
 	int hidden;
+	int foreign;             /* not for XenServer: any block size, no batmap, creator not "tap" */
+	int strict;              /* refuse what blktap would reject (a parent name outside ASCII) */
 } vhd_create_opts;
 vhd_file *vhd_create(const char *path, const vhd_create_opts *o, vhd_err *e);
 int vhd_write(vhd_file *f, uint64_t off, const uint8_t *data, uint64_t len, vhd_err *e);
 int vhd_set_hidden(vhd_file *f, int hidden, vhd_err *e);
+/* Largest virtual size this file can grow to in place (BAT and batmap as they are); 0 if fixed. */
+uint64_t vhd_max_growth(const vhd_file *f);
+/* Grow the virtual size in place (writable dynamic/differencing file, up to vhd_max_growth). */
+int vhd_grow(vhd_file *f, uint64_t size, vhd_err *e);
 int vhd_sync(vhd_file *f, vhd_err *e);
 
 /* ---- flatten ---- */

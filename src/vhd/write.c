@@ -17,6 +17,16 @@
 #include "vhd/vhd.h"
 
 
+/* the last component of path is plain ASCII (what blktap accepts as a parent name) */
+static int ascii_name(const char *path)
+{
+	const char *b = strrchr(path, '/');
+	for (const unsigned char *p = (const unsigned char *)(b ? b + 1 : path); *p; p++)
+		if (*p >= 0x80)
+			return 0;
+	return 1;
+}
+
 /* Offset for the next block's bitmap so that its data starts on 4 KiB. */
 static uint64_t block_slot(uint64_t from, uint32_t bitmap_bytes)
 {
@@ -144,7 +154,7 @@ static void header_parent(vhd_header *h, const parent_ref *p, const vhd_layout *
 }
 
 /* In-memory state of an empty dynamic or differencing file, and its metadata on disk. */
-static int create_sparse(vhd_file *f, const vhd_layout *l, const parent_ref *p, vhd_err *e)
+static int create_sparse(vhd_file *f, const vhd_layout *l, const parent_ref *p, int foreign, vhd_err *e)
 {
 	vhd_header *h = &f->header;
 	f->has_header = 1;
@@ -168,6 +178,11 @@ static int create_sparse(vhd_file *f, const vhd_layout *l, const parent_ref *p, 
 		return -1;
 	}
 	memset(f->bat, 0xFF, (size_t)l->entries * 4);
+	if (foreign) { /* not for XenServer: no batmap (its place stays zero) */
+		memset(head + l->batmap_hdr, 0, 512);
+		free(f->batmap.map);
+		memset(&f->batmap, 0, sizeof f->batmap);
+	}
 	uint8_t hb[1024];
 	vhd_header_build(h, hb);
 	f->header.checksum = f->header.checksum_computed = vhd_checksum(hb, 1024, 36);
@@ -231,8 +246,20 @@ vhd_file *vhd_create(const char *path, const vhd_create_opts *o, vhd_err *e)
 		vhd_seterr(e, "EINVAL", "%s: block size %u is not a power of two between 512 and 256 MiB", path, bs);
 		return NULL;
 	}
+	/* blktap reads 2 MiB blocks only (larger: libvhd refuses; smaller: reads fail past BAT entry 32) */
+	if (bs != (2u << 20) && !o->foreign) {
+		vhd_seterr(e, "EINVAL", "%s: block size %u: XenServer uses 2 MiB blocks only and its tools cannot read "
+			   "others; ask for a non-XenServer file to use another size", path, bs);
+		return NULL;
+	}
 	if ((o->parent && !(o->type && o->type != VHD_DIFF) && parent_open(&p, o->parent, path, e) != 0) ||
 	    create_shape(path, o, &p, &size, &type, e) != 0) {
+		vhd_close(p.f);
+		return NULL;
+	}
+	if (p.f && !ascii_name(p.abs) && o->strict) {
+		vhd_seterr(e, "EINVAL", "%s: parent name %s is not ASCII; XenServer's tools reject such a child "
+			   "(\"invalid parent name\")", path, p.abs);
 		vhd_close(p.f);
 		return NULL;
 	}
@@ -246,17 +273,23 @@ vhd_file *vhd_create(const char *path, const vhd_create_opts *o, vhd_err *e)
 		return NULL;
 	}
 	vhd_meta_footer(&f->footer, size, type, o->hidden);
+	if (o->foreign) /* qemu's label for "trust current_size"; blktap applies no "tap" rules to it */
+		memcpy(f->footer.creator_app, "qem2", 4);
 	if (type == VHD_FIXED) {
 		if (ftruncate(f->fd, (off_t)size) != 0) {
 			vhd_syserr(e, "writing", path);
 			goto fail;
 		}
 		f->next_free = size;
-	} else if (create_sparse(f, &l, &p, e) != 0) {
+	} else if (create_sparse(f, &l, &p, o->foreign, e) != 0) {
 		goto fail;
 	}
 	if (write_footers(f, e) != 0)
 		goto fail;
+	if (p.f && !ascii_name(p.abs))
+		vhd_problem_add(f, VHD_WARNING, 0, "PARENT_NAME_NOT_ASCII", -1,
+				"%s: parent name %s is not ASCII: XenServer's tools reject this child (\"invalid parent "
+				"name\"); salvage reads it", path, strrchr(p.abs, '/') + 1);
 	f->parent = p.f;
 	return f;
 fail:
@@ -435,4 +468,63 @@ int vhd_sync(vhd_file *f, vhd_err *e)
 	if (f->writable && fsync(f->fd) != 0)
 		return vhd_syserr(e, "fsync", f->path);
 	return 0;
+}
+
+/* Largest virtual size a dynamic file's BAT (and batmap) can describe; 0 for fixed disks. */
+uint64_t vhd_max_growth(const vhd_file *f)
+{
+	if (!f->has_header)
+		return 0;
+	uint64_t max = (uint64_t)f->header.max_bat_entries * f->header.block_size;
+	if (f->batmap.present && f->batmap.map) {
+		uint64_t bits = (uint64_t)f->batmap.size_sectors * 512 * 8 * f->header.block_size;
+		if (bits < max)
+			max = bits;
+	}
+	return max < VHD_MAX_SIZE ? max : VHD_MAX_SIZE;
+}
+
+/* Grow the virtual size in place, as XenServer's storage manager does before coalescing a
+ * larger child: only the footer changes, plus BAT entries (already free) that come into use. */
+int vhd_grow(vhd_file *f, uint64_t size, vhd_err *e)
+{
+	if (!f->writable) {
+		vhd_seterr(e, "EROFS", "%s: handle is read-only", f->path);
+		return -1;
+	}
+	if (size == f->footer.current_size)
+		return 0;
+	if (size < f->footer.current_size || size % 512 != 0) {
+		vhd_seterr(e, "EINVAL", "%s: cannot grow from %llu to %llu bytes", f->path,
+			   (unsigned long long)f->footer.current_size, (unsigned long long)size);
+		return -1;
+	}
+	if (size > vhd_max_growth(f)) {
+		vhd_seterr(e, "EFBIG", "%s: %s holds at most %llu bytes; growing it to %llu bytes would need a new "
+			   "BAT", f->path, f->has_header ? "its BAT" : "a fixed disk", (unsigned long long)vhd_max_growth(f),
+			   (unsigned long long)size);
+		return -1;
+	}
+	uint32_t need = (uint32_t)((size + f->header.block_size - 1) / f->header.block_size);
+	uint32_t *bat = realloc(f->bat, (size_t)need * 4);
+	if (bat)
+		f->bat = bat;
+	uint8_t *bad = bat ? realloc(f->bad_block, need) : NULL;
+	if (bad == NULL) {
+		vhd_seterr(e, "ENOMEM", "out of memory");
+		return -1;
+	}
+	f->bad_block = bad;
+	writer_init(f);
+	uint8_t ff[4] = { 0xFF, 0xFF, 0xFF, 0xFF };
+	for (uint32_t i = f->bat_entries; i < need; i++) {
+		if (vhd_pwrite_all(f->fd, ff, 4, f->header.table_offset + 4ull * i) != 0)
+			return vhd_syserr(e, "writing BAT", f->path);
+		f->bat[i] = VHD_BAT_FREE;
+		f->bad_block[i] = VHD_BAD_NONE;
+	}
+	f->bat_entries = need;
+	f->footer.current_size = size;
+	vhd_geometry(size, &f->footer.cylinders, &f->footer.heads, &f->footer.sectors);
+	return write_footers(f, e);
 }

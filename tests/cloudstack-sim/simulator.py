@@ -308,6 +308,12 @@ COMMANDS = {
     "stopVirtualMachine": (["id"], True, True),
     "deleteTemplate": (["id"], True, True),
     "deleteVolume": (["id"], True, False),
+    # resource tags and VM removal (see "resource tags" and "VM removal" below)
+    "createTags": (["resourceids", "resourcetype"], True, True),
+    "deleteTags": (["resourceids", "resourcetype"], True, True),
+    "listTags": ([], False, False),
+    "destroyVirtualMachine": (["id"], True, True),
+    "expungeVirtualMachine": (["id"], True, True),
 }
 
 # response keys of commands whose envelope is not <command lower-case>response
@@ -376,8 +382,8 @@ def qcow2_facts(head):
     return {"virtualsize": size, "disktype": "qcow2"}, None
 
 
-# parameters listApis shows (required ones come from COMMANDS); the server ignores unknown ones,
-# so a client learns from listApis whether importVm takes MAC addresses
+# optional parameters listApis shows (required ones come from COMMANDS); the server ignores
+# unknown ones, so a client learns from listApis whether importVm takes MAC addresses
 API_PARAMS = {
     "importVm": ["account", "clusterid", "datadiskofferinglist", "details", "diskpath", "displayname",
                  "domainid", "forced", "hostid", "hostname", "hypervisor", "importsource", "migrateallowed",
@@ -404,7 +410,6 @@ KVM_COMMANDS = {
     "listHosts": ([], False, False),
     "listStoragePools": ([], False, False),
     "listVolumesForImport": (["storageid"], False, False),
-    "listApis": ([], False, False),
     "importVm": (["clusterid", "hypervisor", "importsource", "name", "serviceofferingid", "zoneid"], True, True),
     "importVolume": (["path", "storageid"], True, True),
 }
@@ -413,7 +418,7 @@ COMMANDS.update(KVM_COMMANDS)
 
 KVM_LIST_KEYS = {
     "listHypervisors": "hypervisor", "listClusters": "cluster", "listHosts": "host",
-    "listStoragePools": "storagepool", "listVolumesForImport": "volumeforimport", "listApis": "api",
+    "listStoragePools": "storagepool", "listVolumesForImport": "volumeforimport",
 }
 
 LIST_KEY.update(KVM_LIST_KEYS)
@@ -543,24 +548,6 @@ class KvmZone:
                           "virtualsize": facts["virtualsize"] if facts else os.path.getsize(f),
                           "storageid": sp["id"], "storage": sp["name"], "storagetype": sp["type"]})
         return self.page(cmd, p, items, "volumeforimport")
-
-    def cmd_listApis(self, cmd, p, caller):
-        names = [p["name"]] if p.get("name") else sorted(COMMANDS)
-        out = []
-        for n in names:
-            if n not in COMMANDS:
-                raise invalid("Unable to find API %s" % n)
-            required, _changing, isasync = COMMANDS[n]
-            params = sorted(set(required) | set(API_PARAMS.get(n, [])))
-            if n == "importVm" and self.args.importvm_mac:
-                params.append("nicmacaddresslist")
-                params.sort()
-            out.append({"name": n, "isasync": isasync, "since": "4.19.0" if n.startswith("import") else None,
-                        "params": [{"name": x, "required": x in required} for x in params]})
-        for a in out:
-            if a["since"] is None:
-                del a["since"]
-        return {"count": len(out), "api": out}
 
     # ---- adoption of files already in a pool
 
@@ -731,7 +718,7 @@ class Cloud(KvmZone):
         self.zones, self.domains, self.accounts, self.users = [], [], [], []
         self.service_offerings, self.disk_offerings, self.os_types = [], [], []
         self.networks, self.templates, self.volumes, self.vms, self.jobs = [], [], [], [], []
-        self.removed_templates, self.removed_volumes = [], []
+        self.removed_templates, self.removed_volumes, self.removed_vms = [], [], []
         self.uploads = {}  # token -> {"kind", "id", "expires", "used", "signature", "metadata", "host"}
         self.base_url = None
         self.calls = {}
@@ -921,13 +908,18 @@ class Cloud(KvmZone):
         return {k: v for k, v in u.items() if k not in ("apikey", "secretkey") and not k.startswith("_")}
 
     def template_view(self, t):
-        return {k: v for k, v in t.items() if not k.startswith("_")}
+        v = {k: x for k, x in t.items() if not k.startswith("_")}
+        v["tags"] = [dict(x) for x in t.get("_tags", [])]
+        return v
 
     def volume_view(self, v):
-        return {k: x for k, x in v.items() if not k.startswith("_")}
+        out = {k: x for k, x in v.items() if not k.startswith("_")}
+        out["tags"] = [dict(x) for x in v.get("_tags", [])]
+        return out
 
     def vm_view(self, vm):
         v = {k: x for k, x in vm.items() if not k.startswith("_")}
+        v["tags"] = [dict(x) for x in vm.get("_tags", [])]
         return v
 
     # ---- dispatch
@@ -1062,7 +1054,7 @@ class Cloud(KvmZone):
             items = [t for t in items if t.get("isfeatured")]
         elif flt == "community":
             items = [t for t in items if t.get("ispublic") and not t.get("isfeatured")]
-        items = self.by(items, p, "id", "name", "zoneid")
+        items = self.tagged(cmd, p, self.by(items, p, "id", "name", "zoneid"))
         for t in items:
             self.advance_template(t)
         return self.page(cmd, p, [self.template_view(t) for t in items], "template")
@@ -1070,6 +1062,7 @@ class Cloud(KvmZone):
     def cmd_listVolumes(self, cmd, p, caller):
         items = self.visible(cmd, p, caller, list(self.volumes))
         items = self.like(self.by(items, p, "id", "virtualmachineid", "type", "zoneid"), p, "name")
+        items = self.tagged(cmd, p, items)
         for v in items:
             self.advance_volume(v)
         return self.page(cmd, p, [self.volume_view(v) for v in items], "volume")
@@ -1077,6 +1070,10 @@ class Cloud(KvmZone):
     def cmd_listVirtualMachines(self, cmd, p, caller):
         items = self.visible(cmd, p, caller, list(self.vms))
         items = self.like(self.by(items, p, "id", "state", "zoneid"), p, "name")
+        if p.get("state") is None and p.get("id") is None:
+            # as the server: expunged VMs are gone; Destroyed ones only when asked for
+            items = [v for v in items if v["state"] not in ("Destroyed", "Expunging")]
+        items = self.tagged(cmd, p, items)
         return self.page(cmd, p, [self.vm_view(v) for v in items], "virtualmachine")
 
     def cmd_listAsyncJobs(self, cmd, p, caller):
@@ -1530,6 +1527,128 @@ class Cloud(KvmZone):
         self.removed_volumes.append(v)
         return {"success": "true"}
 
+    # ---- resource tags: createTags, deleteTags, listTags, the tags filter
+    # (TaggedResourceManagerImpl: resourcetype by name, case-insensitive; a key
+    # once per resource; tags[0].key/value on list calls select resources that
+    # carry every tag given)
+
+    TAGGABLE = {"uservm": ("UserVm", "vms"), "template": ("Template", "templates"), "volume": ("Volume", "volumes")}
+
+    def taggable(self, cmd, p):
+        rt = self.TAGGABLE.get(p["resourcetype"].lower())
+        if rt is None:
+            raise invalid("Invalid resource type %s" % p["resourcetype"])
+        return rt
+
+    def tag_targets(self, cmd, p, caller):
+        kind, coll = self.taggable(cmd, p)
+        out = []
+        for rid in p["resourceids"].split(","):
+            r = self.find(getattr(self, coll), rid.strip())
+            if r is None:
+                raise invalid("Unable to find resource by id %s and type %s" % (rid, kind))
+            if r["_accountid"] != caller["id"] and caller["accounttype"] != 1:
+                raise ApiError(531, "Account %s does not have permission to tag %s %s"
+                               % (caller["name"], kind, rid), 4365)
+            out.append(r)
+        return kind, out
+
+    def cmd_createTags(self, cmd, p, caller):
+        tags = parse_map(cmd, p, "tags")
+        if not tags:
+            raise missing(cmd, "tags")
+        for t in tags:
+            if not t.get("key") or "value" not in t:
+                raise invalid("Unable to execute API command createtags: tags need a key and a value")
+        kind, targets = self.tag_targets(cmd, p, caller)
+        for r in targets:
+            for t in tags:
+                if any(x["key"] == t["key"] for x in r.get("_tags", [])):
+                    raise invalid("tag %s already on %s with id %s" % (t["key"], kind, r["id"]))
+
+        def finish():
+            for r in targets:
+                owner = self.find(self.accounts, r["_accountid"])
+                for t in tags:
+                    r.setdefault("_tags", []).append({
+                        "key": t["key"], "value": t["value"], "resourcetype": kind, "resourceid": r["id"],
+                        "account": owner["name"], "domainid": owner["domainid"], "domain": owner["domain"]})
+            return {"success": True}
+        return {"jobid": self.new_job(cmd, caller, "None", None, finish)["jobid"]}
+
+    def cmd_deleteTags(self, cmd, p, caller):
+        tags = parse_map(cmd, p, "tags")
+        _kind, targets = self.tag_targets(cmd, p, caller)
+
+        def finish():
+            for r in targets:
+                r["_tags"] = [x for x in r.get("_tags", [])
+                              if tags and not any(x["key"] == t.get("key") and t.get("value", x["value"])
+                                                  == x["value"] for t in tags)]
+            return {"success": True}
+        return {"jobid": self.new_job(cmd, caller, "None", None, finish)["jobid"]}
+
+    def cmd_listTags(self, cmd, p, caller):
+        rows = []
+        for kind, coll in self.TAGGABLE.values():
+            for r in self.visible(cmd, p, caller, list(getattr(self, coll))):
+                rows += [dict(t) for t in r.get("_tags", [])]
+        for k in ("resourcetype", "resourceid", "key", "value"):
+            if p.get(k) is not None:
+                rows = [t for t in rows if str(t[k]).lower() == p[k].lower()] if k == "resourcetype" \
+                    else [t for t in rows if t[k] == p[k]]
+        return self.page(cmd, p, rows, "tag")
+
+    def tagged(self, cmd, p, items):
+        want = parse_map(cmd, p, "tags")
+        for t in want:
+            items = [x for x in items if any(y["key"] == t.get("key") and ("value" not in t or y["value"] == t["value"])
+                                             for y in x.get("_tags", []))]
+        return items
+
+    # ---- VM removal: destroyVirtualMachine (expunge=true removes it at once,
+    # as an admin may), expungeVirtualMachine; data disks are detached first
+
+    def remove_vm(self, vm, expunge):
+        for v in list(self.volumes):
+            if v.get("virtualmachineid") == vm["id"]:
+                if v["type"] == "ROOT":
+                    self.volumes.remove(v)
+                    v["removed"] = now_str()
+                    self.removed_volumes.append(v)
+                else:
+                    for k in ("virtualmachineid", "vmname", "deviceid", "attached"):
+                        v.pop(k, None)
+        vm["state"] = "Expunging" if expunge else "Destroyed"
+        if expunge:
+            self.vms.remove(vm)
+            vm["removed"] = now_str()
+            self.removed_vms.append(vm)
+
+    def cmd_destroyVirtualMachine(self, cmd, p, caller):
+        vm = self.ref(cmd, self.vms, p, "id", required=True)
+        expunge = self.check_bool(cmd, p, "expunge", False)
+        if expunge and caller["accounttype"] != 1:
+            raise ApiError(531, "Parameter expunge can be passed by Admin only. Or when the allow.user.expunge."
+                           "recovery.vm config is set to true", 4365)
+        if vm["state"] in ("Destroyed", "Expunging") and not expunge:
+            raise invalid("Unable to find VM by id=%s or the VM is already destroyed" % vm["id"])
+
+        def finish():
+            self.remove_vm(vm, expunge)
+            return {"virtualmachine": self.vm_view(vm)}
+        return {"jobid": self.new_job(cmd, caller, "VirtualMachine", vm["id"], finish)["jobid"]}
+
+    def cmd_expungeVirtualMachine(self, cmd, p, caller):
+        vm = self.ref(cmd, self.vms, p, "id", required=True)
+        if vm["state"] != "Destroyed":
+            raise invalid("Please specify a VM that is in Destroyed state: VM %s is %s" % (vm["id"], vm["state"]))
+
+        def finish():
+            self.remove_vm(vm, True)
+            return {"success": True}
+        return {"jobid": self.new_job(cmd, caller, "VirtualMachine", vm["id"], finish)["jobid"]}
+
     # ---- state dump
 
     def dump(self):
@@ -1542,6 +1661,7 @@ class Cloud(KvmZone):
             up = x.get("_upload")
             if up:
                 d["upload"] = dict(up)
+            d["tags"] = [dict(t) for t in x.get("_tags", [])]
             return d
         return {
             "zones": [strip(z) for z in self.zones],
@@ -1557,6 +1677,7 @@ class Cloud(KvmZone):
             "vms": [with_owner(v) for v in self.vms],
             "removed_templates": [with_owner(t) for t in self.removed_templates],
             "removed_volumes": [with_owner(v) for v in self.removed_volumes],
+            "removed_vms": [with_owner(v) for v in self.removed_vms],
             "jobs": [self.job_view(j) for j in self.jobs],
             "calls": dict(self.calls),
             "faults": self.faults,
@@ -1596,6 +1717,38 @@ class Params(dict):
     def __init__(self):
         super().__init__()
         self.orig_names = {}
+
+
+# --------------------------------------------------------------------------
+# listApis: the commands this server knows, as the real server lists the ones
+# the caller may use (name, isasync, params); `salvage api` names an unknown
+# command from it. Kept in its own section (several helpers extend COMMANDS).
+
+COMMANDS["listApis"] = ([], False, False)
+
+
+def _api_entry(cloud, name):
+    required, _changing, is_async = COMMANDS[name]
+    optional = set(API_PARAMS.get(name, [])) - set(required)
+    if name == "importVm" and cloud.args.importvm_mac:
+        optional.add("nicmacaddresslist")
+    return {"name": name, "isasync": is_async, "description": "",
+            "params": [{"name": r, "required": True, "type": "string"} for r in required]
+            + [{"name": o, "required": False, "type": "string"} for o in sorted(optional)]}
+
+
+def _cmd_listApis(self, cmd, p, caller):
+    name = p.get("name")
+    if name is not None:
+        if name not in COMMANDS:
+            raise ApiError(431, "Unable to find API: %s" % name)
+        names = [name]
+    else:
+        names = sorted(COMMANDS)
+    return {"count": len(names), "api": [_api_entry(self, n) for n in names]}
+
+
+Cloud.cmd_listApis = _cmd_listApis
 
 
 # --------------------------------------------------------------------------
@@ -1699,7 +1852,8 @@ class Handler(BaseHTTPRequestHandler):
                     cloud.job_polls = int(v)
                 elif k == "template_polls":
                     cloud.template_polls = int(v)
-                elif k in ("fail_commands", "http_5xx", "slow", "job_fail", "drop", "job_pending", "upload"):
+                elif k in ("fail_commands", "http_5xx", "slow", "job_fail", "drop", "job_pending", "upload",
+                           "lose", "truncate"):
                     cloud.faults.setdefault(k, {}).update(v)
                 else:
                     raise ValueError("unknown fault kind %r" % k)
@@ -1773,6 +1927,8 @@ class Handler(BaseHTTPRequestHandler):
             drop = cloud.take_fault("drop", cmd)
             fivexx = cloud.take_fault("http_5xx", cmd)
             slow = cloud.take_fault("slow", cmd)
+            lose = cloud.take_fault("lose", cmd)
+            truncate = cloud.take_fault("truncate", cmd)
         if drop is not None:
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)
@@ -1807,7 +1963,37 @@ class Handler(BaseHTTPRequestHandler):
                 return
             except RetryLater:
                 result = {}
+        if lose is not None:
+            self.lose_reply()
+            return
+        if truncate is not None:
+            self.truncated_reply({key: result})
+            return
         self.send_json(200, {key: result})
+
+    # ---- faults after the command ran: the reply lost (connection closed with
+    # no answer) or truncated (Content-Length promised, half the body sent)
+
+    def lose_reply(self):
+        self.close_connection = True
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def truncated_reply(self, obj):
+        body = json.dumps(obj).encode()
+        self.close_connection = True
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json; charset=UTF-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body[: len(body) // 2])
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
     def authenticate(self, cmd, params, order, changing):
         """ApiServer.verifyRequest: the signature over the sorted, Java-encoded,

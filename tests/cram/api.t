@@ -43,9 +43,36 @@ A simulator, private to this test, gone after 60 s at the latest.
   name,path,level
   ROOT,ROOT,0
   SPDM Inc,ROOT/SPDM Inc,1
+
+An unknown command is named as such, with the closest names the server knows
+(it answers 401 for it, as for bad credentials: listApis tells them apart).
+
   $ "$SALVAGE" api listzones
-  salvage: listzones: unable to verify user credentials and/or request signature (errorcode 401)
-  [1]
+  salvage: api: unknown command 'listzones'; did you mean listZones, listHosts? (salvage api --list-commands lists them)
+  [2]
+  $ "$SALVAGE" api listZone
+  salvage: api: unknown command 'listZone'; did you mean listZones? (salvage api --list-commands lists them)
+  [2]
+  $ "$SALVAGE" api listApis --filter name --format csv | grep -c '^list'
+  20
+  $ XDG_CACHE_HOME=$PWD/cache "$SALVAGE" api --list-commands | grep -x 'deployVirtualMachine'
+  deployVirtualMachine
+  $ ls cache/salvage
+  api-commands-sim.txt
+
+cloudmonkey's filter=a,b is the output filter, never sent to the server.
+
+  $ "$SALVAGE" api listZones filter=name,allocationstate --format csv
+  name,allocationstate
+  Zone1,Enabled
+  $ "$SALVAGE" api listZones filter=name --filter id
+  salvage: api: give filter= or --filter, not both
+  [2]
+
+A URL without /client/api gets a hint.
+
+  $ SALVAGE_API_URL=$(cat ready)/client "$SALVAGE" api listZones 2>&1 | grep -o 'hint: .*'
+  hint: the API URL usually ends in /client/api (e.g. http://HOST:8080/client/api)
 
 Async commands wait for their job; the result is printed.
 
@@ -55,17 +82,24 @@ Async commands wait for their job; the result is printed.
   salvage: deployVirtualMachine: Unable to execute API command deployvirtualmachine due to invalid value. Invalid parameter templateid value=nope * (glob)
   [1]
 
-Keys never show, not even from listUsers; environment overrides the profile.
+The answer is what was asked for: printed unmasked (upload parameters, keys);
+logs mask them. The environment overrides the profile.
 
   $ "$SALVAGE" api listUsers --filter username,apikey,secretkey --format csv
   username,apikey,secretkey
-  admin,***,***
-  $ "$SALVAGE" api listUsers --json | grep -c '"\*\*\*"'
-  2
+  admin,key~1,sec ret
+  $ "$SALVAGE" api getUploadParamsForVolume name=v format=VHD zoneid=$(cat zone) --format csv --filter signature | grep -c '\*\*\*'
+  0
+  [1]
   $ SALVAGE_SECRET_KEY=wrong "$SALVAGE" api listZones
   salvage: listZones: unable to verify user credentials and/or request signature (errorcode 401)
   [1]
-  $ "$SALVAGE" --log-level debug api listZones --filter name 2>&1 >/dev/null | grep -c 'sec ret\|key~1\|signature='
+
+--log-level debug (before or after the command) shows each request URL, signature and keys masked.
+
+  $ "$SALVAGE" --log-level debug api listZones --filter name 2>&1 >/dev/null | grep 'api request' | grep -o 'url=[^ ]*' | sed 's/expires=[^&]*/expires=T/; s/127.0.0.1:[0-9]*/HOST/'
+  url="http://HOST/client/api?apikey=***&command=listZones&expires=T&page=1&pagesize=500&response=json&signature=***&signatureversion=3"
+  $ "$SALVAGE" api listZones --filter name --log-level debug 2>&1 >/dev/null | grep -c 'sec ret\|key~1\|sec%20ret\|key%7E1'
   0
   [1]
 

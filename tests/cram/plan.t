@@ -2,7 +2,7 @@ salvage plan: the recovery plan from an inventory and storage roots.
 
   $ S="$SALVAGE"
   $ $S plan --help | head -3
-  usage: salvage plan (--db URL | --dump FILE... | --inventory FILE) --storage ROOT... [--policy FILE.lua] [-o plan.json]
+  usage: salvage plan (--db URL | --dump FILE... | --inventory FILE) --storage ROOT... [--policy FILE.lua] [--force-disk NAME]... [-o plan.json] [--format json|table|csv]
   
   build the recovery plan: owners, specs and checked VHD chains of every VM to recover
 
@@ -15,7 +15,7 @@ Usage errors exit 2.
   salvage: plan: give at least one --storage ROOT
   exit 2
   $ $S plan --inventory x.json --storage /tmp --format xml; echo "exit $?"
-  salvage: plan: option --format expects one of json, table, got 'xml'
+  salvage: plan: option --format expects one of json, table, csv, got 'xml'
   exit 2
 
 A VM whose disks are not found is kept in the plan, marked and explained.

@@ -5,12 +5,12 @@ salvage vhd on XenServer-made fixtures (tests/fixtures/vhd).
 Every subcommand answers --help:
 
   $ for s in read scan check flatten coalesce create; do "$SALVAGE" vhd $s --help | head -1; done
-  usage: salvage vhd read FILE [--json]
-  usage: salvage vhd scan PATH... [--match GLOB] [--json]
-  usage: salvage vhd check FILE [--search DIR]... [--json]
+  usage: salvage vhd read FILE [--json]   (or vhd-util's: read -p -n FILE)
+  usage: salvage vhd scan PATH... [--match GLOB] [--format table|json|csv]   (or: scan -f -m 'DIR/*.vhd')
+  usage: salvage vhd check FILE [--search DIR]... [--json]   (or vhd-util's: check -n FILE)
   usage: salvage vhd flatten LEAF -o OUT [--format vhd|raw|qcow2] [--drop-zero] [--force] [--overwrite] [--search DIR]... [--json]
   usage: salvage vhd coalesce CHILD [--force] [--search DIR]...
-  usage: salvage vhd create OUT --size N [--type dynamic|fixed] [--parent P] [--block-size N] [--hidden]
+  usage: salvage vhd create OUT --size N [--type dynamic|fixed] [--parent P] [--block-size N] [--hidden] [--non-xenserver] [--strict]
   $ "$SALVAGE" vhd bogus
   salvage: vhd: unknown subcommand 'bogus' (read, scan, check, flatten, coalesce, create)
   [2]
@@ -108,7 +108,7 @@ check: exit 0 when clean (info only), 1 on errors or warnings:
   [1]
   $ "$SALVAGE" vhd check chain_d2/c2.vhd > /dev/null
   $ "$SALVAGE" vhd check
-  salvage: vhd check: missing argument: salvage vhd check FILE [--search DIR]... [--json]
+  salvage: vhd check: missing FILE (or -n FILE)
   [2]
 
 flatten refuses what it cannot read exactly, leaving nothing:
@@ -183,7 +183,7 @@ create and coalesce:
   $ "$SALVAGE" vhd create kid.vhd --parent new.vhd > /dev/null
   $ "$SALVAGE" vhd create kid2.vhd --parent new.vhd > /dev/null
   $ "$SALVAGE" vhd create bad.vhd --size 12Q
-  salvage: vhd create: --size expects bytes or N[K|M|G|T], got 12Q
+  salvage: vhd create: --size expects MiB or N[B|K|M|G|T], got 12Q
   [2]
   $ "$SALVAGE" vhd coalesce kid.vhd 2>&1 | sed 's/(.*/(...)/'
   salvage: coalesce: ./new.vhd has 1 other child (...)

@@ -173,7 +173,8 @@ describe("vhd.flatten to qcow2 (randomized chains)", function()
       for level = 1, seed % 4 + 1 do
         local path = ("%s/l%d.vhd"):format(dir, level)
         local lbs = level == 1 and bs or ({ bs, 512 * 1024, 4 * 1024 * 1024 })[math.random(1, 3)]
-        local h = assert(vhd.create(path, { size = parent and nil or size, parent = parent, block_size = lbs }))
+        local h = assert(vhd.create(path, { size = parent and nil or size, parent = parent, block_size = lbs,
+          xenserver = lbs == 2 * 1024 * 1024 }))
         for _ = 1, math.random(5, 30) do
           local off = math.random(0, size - 2)
           local len = math.random(1, math.min(size - off, math.random(1, 3) == 1 and 700 or 400000))

@@ -73,7 +73,9 @@ local function run(s, args)
 end
 
 local function recover_args(work, extra)
-  local a = { "recover", PLAN, "--zone", "Zone1", "--workdir", work, "--poll-interval", "0.02", "--format", "json" }
+  -- the flattened disks are kept so that each upload can be compared with them
+  local a = { "recover", PLAN, "--zone", "Zone1", "--workdir", work, "--poll-interval", "0.02", "--format", "json",
+    "--keep-disks" }
   for _, x in ipairs(extra or {}) do a[#a + 1] = x end
   return a
 end

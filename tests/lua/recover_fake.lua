@@ -15,7 +15,7 @@ function M.cloud()
     accounts = { { id = "acc-admin", name = "admin", domainid = "d-root", accounttype = 1 } }, offerings = { { id = "so-1", name = "Small Instance", cpunumber = 1, cpuspeed = 500, memory = 512 } },
     ostypes = { { id = "os-1", description = "Other Linux (64-bit)" }, { id = "os-2", description = "Windows Server 2012 (64-bit)" },
       { id = "os-3", description = "Debian GNU/Linux 7(64-bit)" } },
-    templates = {}, vms = {}, volumes = {},
+    templates = {}, vms = {}, volumes = {}, url = "http://fake/client/api",
     faults = {},          -- command -> {errorcode, errortext} (once unless .always)
     crash_after = nil,    -- raise after this many state changes (simulated kill)
   }, Cloud)
@@ -49,7 +49,21 @@ local function match(item, params, keys)
   for _, k in ipairs(keys) do
     if params[k] ~= nil and item[k] ~= params[k] then return false end
   end
+  -- the tags filter, as CloudStack takes it: tags[0].key / tags[0].value (or a table, before flattening)
+  local tk, tv = params["tags[0].key"], params["tags[0].value"]
+  if type(params.tags) == "table" and params.tags[1] then tk, tv = params.tags[1].key, params.tags[1].value end
+  if tk then
+    local hit = false
+    for _, t in ipairs(item.tags or {}) do if t.key == tk and (tv == nil or t.value == tv) then hit = true end end
+    if not hit then return false end
+  end
   return true
+end
+
+-- Every taggable resource, by id.
+function Cloud:resource(kind, id)
+  local list = kind == "Template" and self.templates or kind == "UserVm" and self.vms or self.volumes
+  for _, r in ipairs(list) do if r.id == id then return r end end
 end
 
 local function copy(list)
@@ -112,6 +126,9 @@ function Cloud:call(cmd, p)
   elseif cmd == "deleteTemplate" then
     for i, t in ipairs(self.templates) do if t.id == p.id then table.remove(self.templates, i) break end end
     return { success = true }
+  elseif cmd == "deleteVolume" then
+    for i, v in ipairs(self.volumes) do if v.id == p.id then table.remove(self.volumes, i) break end end
+    return { success = true }
   end
   return err(401, "unknown command " .. cmd)
 end
@@ -127,7 +144,18 @@ function Cloud:async(cmd, p)
   self.calls[#self.calls + 1] = cmd
   local f = self:fault(cmd)
   if f then return err(f.errorcode or 530, f.errortext or "injected failure") end
-  if cmd == "deployVirtualMachine" then
+  if cmd == "createTags" then
+    local r = self:resource(p.resourcetype, p.resourceids)
+    if not r then return err(431, "no such resource " .. tostring(p.resourceids)) end
+    r.tags = r.tags or {}
+    for _, t in ipairs(p.tags) do r.tags[#r.tags + 1] = { key = t.key, value = t.value } end
+    return { success = true }
+  elseif cmd == "deleteTemplate" or cmd == "deleteVolume" then
+    return self:call(cmd, p)
+  elseif cmd == "destroyVirtualMachine" then
+    for i, v in ipairs(self.vms) do if v.id == p.id then table.remove(self.vms, i) break end end
+    return { success = true }
+  elseif cmd == "deployVirtualMachine" then
     local tpl
     for _, t in ipairs(self.templates) do if t.id == p.templateid then tpl = t end end
     if not tpl or not tpl.isready then return err(530, "template not ready") end
@@ -164,7 +192,7 @@ local function content(file)
   return s
 end
 
-function Cloud:upload_template(file, p)
+function Cloud:upload_template(file, p, opts)
   self.calls[#self.calls + 1] = "upload_template"
   local f = self:fault("upload_template")
   if f then return err(f.errorcode or 530, f.errortext or "injected failure") end
@@ -173,10 +201,14 @@ function Cloud:upload_template(file, p)
     content = content(file) }
   self.templates[#self.templates + 1] = t
   self:changed()
+  if opts and opts.on_created then
+    local ok, e = opts.on_created(t.id)
+    if not ok then return nil, e end
+  end
   return t
 end
 
-function Cloud:upload_volume(file, p)
+function Cloud:upload_volume(file, p, opts)
   self.calls[#self.calls + 1] = "upload_volume"
   local f = self:fault("upload_volume")
   if f then return err(f.errorcode or 530, f.errortext or "injected failure") end
@@ -184,6 +216,10 @@ function Cloud:upload_volume(file, p)
     content = content(file) }
   self.volumes[#self.volumes + 1] = v
   self:changed()
+  if opts and opts.on_created then
+    local ok, e = opts.on_created(v.id)
+    if not ok then return nil, e end
+  end
   return v
 end
 

@@ -94,7 +94,7 @@ describe("recovery into a KVM zone", function()
   it("by upload: the zone's hypervisor from the API, QCOW2 templates and volumes, qemu-img clean", function()
     local s = start_sim(DIR .. "/pool-up")
     local work = DIR .. "/work-up"
-    local code, out = run(s, recover_args(work))
+    local code, out = run(s, recover_args(work, { "--keep-disks" }))
     assert.equal(0, code, out)
     local st = s:state()
     s:stop()
@@ -204,7 +204,7 @@ describe("recovery into a KVM zone", function()
       local pool = DIR .. "/pool-v2v-" .. mode
       local s = start_sim(pool)
       local args = recover_args(DIR .. "/work-v2v-" .. mode, { "--kvm-primary", "kvm-nfs-primary=" .. pool,
-        "--policy", TOP .. "/scripts/examples/kvm-prepare-guest.lua" })
+        "--policy", TOP .. "/scripts/examples/kvm-prepare-guest.lua", "--policy-changed" })
       local code, out = run(s, args, bin .. ":" .. os.getenv("PATH"))
       local st = s:state()
       s:stop()
@@ -213,7 +213,7 @@ describe("recovery into a KVM zone", function()
         n = n + 1
         assert.matches("^%-i disk " .. pool:gsub("%p", "%%%0") .. "/salvage%-.*%.qcow2$", line)
       end
-      assert.equal(3, n)                                   -- the three root disks, not the data disk
+      assert.equal(3, n, out)                              -- the three root disks, not the data disk
       if mode == "ok" then
         assert.equal(0, code, out)
         assert.equal(3, st.calls.importVm)

@@ -93,8 +93,9 @@ describe("salvage.recover (in-memory cloud)", function()
     assert.equal(28, ppvm2.volumes[1].old_id)
     assert.equal(1, ppvm2.volumes[1].deviceid)
     assert.truthy(recover.table(report):find("3 recovered, 0 failed, 0 skipped", 1, true))
-    -- flattened copies in the work directory; sources untouched
-    assert.truthy(sys.stat(dir .. "/work/disks/25-28.vhd"))
+    -- flattened copies are deleted once the new cloud has them (scratch does not grow with the estate)
+    assert.is_nil(sys.stat(dir .. "/work/disks/25-28.vhd"))
+    assert.is_true(saved.scratch_peak_bytes > 0)
   end)
 
   it("creates nothing the second time", function()
@@ -213,7 +214,8 @@ describe("salvage.recover (in-memory cloud)", function()
         by_vm[#by_vm + 1] = ("%s %s %s"):format(v.name, tostring(owner), v.content:match("\n(.*)"))
       end
       table.sort(by_vm)
-      assert.same({ "ppdatavol ppvm2 ppvm2 data", "ppdatavol ppvm3 ppvm3 data" }, by_vm, "crash " .. n)
+      -- names are unique in the account: the second takes its old id (the plan says so)
+      assert.same({ "ppdatavol ppvm2 ppvm2 data", "ppdatavol-99 ppvm3 ppvm3 data" }, by_vm, "crash " .. n)
     end
   end)
 
@@ -223,6 +225,8 @@ describe("salvage.recover (in-memory cloud)", function()
     assert.equal("vm", recover.hostname("___"))
     assert.equal(63, #recover.hostname(("x"):rep(80)))
     p.vms[1].name = "rootvm_1"
+    p.vms[1].hostname = nil
+    plan.assign_names(p)
     local cloud = fake.cloud()
     run(cloud)
     local names = {}

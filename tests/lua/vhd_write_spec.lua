@@ -64,7 +64,7 @@ describe("vhd writer (randomized property)", function()
         -- levels may use different block sizes (reads are per sector, not per block)
         local lbs = level == 1 and bs or ({ bs, 512 * 1024, 4 * 1024 * 1024 })[math.random(1, 3)]
         local h = assert(vhd.create(path, { size = parent and nil or size, parent = parent, block_size = lbs,
-          hidden = level < levels }))
+          hidden = level < levels, xenserver = lbs == 2 * 1024 * 1024 }))
         for _ = 1, math.random(5, 25) do
           local kind = math.random(1, 5)
           local off, len

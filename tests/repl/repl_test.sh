@@ -101,6 +101,39 @@ clear_screen
 type_line 'error("custom failure")'
 check "errors are reported, not fatal" 'custom failure'
 
+clear_screen
+type_line 'help()'
+check "help() exists and lists the modules" '^  .* vhd$'
+clear_screen
+type_line 'help(salvage.log)'
+check "help(module) shows its documentation" 'configure'
+
+clear_screen
+type_line 'h = salvage.http.client()'
+$T send-keys -t repl -l 'h:req'
+wait_for 'salvage> h:req$' || true
+$T send-keys -t repl Tab
+wait_for 'salvage> h:request$' || true
+$T send-keys -t repl -l ' == nil'
+$T send-keys -t repl Enter
+check "obj:<Tab> completes a method" 'salvage> h:request == nil'
+
+clear_screen
+$T send-keys -t repl -l 'salvage.db.'
+$T send-keys -t repl Tab Tab
+wait_for 'connect' || true
+n=$((n + 1))
+if screen | grep -q '_server_start'; then
+	echo "not ok $n - names starting with _ are hidden from completion"
+else
+	echo "ok $n - names starting with _ are hidden from completion"
+fi
+$T send-keys -t repl C-c
+
+clear_screen
+type_line 'u = "mariadb://root:hunter2@db1/cloud"; k = {secretkey = "s3cr3t"}'
+check "a line with a password runs" 'salvage>'
+
 $T send-keys -t repl C-d
 n=$((n + 1))
 i=0
@@ -109,6 +142,14 @@ if grep -q '^1+1$' "$WORK/.salvage_history" 2>/dev/null && grep -q 'for i=1,2 do
 	echo "ok $n - Ctrl-D exits and history is saved"
 else
 	echo "not ok $n - Ctrl-D exits and history is saved"
+	sed 's/^/#   /' "$WORK/.salvage_history" 2>/dev/null
+fi
+n=$((n + 1))
+if grep -q 'root:\*\*\*@db1' "$WORK/.salvage_history" && grep -q 'secretkey = "\*\*\*"' "$WORK/.salvage_history" &&
+	! grep -q 'hunter2\|s3cr3t' "$WORK/.salvage_history"; then
+	echo "ok $n - history stores password lines masked"
+else
+	echo "not ok $n - history stores password lines masked"
 	sed 's/^/#   /' "$WORK/.salvage_history" 2>/dev/null
 fi
 echo "1..$n"

@@ -104,7 +104,17 @@ function M.parse(spec, argv)
   return opts
 end
 
---- The --help text for a spec.
+--- The options salvage.cli strips before a built-in command sees its argv;
+-- listed by help() when `M.command_help` is set (salvage.cli sets it).
+M.GLOBAL_OPTIONS = {
+  { "--log-level LEVEL", "error, warn, info or debug (default: info)" },
+  { "-q, --quiet", "errors only, no progress" },
+  { "--log-json", "every stderr line one JSON object (logs, progress, errors)" },
+}
+M.command_help = false
+
+--- The --help text for a spec. A choice option lists its values; global
+-- options are listed for built-in commands (they may also precede the command).
 function M.help(spec)
   local out = {}
   if spec.usage then out[#out + 1] = "usage: " .. spec.usage end
@@ -115,6 +125,7 @@ function M.help(spec)
     local left = (o.short and ("-" .. o.short .. ", ") or "    ") .. "--" .. o[1]
     if o.value then left = left .. " " .. o.value end
     local help = o.help or ""
+    if o.choices then help = help .. (" (one of: %s)"):format(table.concat(o.choices, ", ")) end
     if o.default ~= nil and not o.multi then help = help .. (" (default: %s)"):format(tostring(o.default)) end
     if o.required then help = help .. " (required)" end
     if o.multi then help = help .. " (repeatable)" end
@@ -123,9 +134,18 @@ function M.help(spec)
   rows[#rows + 1] = { "-h, --help", "show this help" }
   local width = 0
   for _, r in ipairs(rows) do width = math.max(width, #r[1]) end
+  if M.command_help then
+    for _, g in ipairs(M.GLOBAL_OPTIONS) do width = math.max(width, #g[1]) end
+  end
   out[#out + 1] = "\noptions:"
   for _, r in ipairs(rows) do
     out[#out + 1] = ("  %-" .. width .. "s  %s"):format(r[1], r[2])
+  end
+  if M.command_help then
+    out[#out + 1] = "\nglobal options (before or after the command name):"
+    for _, g in ipairs(M.GLOBAL_OPTIONS) do
+      out[#out + 1] = ("  %-" .. width .. "s  %s"):format(g[1], g[2])
+    end
   end
   if spec.epilog then out[#out + 1] = "\n" .. spec.epilog end
   return table.concat(out, "\n") .. "\n"

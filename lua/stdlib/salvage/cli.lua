@@ -85,10 +85,27 @@ function M.global_options(argv)
   return rest, settings
 end
 
+-- The one line a failed command leaves on stderr: text, or a JSON record
+-- under --log-json (so that every stderr line is then one JSON object).
 local function report_failure(err)
   io.stdout:flush()
-  io.stderr:write("salvage: ", tostring(err.message), "\n")
+  if log.json_mode() then
+    log.line("salvage: " .. tostring(err.message), { level = "error", exit = err.exit_code })
+  else
+    io.stderr:write("salvage: ", tostring(err.message), "\n")
+  end
   io.stderr:flush()
+end
+
+local INTERRUPTED = setmetatable({ exit_code = 130, message = "interrupted" }, Failure)
+
+-- The error handler of a command: expected failures pass through, Ctrl-C
+-- becomes one line and exit 130 (wherever the hook raised), anything else is
+-- a bug and gets the traceback.
+local function on_error(e)
+  if getmetatable(e) == Failure then return e end
+  if host.interrupted and host.interrupted() then return INTERRUPTED end
+  return debug.traceback(tostring(e), 2)
 end
 
 --- run_command{"vhd", "read", "x.vhd"} -> exit status
@@ -110,11 +127,11 @@ function M.run_command(argv)
     return 2
   end
   log.configure(settings)
+  require("salvage.args").command_help = true
   local result
-  local okr, err = xpcall(function() result = cmd.run(rest) end, function(e)
-    if getmetatable(e) == Failure then return e end
-    return debug.traceback(tostring(e), 2)
-  end)
+  local okr, err = xpcall(function() result = cmd.run(rest) end, on_error)
+  -- a library that caught the interruption and returned must not hide it
+  if host.interrupted and host.interrupted() then okr, err = false, INTERRUPTED end
   if not okr then
     if getmetatable(err) == Failure then
       report_failure(err)
@@ -149,10 +166,11 @@ options (as lua5.4):
 commands (salvage <command> --help for each):
 %s
 
-options of every command:
+options of every command (before or after the command name):
   --log-level LEVEL   error, warn, info (default) or debug
   --quiet, -q         errors only, no progress
-  --log-json          logs as one JSON object a line (stderr)
+  --log-json          every stderr line one JSON object (logs, progress, errors)
+  --format F          table, json or csv, for commands that print records
 
 environment:
   SALVAGE_INIT         Lua code (or @file) run before a script or the REPL

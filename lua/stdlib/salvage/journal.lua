@@ -81,12 +81,18 @@ function Journal:reload()
   return self
 end
 
---- open(path) -> journal | nil, message, code. Creates the file when missing.
-function M.open(path)
+--- open(path [, {readonly = true}]) -> journal | nil, message, code. Creates the
+-- file when missing; read-only (a dry run) never writes: a missing file reads as
+-- empty, and record/fail raise.
+function M.open(path, opts)
   local self = setmetatable({ path = path }, Journal)
   local st = sys.stat(path)
   if st and st.type ~= "file" then
     return nil, path .. ": not a regular file", "EISDIR"
+  end
+  if opts and opts.readonly then
+    self.readonly = true
+    return self:reload()
   end
   if st and st.size > 0 then
     local f = io.open(path, "rb")
@@ -155,6 +161,7 @@ end
 
 local seq = 0
 local function append(self, rec)
+  assert(not self.readonly, "salvage.journal: this journal is open read-only")
   seq = seq + 1
   rec.seq = seq
   rec.pid = sys.getpid()
@@ -183,6 +190,11 @@ function Journal:fail(vm, step, message)
   local ok, err = append(self, { vm = vm, step = step, failed = tostring(message) })
   if not ok then error("journal: " .. tostring(err), 0) end
   self.failures[key(vm, step)] = { vm = vm, step = step, error = tostring(message) }
+end
+
+--- Unreadable lines (not the torn last line of a killed write): their count and numbers.
+function Journal:unreadable()
+  return #self.bad, self.bad
 end
 
 --- Every step recorded for one VM: { step = data }.

@@ -127,6 +127,25 @@ function M.log(level, msg, fields)
   end
 end
 
+--- line(text, fields): a status line for people (no "info:" prefix), shown
+-- unless --quiet; under --log-json it is a record {msg = text, fields...}
+-- (level "info" unless fields.level says otherwise), so stderr stays all JSON.
+function M.line(text, fields)
+  local level = fields and fields.level or "info"
+  if state.quiet and level ~= "error" then return end
+  if state.json then
+    local json = require "salvage.json"
+    local rec = {}
+    for k, v in pairs(fields and M.redact(fields) or {}) do rec[k] = v end
+    rec.level = level
+    rec.msg = M.scrub(tostring(text))
+    rec.time = os.date("!%Y-%m-%dT%H:%M:%SZ")
+    emit(json.encode(rec))
+  else
+    emit(M.scrub(tostring(text)))
+  end
+end
+
 function M.error(msg, fields) M.log("error", msg, fields) end
 function M.warn(msg, fields) M.log("warn", msg, fields) end
 function M.info(msg, fields) M.log("info", msg, fields) end

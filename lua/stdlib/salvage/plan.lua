@@ -14,8 +14,10 @@
 --               spec = { cpu, speed, ram, offering }, os_type,
 --               template = { name, requires_hvm, password_enabled, old_name },
 --               start, recoverable, problems = {...},
+--               hostname (unique in the account),
 --               disks = { { id, uuid, name, upload_name, type, device_id, size, path, pool,
---                           file, chain = {leaf..base}, recoverable, problems = {...} } } } },
+--                           file, chain = {leaf..base}, force, recoverable, problems = {...} } } } },
+--     policy = { file, sha256 },
 --     skipped = { {id, name, reason} }, summary = { vms, recoverable, disks, bytes, problems } }
 -- A problem is { code, severity = "error"|"warning"|"info", message }; any "error"
 -- makes its disk (and, for the ROOT disk, its VM) not recoverable.
@@ -74,12 +76,38 @@ end
 
 -- Storage roots ------------------------------------------------------------
 
---- parse_storage{"DIR", "POOL_UUID=DIR"} -> {dirs = {...}, pools = {uuid = dir}} | nil, message
+--- An LVM-based SR (XenServer LVHD: iSCSI, FC, local LVM) on an image or block device:
+-- {image, vg, lvs = {name = true}} | nil, message. Read-only; nothing is activated.
+local function lvm_root(spec)
+  local devices = {}
+  for dev in spec:sub(5):gmatch("[^,]+") do -- a VG on several LUNs: lvm:lun1.img,lun2.img
+    local st = sys.stat(dev)
+    if not st or (st.type ~= "file" and st.type ~= "block") then
+      return nil, ("storage %s: %s is not a file or block device"):format(spec, dev)
+    end
+    devices[#devices + 1] = sys.realpath(dev) or dev
+  end
+  local image = table.concat(devices, ",")
+  local vg, err = require("salvage.lvm").read(image)
+  if not vg then return nil, ("storage %s: %s"):format(spec, err) end
+  local r = { image = image, vg = vg.name, lvs = {}, warnings = vg.warnings }
+  for _, lv in ipairs(vg.lvs) do r.lvs[lv.name] = lv end
+  return r
+end
+
+--- parse_storage{"DIR", "POOL_UUID=DIR", "POOL_UUID=lvm:IMAGE"}
+--   -> {dirs = {...}, pools = {uuid = dir}, lvm = {uuid = lvm_root}} | nil, message
 function M.parse_storage(list)
-  local roots = { dirs = {}, pools = {}, spec = json.array({}) }
+  local roots = { dirs = {}, pools = {}, lvm = {}, spec = json.array({}) }
   for _, s in ipairs(list or {}) do
     local uuid, dir = s:match("^([%x%-]+)=(.+)$")
-    if uuid and #uuid >= 8 then
+    if uuid and #uuid >= 8 and dir:match("^lvm:") then
+      local r, err = lvm_root(dir)
+      if not r then return nil, err end
+      roots.lvm[uuid:lower()] = r
+    elseif s:match("^lvm:") then
+      return nil, ("storage %s: an LVM image belongs to one pool: give POOL_UUID=%s"):format(s, s)
+    elseif uuid and #uuid >= 8 then
       local st = sys.stat(dir)
       if not st or st.type ~= "directory" then return nil, ("storage %s: %s is not a directory"):format(uuid, dir) end
       roots.pools[uuid:lower()] = sys.realpath(dir)
@@ -126,6 +154,24 @@ local function index_dirs(dirs)
   return idx
 end
 
+-- LVHD names a VDI's LV by the volume's path (the VDI uuid): VHD-<uuid>, or LV-<uuid> for raw.
+local LVM_POOL_TYPES = { IscsiLUN = true, PreSetup = true, LVM = true, FiberChannel = true }
+
+local function find_lv(lvm, vol)
+  local warn
+  if vol.pool.type and not LVM_POOL_TYPES[vol.pool.type] then
+    warn = problem("EPOOLTYPE", "warning", ("pool %s is of type %s, yet an LVM image was given for it"):format(
+      tostring(vol.pool.name or vol.pool.uuid), vol.pool.type))
+  end
+  for _, name in ipairs({ "VHD-" .. vol.path, "LV-" .. vol.path }) do
+    local lv = lvm.lvs[name]
+    if lv and lv.problem then return nil, problem(lv.problem_code or "ELV", "error", lv.problem) end
+    if lv then return ("lvm:%s:%s"):format(lvm.image, name), warn end
+  end
+  return nil, problem("ENOENT", "error", ("no LV VHD-%s or LV-%s in VG %s on %s"):format(vol.path, vol.path,
+    lvm.vg, lvm.image))
+end
+
 --- A finder: function(volume) -> path | nil, problem. Volumes on a mapped pool are
 -- looked up in that pool's directory first; then every plain root.
 function M.finder(roots)
@@ -135,6 +181,8 @@ function M.finder(roots)
       return nil, problem("ENOPATH", "error", "volume has no path (never created on primary storage)")
     end
     local pool_uuid = vol.pool and vol.pool.uuid and tostring(vol.pool.uuid):lower()
+    local lvm = pool_uuid and roots.lvm and roots.lvm[pool_uuid]
+    if lvm then return find_lv(lvm, vol) end
     local pdir = pool_uuid and roots.pools[pool_uuid]
     if pdir then
       for _, cand in ipairs({ pdir .. "/" .. vol.path .. ".vhd", pdir .. "/VHD-" .. vol.path }) do
@@ -190,7 +238,14 @@ local function check_disk(vhd, disk, file)
       -- "error" for check, yet flatten reads through the good copy.
       if pr.blocks_flatten == false and sev == "error" then sev = "warning" end
       if pr.blocks_flatten == true then sev = "error" end
-      copy_problems({ { code = pr.code, severity = sev, message = pr.message } }, disk.problems, where)
+      local msg = pr.message
+      -- a disk marked `force` is flattened as `vhd flatten --force` does: what
+      -- it cannot read is zero-filled, and the report lists those ranges
+      if disk.force and sev == "error" then
+        sev = "warning"
+        msg = "forced, unreadable parts will be zero-filled: " .. tostring(msg)
+      end
+      copy_problems({ { code = pr.code, severity = sev, message = msg } }, disk.problems, where)
     end
   end
   -- check() usually names what broke the chain; say it ourselves only if it did not
@@ -210,6 +265,11 @@ local function build_disk(vol, vm, ctx)
     problems = json.array({}),
   }
   disk.upload_name = M.hook(ctx.policy, "volume_name")(vol, vm)
+  local f = ctx.force or {}
+  if f[vol.name or ""] or f[vol.uuid or ""] or f[tostring(vol.id)] or f[vol.path or ""]
+      or M.hook(ctx.policy, "force_disk")(vol, vm) then
+    disk.force = true
+  end
   copy_problems(vol.problems, disk.problems)
   if vol.recoverable == false and not has_error(disk.problems) then
     disk.problems[#disk.problems + 1] = problem("EUNRECOVERABLE", "error", "inventory marks the volume not recoverable")
@@ -350,7 +410,9 @@ end
 -- vms: inventory records (salvage.cloudstack.inventory.load); opts: storage = {"DIR",
 -- "POOL_UUID=DIR"} (or parsed roots), policy = policy table, meta = inventory meta
 -- (its `skipped` list is carried over), vhd = VHD engine (default salvage.vhd),
--- source = free-form description of where the inventory came from.
+-- source = free-form description of where the inventory came from, force_disks =
+-- names (or uuids, ids, paths) of disks to flatten with force, policy_record =
+-- {file, sha256} of the policy file (plan.policy_record).
 function M.build(vms, opts)
   opts = opts or {}
   local roots = opts.storage
@@ -364,7 +426,9 @@ function M.build(vms, opts)
     local ok, mod = pcall(require, "salvage.vhd")
     vhd = ok and mod or false
   end
-  local ctx = { policy = opts.policy, find = M.finder(roots), vhd = vhd or nil }
+  local force = {}
+  for _, n in ipairs(opts.force_disks or {}) do force[tostring(n)] = true end
+  local ctx = { policy = opts.policy, find = M.finder(roots), vhd = vhd or nil, force = force }
   local p = {
     format = M.FORMAT, version = M.VERSION,
     created = os.date("!%Y-%m-%dT%H:%M:%SZ", opts.now),
@@ -372,6 +436,7 @@ function M.build(vms, opts)
     storage = roots.spec,
     vms = json.array({}),
     skipped = json.array({}),
+    policy = opts.policy_record,
   }
   for _, vm in ipairs(vms) do
     local keep, reason = true, nil
@@ -391,7 +456,72 @@ function M.build(vms, opts)
       p.skipped[#p.skipped + 1] = { id = s.id, name = s.name, reason = s.reason }
     end
   end
+  M.assign_names(p)
   M.summarize(p)
+  return p
+end
+
+--- A CloudStack host name for a VM name: letters, digits and hyphens, starting
+-- with a letter, at most 63 characters (the old name stays the display name).
+function M.hostname(name)
+  local h = tostring(name):gsub("[^%w%-]+", "-"):gsub("%-+", "-"):gsub("^[^%a]+", ""):gsub("%-+$", "")
+  if h == "" then h = "vm" end
+  h = h:sub(1, 63):gsub("%-+$", "")
+  return h
+end
+
+-- Make `name` unique among `taken` (a set of lower-cased names) by appending
+-- "-<id>" (host names stay within 63 characters); returns the name, renamed?.
+local function unique(taken, name, id, limit)
+  local n = name
+  if taken[n:lower()] then
+    local suffix = "-" .. tostring(id)
+    n = (limit and #name + #suffix > limit) and (name:sub(1, limit - #suffix) .. suffix) or (name .. suffix)
+    local i = 2
+    while taken[n:lower()] do
+      n = name .. suffix .. "-" .. i
+      i = i + 1
+    end
+  end
+  taken[n:lower()] = true
+  return n, n ~= name
+end
+
+--- assign_names(plan): every VM, template and volume gets a name unique in its
+-- account (new owner), stable across runs: the old host name (template and
+-- volume names from the policy), the old id appended only on a collision, which
+-- is reported as a warning on the VM. Names a plan already has are kept when
+-- unique (an edited plan keeps its edits). Returns the plan.
+function M.assign_names(p)
+  local taken = {}
+  local function scope(vm, kind)
+    local k = kind .. "\0" .. tostring(vm.owner.domain_path) .. tostring(vm.owner.account)
+    taken[k] = taken[k] or {}
+    return taken[k]
+  end
+  local function note(vm, what, old, new)
+    vm.problems[#vm.problems + 1] = problem("ENAME", "warning",
+      ("%s '%s' is also another's in account %s: named '%s'"):format(what, old, M.owner_text(vm.owner), new))
+  end
+  for _, vm in ipairs(p.vms) do
+    local want = vm.hostname or M.hostname(vm.name)
+    local h, renamed = unique(scope(vm, "vm"), want, vm.id, 63)
+    if renamed then note(vm, "host name", want, h) end
+    vm.hostname = h
+    if type(vm.template) == "table" and vm.template.name then
+      local t, tr = unique(scope(vm, "template"), vm.template.name, vm.id)
+      if tr then note(vm, "template name", vm.template.name, t) end
+      vm.template.name = t
+    end
+    for i, d in ipairs(vm.disks or {}) do
+      if i > 1 then
+        local base = d.upload_name or d.name or ("disk-" .. tostring(d.id))
+        local v, vr = unique(scope(vm, "volume"), base, d.id)
+        if vr then note(vm, "volume name", base, v) end
+        d.upload_name = v
+      end
+    end
+  end
   return p
 end
 
@@ -451,6 +581,7 @@ function M.decode(text)
   end
   p.skipped = p.skipped or {}
   mark_arrays(p)
+  M.assign_names(p)
   return p
 end
 
@@ -486,6 +617,42 @@ M.human = human
 function M.load_policy(file)
   if file then return policylib.load(file) end
   return policylib.new({})
+end
+
+--- policy_record(file | nil) -> {file, sha256} | nil, message: what a plan
+-- records of the policy it was made with (file = json.null: the defaults).
+function M.policy_record(file)
+  if not file then return { file = json.null, sha256 = json.null } end
+  local real = sys.realpath(file) or file
+  local sum, err = require("salvage.crypto").sha256_file(real)
+  if not sum then return nil, err end
+  return { file = real, sha256 = sum }
+end
+
+--- policy_of(plan, file | nil, changed) -> policy, nil, file | nil, message
+-- The policy a recovery of `plan` uses: the plan's own (the file it recorded,
+-- unchanged) by default; `file` when it is the same; another (or a changed
+-- file) only when `changed` says so.
+function M.policy_of(p, file, changed)
+  local rec = type(p.policy) == "table" and p.policy or nil
+  if not rec then
+    local pol, err = M.load_policy(file)
+    return pol, err, file and (sys.realpath(file) or file)
+  end
+  local want = rec.file ~= json.null and rec.file or nil
+  local use = file or want
+  if not changed then
+    local now, err = M.policy_record(use)
+    if not now then return nil, err end
+    if now.sha256 ~= rec.sha256 then
+      return nil, ("the plan was made with %s%s; %s differs: give --policy-changed to recover with it anyway"):format(
+        want and ("policy " .. want) or "the default policy",
+        rec.sha256 ~= json.null and (" (sha256 " .. tostring(rec.sha256):sub(1, 12) .. ")") or "",
+        use or "the default policy")
+    end
+  end
+  local pol, err = M.load_policy(use)
+  return pol, err, use and (sys.realpath(use) or use)
 end
 
 --- inventory(opts, policy) -> vms, meta, source | nil, message
@@ -535,7 +702,10 @@ function M.inventory(opts, policy)
 end
 
 --- A table for people: one line per VM and disk, then a summary line.
-function M.table(p)
+--- rows(p [, {repeat_vm = true}]) -> the plan as rows, header first: one row
+-- per disk; the VM's columns only on its first disk unless repeat_vm (CSV).
+function M.rows(p, opts)
+  local repeat_vm = opts and opts.repeat_vm
   local rows = { { "VMID", "VM", "OWNER", "CPU", "MHZ", "RAM", "DISK", "TYPE", "SIZE", "CHAIN", "STATUS" } }
   for _, vm in ipairs(p.vms) do
     local owner = M.owner_text(vm.owner)
@@ -554,15 +724,27 @@ function M.table(p)
       else
         status = first and vm_status or "ok"
       end
+      local show = first or repeat_vm
       rows[#rows + 1] = {
-        first and tostring(vm.id) or "", first and vm.name or "", first and owner or "",
-        first and tostring(vm.spec.cpu or "?") or "", first and tostring(vm.spec.speed or "?") or "",
-        first and tostring(vm.spec.ram or "?") or "",
-        d.name or "-", d.type or "-", human(d.size), d.chain and tostring(#d.chain) or "-", status,
+        show and tostring(vm.id) or "", show and vm.name or "", show and owner or "",
+        show and tostring(vm.spec.cpu or "?") or "", show and tostring(vm.spec.speed or "?") or "",
+        show and tostring(vm.spec.ram or "?") or "",
+        d.name or "-", d.type or "-", repeat_vm and tostring(d.size or "") or human(d.size),
+        d.chain and tostring(#d.chain) or "-", status,
       }
       first = false
     end
   end
+  return rows
+end
+
+--- The plan as CSV: one line per disk, every column filled, sizes in bytes.
+function M.csv(p)
+  return columns.csv(M.rows(p, { repeat_vm = true }))
+end
+
+function M.table(p)
+  local rows = M.rows(p)
   local out = columns.lines(rows)
   local s = p.summary or M.summarize(p)
   out[#out + 1] = ("%d VMs (%d recoverable), %d disks, %s, %d problems, %d skipped"):format(

@@ -14,6 +14,9 @@
 --   accounts           list of account names to select (default: all)
 --   domains            list of domain paths ("/SPDM Inc/", a subtree) or names to select
 --   name_prefix        prefix for generated template names (default "recovered-")
+--   adopt_untagged     adopt a same-named resource without the salvage-source tag
+--                      in the new cloud (default false: reported as a conflict)
+-- Any other field is an error (a misspelled hook must not be ignored).
 -- Hooks (plain functions, called without self; an override can call the
 -- default it replaces as `p.defaults.<hook>(...)`, which honours p's options):
 --   vm_filter(vm)                 -> keep, reason
@@ -30,6 +33,7 @@
 --                                    old default NIC's, when network_for mapped the VM's network
 --   prepare_guest(vm, disk_path)  -> nil | text of what changed | false, why (refuse the import);
 --                                    runs on the written root qcow2 before a zero-copy KVM import
+--   force_disk(vol, vm)           -> boolean: flatten a damaged disk with force (zero-fill)
 local M = {}
 
 local VM_STATES_EXCLUDED = { Expunging = true, Expunged = true, Destroyed = true, Error = true }
@@ -128,17 +132,31 @@ local function make_defaults(p)
   end
 
   -- Runs on the written root disk before a zero-copy import; the default changes nothing
-  -- (scripts/examples/prepare-guest-v2v.lua runs virt-v2v-in-place).
+  -- (scripts/examples/kvm-prepare-guest.lua runs virt-v2v-in-place).
   function d.prepare_guest() return nil end
+  function d.force_disk() return false end
   return d
 end
 
 M.HOOKS = {
   "vm_filter", "volume_filter", "account_map", "template_name", "volume_name",
-  "offering_for", "network_for", "password_for", "start_after_import", "addresses_for", "prepare_guest",
+  "offering_for", "network_for", "password_for", "start_after_import", "force_disk", "addresses_for",
+  "prepare_guest",
 }
 
+M.OPTIONS = { "include_destroyed", "include_detached", "accounts", "domains", "name_prefix", "adopt_untagged" }
+
+local KNOWN = { defaults = true }
+for _, n in ipairs(M.HOOKS) do KNOWN[n] = true end
+for _, n in ipairs(M.OPTIONS) do KNOWN[n] = true end
+
 local function check(p)
+  for k in pairs(p) do
+    if not KNOWN[k] then
+      return nil, ("unknown policy field '%s' (hooks: %s; options: %s)"):format(tostring(k),
+        table.concat(M.HOOKS, ", "), table.concat(M.OPTIONS, ", "))
+    end
+  end
   for _, name in ipairs(M.HOOKS) do
     if type(p[name]) ~= "function" then
       return nil, ("policy hook %s must be a function, got %s"):format(name, type(p[name]))

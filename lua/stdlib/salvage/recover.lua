@@ -4,49 +4,62 @@
 --   local report = recover.run(plan, {
 --     client = api_client, zone = "Zone1", workdir = "/var/tmp/rec",
 --     workers = 4, dry_run = false, only = {"ppvm2"}, policy = pol,
+--     keep_disks = false, switch_cloud = false,
 --     worker_argv = function(vm_id) return {...} end,   -- how to start a worker process
 --   })
 --
--- Per VM, each step recorded in DIR/journal.jsonl once done (salvage.journal):
+-- The cloud is the truth, the journal (DIR/journal.jsonl, salvage.journal) a
+-- cache of what was done. Per VM, each step recorded once done:
 --   flatten:<disk>  the chain flattened into DIR/disks/, checked, virtual size = volumes.size
---   (estate-wide) domain:<path>, account:<path><name>, offering:<cpu>/<speed>/<ram>
+--   (estate-wide) cloud (API URL and zone id), domain:<path>, account:<path><name>,
+--                 offering:<cpu>/<speed>/<ram>
+--   intent:<kind>:<source>  about to create a template, VM or volume (see salvage.recover.cloud)
 --   template        the root disk uploaded as a template, ready
---   vm              deployed (stopped) with its old name and display name
+--   vm              deployed (stopped) with its plan host name and old display name
 --   volume:<disk>   each data disk uploaded as a volume
 --   attach:<disk>   attached in device order
 --   start           started, when the policy says so
 --   done            the VM is recovered
--- Before creating anything the engine looks it up in the new cloud, so a step that
--- was done but not recorded (kill -9 between the two) is found, not repeated.
+-- On resume every journaled id is checked in the new cloud; a vanished one is
+-- made again (with a warning naming it). Templates, VMs and volumes are tagged
+-- with their old object's UUID and found again by that tag, whatever the journal
+-- says; dead ones (failed uploads, failed deployments) are removed and made again.
+-- A workdir made against another cloud (API URL or zone id) is refused unless
+-- switch_cloud is set.
 --
 -- Workers: Lua is single-threaded, so `workers > 1` runs each VM's machine steps in
 -- a child process (`worker_argv`) — flatten of one VM overlaps uploads of another.
 -- Estate-wide resources (domains, accounts, offerings) are ensured first, in the
--- parent, one at a time: two workers never race to create the same account.
+-- parent, one at a time: two workers never race to create the same account. A VM
+-- is worked on under a lock (flock on DIR/locks/vm-<id>.lock) that dies with its
+-- holder: an orphan of a killed run is found by its lock and stopped.
+--
+-- Stops: SIGINT/SIGTERM raise a cloud.Stop error out of run() after the workers
+-- are stopped; the journal stays resumable.
 local sys = require "salvage.sys"
 local json = require "salvage.json"
 local log = require "salvage.log"
 local progress = require "salvage.progress"
 local journal = require "salvage.journal"
-
-local M = {}
-
-M.STEPS = { "flatten", "domain", "account", "offering", "template", "vm", "volume", "attach", "start", "done" }
-
 local cloud = require "salvage.recover.cloud"
 local pool = require "salvage.recover.pool"
 local kvm = require "salvage.recover.kvm"
 local reportlib = require "salvage.recover.report"
 
+local M = {}
+
+M.STEPS = { "flatten", "domain", "account", "offering", "template", "vm", "volume", "attach", "start", "done" }
+
 local StepError, step_fail = cloud.StepError, cloud.step_fail
-local sleep = cloud.sleep
-local BROKEN = cloud.BROKEN_STATES
 
 M.errtext = cloud.errtext
 M.random_password = cloud.random_password
 M.hostname = cloud.hostname
-M.BROKEN_STATES = cloud.BROKEN_STATES
+M.TAG = cloud.TAG
+M.Stop = cloud.Stop
+M.is_stop = cloud.is_stop
 M.table = reportlib.table
+M.csv = reportlib.csv
 M.worker_argv = pool.worker_argv
 
 -- The engine ------------------------------------------------------------------------
@@ -77,7 +90,7 @@ function M.new(plan, opts)
     plan = plan, opts = opts, client = timed_client(opts.client, timing), timing = timing, policy = opts.policy or {},
     dry = opts.dry_run and true or false, workdir = opts.workdir,
     actions = {}, cache = {}, poll = opts.poll_interval or 0.2,
-    wait_timeout = opts.wait_timeout or 3600,
+    wait_timeout = opts.wait_timeout or 3600, warnings = {}, cleaned = {}, locks = {},
   }, Engine)
   if opts.vhd ~= nil then
     self.vhd = opts.vhd or nil
@@ -90,9 +103,17 @@ end
 
 function Engine:open_journal()
   if self.journal then return self.journal end
-  local j, err = journal.open(self.workdir .. "/journal.jsonl")
+  local path = self.workdir .. "/journal.jsonl"
+  local j, err = journal.open(path, { readonly = self.dry })
   if not j then error("recover: " .. err, 0) end
-  sys.chmod(self.workdir .. "/journal.jsonl", tonumber("600", 8))
+  if self.dry then
+    -- A dry run reads the journal (what is done) but never writes it.
+    j.record = function(_, _, _, data) return data end
+    j.fail = function() end
+    self.journal = j
+    return j
+  end
+  sys.chmod(path, tonumber("600", 8))
   -- time spent appending + fsyncing records, reported apart from the engine's own time
   local record, timing = j.record, self.timing
   j.record = function(jj, ...)
@@ -112,12 +133,14 @@ function Engine:act(vm, action, what)
   if not self.dry then log.info(action, { vm = vm and vm.name, what = what }) end
 end
 
--- Either the step's journal record, or run fn() -> data and record it. In a dry run
--- nothing is recorded (and fn is expected to create nothing).
-function Engine:step(vm_id, step, fn)
+-- Either the step's journal record (still true in the new cloud: `verify(data)`),
+-- or run fn() -> data and record it. In a dry run nothing is recorded (and fn is
+-- expected to create nothing).
+function Engine:step(vm_id, step, fn, verify)
   local j = self.journal
   local done = j and j:get(vm_id, step)
-  if done then return done, true end
+  if done and (self.dry or not verify or verify(done)) then return done, true end
+  if done then self:vanished(("%s of VM %s"):format(step, tostring(vm_id)), done.id or done.vm) end
   local data = fn()
   if data == nil then return nil end
   if not self.dry and j then j:record(vm_id, step, data) end
@@ -125,6 +148,8 @@ function Engine:step(vm_id, step, fn)
 end
 
 function Engine:check_parent()
+  local stop = cloud.stop_of(nil)
+  if stop then error(stop, 0) end
   local ppid = self.opts.parent_pid
   if ppid and not sys.kill(ppid, 0) then
     log.warn("parent recover process is gone; worker stops", { parent = ppid })
@@ -138,173 +163,287 @@ for k, f in pairs(kvm.methods) do Engine[k] = f end
 
 function Engine:report(vms, status, elapsed) return reportlib.build(self, vms, status, elapsed) end
 
--- Machine steps (per VM) -------------------------------------------------------------------
+-- Sources: what the tag of each new resource names ------------------------------------
+
+local function vm_source(vm) return vm.uuid or ("vm-" .. tostring(vm.id)) end
+local function disk_source(d) return d.uuid or ("volume-" .. tostring(d.id)) end
+M.vm_source, M.disk_source = vm_source, disk_source
+
+-- Scratch: flattened disks ------------------------------------------------------------------
 
 function Engine:disk_file(vm, d)
   return ("%s/disks/%s-%s.%s"):format(self.workdir, tostring(vm.id), tostring(d.id), self:disk_format())
 end
 
+-- Bytes of everything under DIR/disks (finished and temporary files).
+function Engine:scratch_bytes()
+  local dir, total = self.workdir .. "/disks", 0
+  for _, n in ipairs(sys.dir(dir) or {}) do
+    local st = sys.stat(dir .. "/" .. n)
+    if st and st.type == "file" then total = total + st.size end
+  end
+  return total
+end
+
+-- Note the scratch use now (the report gives the peak over the run's processes).
+function Engine:note_scratch(vm)
+  local now = self:scratch_bytes()
+  if now > (self.scratch_peak or 0) then
+    self.scratch_peak = now
+    if not self.dry then self.journal:record(vm.id, "scratch", { bytes = now }) end
+  end
+end
+
+-- Temporaries of a killed flatten of this VM's disks (held under the VM's lock).
+function Engine:remove_stale(vm)
+  local dir = self.workdir .. "/disks"
+  local prefix = "." .. tostring(vm.id) .. "-"
+  for _, n in ipairs(sys.dir(dir) or {}) do
+    if n:sub(1, #prefix) == prefix and n:find("%.salvage%-") then
+      log.warn("removing a partial flatten left by a killed run", { file = dir .. "/" .. n })
+      sys.unlink(dir .. "/" .. n)
+    end
+  end
+end
+
+-- A flattened disk is deleted once the new cloud has verified its upload.
+function Engine:drop_disk(file)
+  if self.opts.keep_disks or self.dry or not file then return end
+  if sys.stat(file) then sys.unlink(file) end
+end
+
+local function blocking(p, forced)
+  if type(p) ~= "table" then return false end
+  if forced then return false end
+  return p.blocks_flatten or (p.blocks_flatten == nil and p.severity == "error")
+end
+
+function Engine:flatten_checks(d)
+  local vhd = self.vhd
+  if not vhd then step_fail("flatten", "the VHD engine (salvage.vhd) is not available") end
+  if not d.file then step_fail("flatten", "disk " .. tostring(d.name) .. " has no source file") end
+  return vhd
+end
+
+-- Flatten one disk into DIR/disks (or say so in a dry run): {file, zero_filled}.
 function Engine:flatten(vm, d)
   local out = self:disk_file(vm, d)
-  local vhd = self.vhd
   if self.dry then
-    if not vhd then step_fail("flatten", "the VHD engine (salvage.vhd) is not available") end
-    if not d.file then step_fail("flatten", "disk " .. tostring(d.name) .. " has no source file") end
+    local vhd = self:flatten_checks(d)
     local r = vhd.check(d.file)
     for _, p in ipairs(r and r.problems or {}) do
-      if type(p) == "table" and (p.blocks_flatten or (p.blocks_flatten == nil and p.severity == "error")) then
-        step_fail("flatten", (p.file or d.file) .. ": " .. tostring(p.message or p.code))
-      end
+      if blocking(p, d.force) then step_fail("flatten", (p.file or d.file) .. ": " .. tostring(p.message or p.code)) end
     end
-    self:act(vm, "flatten", ("%s -> %s"):format(d.file, out))
+    self:act(vm, "flatten", ("%s -> %s%s"):format(d.file, out,
+      d.force and " (forced: unreadable parts zero-filled)" or ""))
     return { file = out }
   end
   return self:step(vm.id, "flatten:" .. tostring(d.id), function()
-    if not vhd then step_fail("flatten", "the VHD engine (salvage.vhd) is not available") end
-    if not d.file then step_fail("flatten", "disk " .. tostring(d.name) .. " has no source file") end
-    sys.mkdir(self.workdir .. "/disks")
-    local p = progress.new { label = ("flatten %s %s"):format(vm.name, d.name), total = d.size, unit = "bytes" }
-    local t0 = sys.clock()
-    -- A file already under `out` with no journal record is the work of a run
-    -- killed between rename and record: it is ours, in our workdir, and unproven,
-    -- so it is redone (flatten still never replaces a file of the chain).
-    local fmt = self:disk_format()
-    local r, err = vhd.flatten(d.file, out, { format = fmt, progress = p:callback(), overwrite = true })
-    p:finish()
-    if not r then step_fail("flatten", d.file .. ": " .. tostring(err)) end
-    if fmt == "qcow2" then
-      -- the writer is exact by construction (fuzzed, qemu-img-checked); the size is what is left to check
-      if d.size and r.virtual_size ~= d.size then
-        step_fail("flatten", ("qcow2 virtual size %d differs from volumes.size %d"):format(r.virtual_size, d.size))
-      end
-      self.timing.flatten = self.timing.flatten + (sys.clock() - t0)
-      return { file = out, virtual_size = r.virtual_size, bytes = r.bytes_written, format = fmt }
-    end
-    local c = vhd.check(out)
-    for _, pr in ipairs(c and c.problems or {}) do
-      if type(pr) == "table" and pr.severity == "error" then
-        step_fail("flatten", out .. ": check failed: " .. tostring(pr.message or pr.code))
-      end
-    end
-    local h, herr = vhd.open(out)
-    if not h then step_fail("flatten", herr) end
-    local info = h:info()
-    h:close()
-    local vsize = info.footer and info.footer.current_size
-    if d.size and vsize ~= d.size then
-      step_fail("flatten", ("flattened virtual size %s differs from volumes.size %d"):format(tostring(vsize), d.size))
-    end
-    local st = sys.stat(out)
-    self.timing.flatten = self.timing.flatten + (sys.clock() - t0)   -- flatten and its verification
-    return { file = out, virtual_size = vsize, bytes = st and st.size }
-  end)
+    return self:flatten_now(vm, d, out)
+  end, function(data) return sys.stat(data.file or out) ~= nil end)
 end
 
-function Engine:template(vm, own, file)
+function Engine:flatten_now(vm, d, out)
+  local vhd = self:flatten_checks(d)
+  sys.mkdir(self.workdir .. "/disks")
+  local p = progress.new { label = ("flatten %s %s"):format(vm.name, d.name), total = d.size, unit = "bytes" }
+  local t0 = sys.clock()
+  -- A file already under `out` with no journal record is the work of a run
+  -- killed between rename and record: it is ours, in our workdir, and unproven,
+  -- so it is redone (flatten still never replaces a file of the chain).
+  local fmt = self:disk_format()
+  local r, err = vhd.flatten(d.file, out, { format = fmt, progress = p:callback(), overwrite = true,
+    force = d.force and true or nil })
+  p:finish()
+  if not r then step_fail("flatten", d.file .. ": " .. tostring(err)) end
+  if fmt == "qcow2" then return self:flattened_qcow2(vm, d, out, r, t0) end
+  local c = vhd.check(out)
+  for _, pr in ipairs(c and c.problems or {}) do
+    if type(pr) == "table" and pr.severity == "error" then
+      step_fail("flatten", out .. ": check failed: " .. tostring(pr.message or pr.code))
+    end
+  end
+  local h, herr = vhd.open(out)
+  if not h then step_fail("flatten", herr) end
+  local info = h:info()
+  h:close()
+  local vsize = info.footer and info.footer.current_size
+  if d.size and vsize ~= d.size then
+    step_fail("flatten", ("flattened virtual size %s differs from volumes.size %d"):format(tostring(vsize), d.size))
+  end
+  local st = sys.stat(out)
+  self.timing.flatten = self.timing.flatten + (sys.clock() - t0)   -- flatten and its verification
+  self:note_scratch(vm)
+  local zf = json.array({})
+  for _, z in ipairs(type(r.zero_filled) == "table" and r.zero_filled or {}) do
+    zf[#zf + 1] = { sector = z.sector, count = z.count, reason = z.reason }
+  end
+  if #zf > 0 then
+    log.warn(("%s: %d damaged range(s) zero-filled (forced)"):format(d.name, #zf), { vm = vm.name })
+  end
+  return { file = out, virtual_size = vsize, bytes = st and st.size, zero_filled = zf }
+end
+
+-- Uploads: templates and volumes --------------------------------------------------------------
+
+local ATTEMPTS = 3
+
+-- Upload `file` as `kind` (Template or Volume) with `params`; tagged as soon as
+-- the server made it. Returns the ready resource, or nil after an ambiguous
+-- failure (the caller looks it up again), or raises.
+function Engine:upload(kind, vm, own, d, name, source, params)
+  local flat = self:flatten(vm, d)
+  self:check_parent()
+  self:intend(vm, kind, source, name)
+  local label = ("upload %s %s"):format(vm.name, kind == "Template" and "template" or name)
+  local p = progress.new { label = label, unit = "bytes" }
+  local fn = kind == "Template" and self.client.upload_template or self.client.upload_volume
+  local r, err = fn(self.client, flat.file, params, { progress = p:callback(), overwrite = true,
+    on_created = function(id) return self:tag(kind, id, source) end })
+  p:finish()
+  if r then
+    self:drop_disk(flat.file)
+    return r, flat
+  end
+  if cloud.ambiguous(err) then
+    log.warn(("%s of %s ended without a clear answer (%s); looking it up by its tag"):format(label, name,
+      cloud.errtext(err)), { vm = vm.name })
+    return nil, flat
+  end
+  -- a refused upload leaves a dead entity behind: remove it now (or the next run does)
+  pcall(self.ours, self, kind, vm, name, source, own)
+  step_fail(cloud.KINDS[kind].step, cloud.errtext(err))
+end
+
+function Engine:template(vm, own)
+  local root = vm.disks[1]
+  local source = disk_source(root)
   return self:step(vm.id, "template", function()
     local name = vm.template.name
-    local existing = self:find_template(name, own)
-    if existing then
-      if existing.isready then return { id = existing.id, reused = true } end
-      if not BROKEN[existing.status] and not BROKEN[existing.state] then
-        local t = self:wait_template(existing.id, own)
-        if t then return { id = t.id, reused = true } end
+    for _ = 1, ATTEMPTS do
+      local t = self:ours("Template", vm, name, source, own)
+      if t and t.isready then
+        self:drop_disk(self:disk_file(vm, root))
+        return { id = t.id, reused = true }
       end
-      -- A dead upload from a killed run: remove it so the name stays unique.
-      if not self.dry then
-        log.warn("removing a failed upload left by an earlier run", { template = existing.id, vm = vm.name })
-        self.client:call("deleteTemplate", { id = existing.id, zoneid = self:zone_id() })
+      local ostypeid = self:os_type_id(vm)
+      self:act(vm, "upload template", ("%s (root disk %s)"):format(name, tostring(root.name)))
+      if self.dry then
+        self:flatten(vm, root)
+        return nil
       end
+      local r, flat = self:upload("Template", vm, own, root, name, source, {
+        name = name, displaytext = ("%s (recovered root disk of %s)"):format(name, vm.name),
+        format = self:disk_format():upper(), hypervisor = self:hypervisor(), zoneid = self:zone_id(),
+        ostypeid = ostypeid,
+        account = own.account.name, domainid = own.domainid,
+        requireshvm = vm.template.requires_hvm ~= false, passwordenabled = vm.template.password_enabled == true,
+      })
+      if r then return { id = r.id, zero_filled = flat.zero_filled } end
     end
-    local ostypeid = self:os_type_id(vm)
-    self:act(vm, "upload template", ("%s (%s)"):format(name, file or "?"))
-    if self.dry then return nil end
-    local p = progress.new { label = ("upload %s template"):format(vm.name), unit = "bytes" }
-    local t, err = self.client:upload_template(file, {
-      name = name, displaytext = ("%s (recovered root disk of %s)"):format(name, vm.name),
-      format = self:disk_format():upper(), hypervisor = self:hypervisor(), zoneid = self:zone_id(), ostypeid = ostypeid,
-      account = own.account.name, domainid = own.domainid,
-      requireshvm = vm.template.requires_hvm ~= false, passwordenabled = vm.template.password_enabled == true,
-    }, { progress = p:callback(), overwrite = true })
-    p:finish()
-    if not t then step_fail("template", M.errtext(err)) end
-    return { id = t.id }
-  end)
+    step_fail("template", "no clear answer from the new cloud after " .. ATTEMPTS .. " attempts")
+  end, function(data) return self:alive("Template", data.id, own) ~= nil end)
+end
+
+function Engine:volume(vm, own, d)
+  local source = disk_source(d)
+  return self:step(vm.id, "volume:" .. tostring(d.id), function()
+    local name = d.upload_name or d.name
+    for _ = 1, ATTEMPTS do
+      local v = self:ours("Volume", vm, name, source, own)
+      if v and cloud.condition("Volume", v) == "ready" then
+        self:drop_disk(self:disk_file(vm, d))
+        return { id = v.id, reused = true }
+      end
+      self:act(vm, "upload volume", ("%s (disk %s)"):format(name, tostring(d.name)))
+      if self.dry then
+        self:flatten(vm, d)
+        return nil
+      end
+      local r, flat = self:upload("Volume", vm, own, d, name, source, {
+        name = name, format = self:disk_format():upper(), zoneid = self:zone_id(), account = own.account.name,
+        domainid = own.domainid,
+      })
+      if r then return { id = r.id, zero_filled = flat.zero_filled } end
+    end
+    step_fail("volume", "no clear answer from the new cloud after " .. ATTEMPTS .. " attempts")
+  end, function(data) return self:alive("Volume", data.id, own) ~= nil end)
+end
+
+-- VMs -------------------------------------------------------------------------------
+
+function Engine:deploy_params(vm, own, template_id)
+  local params = {
+    serviceofferingid = own.offering.id, zoneid = self:zone_id(), templateid = template_id,
+    account = own.account.name, domainid = own.domainid, name = vm.hostname or M.hostname(vm.name),
+    displayname = vm.display_name or vm.name,
+    startvm = false,
+  }
+  local hook = self.policy.network_for
+  local net = vm.network
+  if type(hook) == "function" then net = hook(vm, own.account) or net end
+  if type(net) == "table" then net = net.id end
+  if net then params.networkids = net end
+  local addr = self:addresses(vm)
+  if addr then params.ipaddress, params.macaddress = addr.ip, addr.mac end
+  return params
 end
 
 function Engine:deploy(vm, own, template_id)
+  local source = vm_source(vm)
+  local name = vm.hostname or M.hostname(vm.name)
   return self:step(vm.id, "vm", function()
-    if not self.dry then
-      local existing = self:find_vm(vm, own)
+    for _ = 1, ATTEMPTS do
+      local existing = self:ours("UserVm", vm, name, source, own)
       if existing then return { id = existing.id, reused = true } end
+      self:act(vm, "deploy VM", ("%s (%s) offering %s, stopped"):format(name, vm.display_name, own.offering.name))
+      if self.dry then return nil end
+      self:intend(vm, "UserVm", source, name)
+      local r, err = self.client:async("deployVirtualMachine", self:deploy_params(vm, own, template_id))
+      if r then
+        local v = r.virtualmachine or r
+        local ok, terr = self:tag("UserVm", v.id, source)
+        if not ok and not cloud.ambiguous(terr) then step_fail("vm", cloud.errtext(terr)) end
+        if ok then return { id = v.id } end
+      elseif not cloud.ambiguous(err) then
+        -- a failed deployment may leave a VM in Error: it is removed now (or by the next run)
+        pcall(self.ours, self, "UserVm", vm, name, source, own)
+        step_fail("vm", cloud.errtext(err))
+      else
+        log.warn(("deploying %s ended without a clear answer (%s); looking it up"):format(name,
+          cloud.errtext(err)), { vm = vm.name })
+      end
     end
-    self:act(vm, "deploy VM", ("%s (%s) offering %s, stopped"):format(vm.name, vm.display_name, own.offering.name))
-    if self.dry then return nil end
-    local params = {
-      serviceofferingid = own.offering.id, zoneid = self:zone_id(), templateid = template_id,
-      account = own.account.name, domainid = own.domainid, name = M.hostname(vm.name),
-      displayname = vm.display_name or vm.name,
-      startvm = false,
-    }
-    local hook = self.policy.network_for
-    local net = vm.network
-    if type(hook) == "function" then net = hook(vm, own.account) or net end
-    if type(net) == "table" then net = net.id end
-    if net then params.networkids = net end
-    local addr = self:addresses(vm)
-    if addr then params.ipaddress, params.macaddress = addr.ip, addr.mac end
-    local r, err = self.client:async("deployVirtualMachine", params)
-    if not r then step_fail("vm", M.errtext(err)) end
-    local v = r.virtualmachine or r
-    return { id = v.id }
-  end)
+    step_fail("vm", "no clear answer from the new cloud after " .. ATTEMPTS .. " attempts")
+  end, function(data) return self:alive("UserVm", data.id, own) ~= nil end)
 end
 
-function Engine:volume(vm, own, d, file, vm_new_id)
-  return self:step(vm.id, "volume:" .. tostring(d.id), function()
-    local name = d.upload_name or d.name
-    if not self.dry then
-      local existing = self:find_volume(name, own, vm_new_id, tostring(vm.id) .. ":" .. tostring(d.id))
-      local deadline = sys.clock() + self.wait_timeout
-      -- An upload a killed run finished sending is still being installed: wait for it.
-      while existing and (existing.state == "UploadInProgress" or existing.state == "Uploading"
-          or existing.state == "UploadOp") and sys.clock() < deadline do
-        sleep(self.poll)
-        local l = self:list("listVolumes", { id = existing.id, listall = true }, { "volume" })
-        existing = l and l[1]
-      end
-      if existing and (existing.state == "Uploaded" or existing.state == "Ready") then
-        return { id = existing.id, reused = true }
-      end
-    end
-    self:act(vm, "upload volume", ("%s (%s)"):format(name, file or "?"))
-    if self.dry then return nil end
-    self.journal:record(vm.id, "volume-intent:" .. tostring(d.id),
-      { name = name, owner = own.domainid .. "/" .. own.account.name })
-    local p = progress.new { label = ("upload %s %s"):format(vm.name, name), unit = "bytes" }
-    local v, err = self.client:upload_volume(file, {
-      name = name, format = self:disk_format():upper(), zoneid = self:zone_id(), account = own.account.name,
-      domainid = own.domainid,
-    }, { progress = p:callback(), overwrite = true })
-    p:finish()
-    if not v then step_fail("volume", M.errtext(err)) end
-    return { id = v.id }
-  end)
+-- The volume `vol_id` as the new cloud lists it now (after its pending jobs).
+function Engine:volume_now(vol_id)
+  self:settle(vol_id)
+  local list = self:list("listVolumes", { id = vol_id, listall = true }, { "volume" })
+  return list and list[1]
 end
 
 function Engine:attach(vm, d, vol_id, vm_id, deviceid)
   return self:step(vm.id, "attach:" .. tostring(d.id), function()
-    if not self.dry then
-      self:settle(vol_id)
-      local list = self:list("listVolumes", { id = vol_id, listall = true }, { "volume" })
-      local v = list and list[1]
-      if v and v.virtualmachineid == vm_id then return { deviceid = v.deviceid or deviceid, reused = true } end
+    for _ = 1, ATTEMPTS do
+      if not self.dry then
+        local v = self:volume_now(vol_id)
+        if v and v.virtualmachineid == vm_id then
+          return { deviceid = v.deviceid or deviceid, vm = vm_id, reused = true }
+        end
+      end
+      self:act(vm, "attach volume", ("%s as device %d"):format(d.upload_name or d.name, deviceid))
+      if self.dry then return nil end
+      local r, err = self.client:async("attachVolume", { id = vol_id, virtualmachineid = vm_id, deviceid = deviceid })
+      if r then return { deviceid = deviceid, vm = vm_id } end
+      if not cloud.ambiguous(err) then step_fail("attach", cloud.errtext(err)) end
     end
-    self:act(vm, "attach volume", ("%s as device %d"):format(d.upload_name or d.name, deviceid))
-    if self.dry then return nil end
-    local r, err = self.client:async("attachVolume", { id = vol_id, virtualmachineid = vm_id, deviceid = deviceid })
-    if not r then step_fail("attach", M.errtext(err)) end
-    return { deviceid = deviceid }
+    step_fail("attach", "no clear answer from the new cloud after " .. ATTEMPTS .. " attempts")
+  end, function(data)
+    local v = self:volume_now(vol_id)
+    return v ~= nil and v.virtualmachineid == vm_id and (data.vm == nil or data.vm == vm_id)
   end)
 end
 
@@ -312,10 +451,16 @@ function Engine:start(vm, vm_id)
   return self:step(vm.id, "start", function()
     self:act(vm, "start VM", vm.name)
     if self.dry then return nil end
-    local r, err = self.client:async("startVirtualMachine", { id = vm_id })
-    if not r then step_fail("start", M.errtext(err)) end
-    return { state = "Running" }
-  end)
+    for _ = 1, ATTEMPTS do
+      local r, err = self.client:async("startVirtualMachine", { id = vm_id })
+      if r then return { state = "Running", vm = vm_id } end
+      if not cloud.ambiguous(err) then step_fail("start", cloud.errtext(err)) end
+      self:settle(vm_id)
+      local l = self:list("listVirtualMachines", { id = vm_id, listall = true }, { "virtualmachine" })
+      if l and l[1] and l[1].state == "Running" then return { state = "Running", vm = vm_id } end
+    end
+    step_fail("start", "no clear answer from the new cloud after " .. ATTEMPTS .. " attempts")
+  end, function(data) return data.vm == nil or data.vm == vm_id end)
 end
 
 -- Device ids for data disks: the old one when usable, else 1, 2, 4, 5, ... (3 is the CD-ROM).
@@ -339,10 +484,7 @@ local function device_ids(disks)
   return out
 end
 
---- Everything after the owners for one VM. own: result of owners().
-function Engine:machine(vm, own)
-  local t_start, api0, flat0, jr0 = sys.clock(), self.timing.api, self.timing.flatten, self.timing.journal
-  local root = vm.disks[1]
+local function split_disks(vm)
   local data_disks, left_out = {}, json.array({})
   for i = 2, #vm.disks do
     local d = vm.disks[i]
@@ -354,30 +496,45 @@ function Engine:machine(vm, own)
       left_out[#left_out + 1] = { old_id = d.id, name = d.name, reason = table.concat(why, "; ") }
     end
   end
+  return data_disks, left_out
+end
+
+-- Zero-filled ranges of forced disks, for the report.
+local function zero_filled(into, d, rec)
+  for _, z in ipairs(rec and rec.zero_filled or {}) do
+    into[#into + 1] = { disk = d.name, sector = z.sector, count = z.count, reason = z.reason }
+  end
+end
+
+--- Everything after the owners for one VM. own: result of owners().
+function Engine:machine(vm, own)
+  local t_start, api0, flat0, jr0 = sys.clock(), self.timing.api, self.timing.flatten, self.timing.journal
+  local data_disks, left_out = split_disks(vm)
+  local zf = json.array({})
+  if not self.dry then self:remove_stale(vm) end
   self:check_parent()
   local ids = device_ids(data_disks)
   local tpl, dep
-  local volumes, flats = {}, {}
+  local volumes = {}
   if self.opts.kvm_primary then
+    -- zero-copy: the disks are written into the pool and adopted there (salvage.recover.kvm)
     dep, volumes = self:machine_adopt(vm, own, data_disks, ids)
     data_disks = {}
   else
-    local flat_root = self:flatten(vm, root)
-    for _, d in ipairs(data_disks) do
-      self:check_parent()
-      flats[d] = self:flatten(vm, d)
-    end
-    self:check_parent()
-    tpl = self:template(vm, own, flat_root.file)
+    tpl = self:template(vm, own)
+    zero_filled(zf, vm.disks[1], tpl)
     self:check_parent()
     dep = self:deploy(vm, own, tpl and tpl.id)
   end
   for _, d in ipairs(data_disks) do
     self:check_parent()
-    local v = self:volume(vm, own, d, flats[d].file, dep and dep.id)
+    local v = self:volume(vm, own, d)
+    zero_filled(zf, d, v)
     self:check_parent()
     if v and dep then self:attach(vm, d, v.id, dep.id, ids[d]) end
-    if self.dry then self:act(vm, "attach volume", ("%s as device %d"):format(d.upload_name or d.name, ids[d])) end
+    if self.dry and not (v and dep) then
+      self:act(vm, "attach volume", ("%s as device %d"):format(d.upload_name or d.name, ids[d]))
+    end
     volumes[#volumes + 1] = { old_id = d.id, name = d.upload_name or d.name, new_id = v and v.id or json.null,
       deviceid = ids[d], size = d.size }
   end
@@ -388,7 +545,7 @@ function Engine:machine(vm, own)
   local result = {
     new_id = dep and dep.id or json.null, template_id = tpl and tpl.id or json.null,
     volumes = json.array(volumes), left_out = left_out, offering = own.offering.name, offering_id = own.offering.id,
-    account_id = own.account.id, domainid = own.domainid,
+    account_id = own.account.id, domainid = own.domainid, zero_filled = zf, hostname = vm.hostname,
   }
   local total = sys.clock() - t_start
   local api, flat, jr = self.timing.api - api0, self.timing.flatten - flat0, self.timing.journal - jr0
@@ -414,13 +571,17 @@ end
 M.selected = selected
 
 -- Run fn(), turning step errors (and unexpected errors) into a failure record.
+-- A stop (SIGINT/SIGTERM) is not a failure: it goes on up.
 local function attempt(default_step, fn)
   local ok, err = xpcall(fn, function(e)
+    local stop = cloud.stop_of(e)
+    if stop then return stop end
     if getmetatable(e) == StepError then return e end
     return setmetatable({ step = default_step, message = tostring(e), traceback = debug.traceback(tostring(e), 2) },
       StepError)
   end)
   if ok then return true end
+  if cloud.is_stop(err) then error(err, 0) end
   return false, err
 end
 
@@ -431,7 +592,7 @@ function Engine:fail(vm, err)
 end
 
 --- One VM inside a worker process: owners come from the journal (the parent
--- ensured them), the rest is done here.
+-- ensured them), the rest is done here, under the VM's lock.
 function Engine:run_worker(vm_id)
   self:open_journal()
   local vm
@@ -440,9 +601,11 @@ function Engine:run_worker(vm_id)
   end
   if not vm then error("recover: VM " .. tostring(vm_id) .. " is not in the plan", 0) end
   local ok, err = attempt("owners", function()
+    self:lock_vm(vm)
     local own = self:owners(vm)
     self:machine(vm, own)
   end)
+  self:unlock_vm(vm)
   if not ok then
     self:fail(vm, err)
     return false
@@ -450,54 +613,98 @@ function Engine:run_worker(vm_id)
   return true
 end
 
---- run(plan, opts) -> report. See the module header for opts.
+-- The cloud this workdir belongs to: recorded on first use, refused when another.
+function Engine:check_cloud()
+  local here = { url = self.client.url, zoneid = self:zone_id(), zone = self.opts.zone }
+  local rec = self.journal:get(nil, "cloud")
+  if rec and (rec.zoneid ~= here.zoneid or (rec.url and here.url and rec.url ~= here.url)) then
+    if not self.opts.switch_cloud then
+      return ("%s was used against another cloud (API %s, zone id %s); this run talks to API %s, zone id %s. "
+        .. "Use another --workdir, or --switch-cloud to check every journaled id in this cloud"):format(
+        self.workdir, tostring(rec.url), tostring(rec.zoneid), tostring(here.url), tostring(here.zoneid))
+    end
+    log.warn("the workdir was used against another cloud; every journaled id is checked in this one")
+  end
+  if not self.dry and (not rec or rec.zoneid ~= here.zoneid or rec.url ~= here.url) then
+    self.journal:record(nil, "cloud", here)
+  end
+end
+
+-- Is the VM recovered, and is its VM still in the new cloud?
+function Engine:still_done(vm)
+  local done = self.journal:get(vm.id, "done")
+  if not done then return false end
+  if self.dry then return true end
+  local rows = self:list("listVirtualMachines", { id = done.new_id, listall = true }, { "virtualmachine" })
+  for _, r in ipairs(rows or {}) do
+    if r.id == done.new_id and cloud.condition("UserVm", r) == "ready" then return true end
+  end
+  if rows then
+    self:vanished("VM " .. vm.name, done.new_id)
+    return false
+  end
+  return true   -- the cloud cannot tell now: the next run checks again
+end
+
+-- Before anything: journal damage, the cloud, preflight. Returns an error message or nil.
+function Engine:prepare(vms)
+  local bad, lines = self.journal:unreadable()
+  self.journal_unreadable = bad
+  if bad > 0 then
+    local w = ("journal: %d unreadable line(s) ignored (line %s)"):format(bad, table.concat(lines, ", ", 1,
+      math.min(#lines, 10)))
+    log.warn(w)
+    self.warnings[#self.warnings + 1] = w
+  end
+  local todo, any = {}, false
+  for _, vm in ipairs(vms) do
+    any = any or vm.recoverable
+    if vm.recoverable and not self.journal:get(vm.id, "done") then todo[#todo + 1] = vm end
+  end
+  -- nothing in the selection can be recovered: the report says why, the cloud is not asked
+  if not any then return nil end
+  local perr = self:preflight(todo)
+  if perr then return perr end
+  return self:check_cloud()
+end
+
+--- run(plan, opts) -> report. See the module header for opts. Raises
+-- "recover: ..." for what concerns every VM (preflight), a cloud.Stop on SIGINT/SIGTERM.
 function M.run(plan, opts)
   local self = M.new(plan, opts)
   if not self.workdir then error("recover: a work directory is needed", 0) end
-  sys.mkdir(self.workdir)
+  if not self.dry then sys.mkdir(self.workdir) end
   local st = sys.stat(self.workdir)
-  if not st or st.type ~= "directory" then error("recover: cannot use " .. self.workdir .. " as work directory", 0) end
+  if not self.dry and (not st or st.type ~= "directory") then
+    error("recover: cannot use " .. self.workdir .. " as work directory", 0)
+  end
   if opts.worker_vm then
     return self:run_worker(opts.worker_vm)
   end
-  local started = sys.clock()
-  if not self.dry then
-    self:lock()
-    self:reap_orphans()
-  end
-  self:open_journal()
-  if self.dry then
-    -- A dry run reads the journal (what is done) but never writes it.
-    self.journal.record = function(_, _, _, data) return data end
-    self.journal.fail = function() end
-  end
-  local vms = selected(plan, opts.only)
-  local status = {}     -- vm.id -> {step, error} for failures of this run
-  local todo = {}
-  local owners = {}
-  local overall = progress.new { label = "recover", total = #vms, unit = "items" }
-  local finished = 0
-  local function tick(vm, what)
-    finished = finished + 1
-    if not log.quiet() then
-      io.stderr:write(("[%d/%d] %s: %s\n"):format(finished, #vms, vm.name, what))
-    end
-    overall:update(finished)
-  end
+  if not self.dry then self:lock() end
+  local ok, r = xpcall(function() return self:run_all(plan, opts) end, function(e)
+    return cloud.stop_of(e) or e
+  end)
+  if not ok and cloud.is_stop(r) then self:stop_workers() end
+  if not self.dry then self:unlock() end
+  if not ok then error(r, 0) end
+  return r
+end
+
+-- The owners of every VM to do, in this process: {todo, owners}.
+function Engine:ensure_all(vms, status, tick)
+  local todo, owners = {}, {}
   for _, vm in ipairs(vms) do
     if not vm.recoverable then
       local why = {}
       for _, p in ipairs(vm.problems or {}) do if p.severity == "error" then why[#why + 1] = p.message end end
       status[vm.id] = { step = "plan", error = table.concat(why, "; ") }
       tick(vm, "not recoverable")
-    elseif not self.dry and self.journal:get(vm.id, "done") then
+    elseif not self.dry and self:still_done(vm) then
       tick(vm, "already recovered")
     else
       local t0 = sys.clock()
-      local ok, err = attempt("owners", function()
-        self:zone_id()
-        owners[vm.id] = self:owners(vm)
-      end)
+      local ok, err = attempt("owners", function() owners[vm.id] = self:owners(vm) end)
       self.owners_time = (self.owners_time or 0) + (sys.clock() - t0)
       if ok then
         todo[#todo + 1] = vm
@@ -508,48 +715,78 @@ function M.run(plan, opts)
       end
     end
   end
-  local workers = opts.workers or 1
-  if workers > 1 and not self.dry and opts.worker_argv and #todo > 1 then
-    local names = {}
-    for _, vm in ipairs(todo) do names[tostring(vm.id)] = vm.name end
-    -- Per-VM progress from the workers' journal records, as they land.
-    local function follow()
-      for _, r in ipairs(self.journal:tail()) do
-        if r.vm ~= nil and r.step ~= "done" and names[tostring(r.vm)] then
-          if r.failed then
-            log.warn("step failed", { vm = names[tostring(r.vm)], step = r.step, error = r.failed })
-          elseif not r.step:match("^volume%-intent") then
-            local id = type(r.data) == "table" and r.data.id or nil
-            log.info("step done", { vm = names[tostring(r.vm)], step = r.step, id = id })
-          end
+  return todo, owners
+end
+
+function Engine:run_here(todo, owners, status, tick)
+  for _, vm in ipairs(todo) do
+    local ok, err = attempt("vm", function()
+      if not self.dry then self:lock_vm(vm) end
+      self.machine(self, vm, owners[vm.id])
+    end)
+    if not self.dry then self:unlock_vm(vm) end
+    if ok then
+      tick(vm, self.dry and "would be recovered" or "recovered")
+    else
+      self:fail(vm, err)
+      status[vm.id] = { step = err.step, error = err.message }
+      tick(vm, "FAILED at " .. err.step)
+    end
+  end
+end
+
+function Engine:run_workers(todo, status, tick)
+  local names = {}
+  for _, vm in ipairs(todo) do names[tostring(vm.id)] = vm.name end
+  -- Per-VM progress from the workers' journal records, as they land.
+  local function follow()
+    for _, r in ipairs(self.journal:tail()) do
+      if r.vm ~= nil and r.step ~= "done" and names[tostring(r.vm)] then
+        if r.failed then
+          log.warn("step failed", { vm = names[tostring(r.vm)], step = r.step, error = r.failed })
+        elseif not r.step:match("^intent:") and r.step ~= "scratch" then
+          local id = type(r.data) == "table" and r.data.id or nil
+          log.info("step done", { vm = names[tostring(r.vm)], step = r.step, id = id })
         end
       end
     end
-    self.follow = follow
-    self:run_pool(todo, status, function(vm)
-      follow()
-      if self.journal:get(vm.id, "done") then tick(vm, "recovered") else tick(vm, "FAILED") end
-    end)
-    self.follow = nil
-    self.journal:reload()
+  end
+  self.follow = follow
+  self:run_pool(todo, status, function(vm)
+    follow()
+    if self.journal:get(vm.id, "done") then tick(vm, "recovered") else tick(vm, "FAILED") end
+  end)
+  self.follow = nil
+  self.journal:reload()
+end
+
+function Engine:run_all(plan, opts)
+  local started = sys.clock()
+  self:open_journal()
+  local vms = selected(plan, opts.only)
+  local perr = self:prepare(vms)
+  if perr then error("recover: " .. perr, 0) end
+  local status = {}     -- vm.id -> {step, error} for failures of this run
+  local overall = progress.new { label = "recover", total = #vms, unit = "items" }
+  local finished = 0
+  local function tick(vm, what)
+    finished = finished + 1
+    log.line(("[%d/%d] %s: %s"):format(finished, #vms, vm.name, what),
+      { vm = vm.name, done = finished, total = #vms, status = what })
+    overall:update(finished)
+  end
+  local todo, owners = self:ensure_all(vms, status, tick)
+  local workers = opts.workers or 1
+  if workers > 1 and not self.dry and opts.worker_argv and #todo > 1 then
+    self:run_workers(todo, status, tick)
   else
-    for _, vm in ipairs(todo) do
-      local ok, err = attempt("vm", function() self.machine(self, vm, owners[vm.id]) end)
-      if ok then
-        tick(vm, self.dry and "would be recovered" or "recovered")
-      else
-        self:fail(vm, err)
-        status[vm.id] = { step = err.step, error = err.message }
-        tick(vm, "FAILED at " .. err.step)
-      end
-    end
+    self:run_here(todo, owners, status, tick)
   end
   overall:finish()
   local report = self:report(vms, status, sys.clock() - started)
   if not self.dry then
     sys.write_atomic(self.workdir .. "/report.json", json.pretty(report))
     sys.chmod(self.workdir .. "/report.json", tonumber("600", 8))
-    self:unlock()
   end
   return report
 end

@@ -182,14 +182,28 @@ function Client:close()
 end
 Client.__close = Client.close
 
+--- What a non-API answer says, in one line: an HTML error page (a proxy's, a
+-- servlet container's) by its status and title, anything else by its first bytes.
+function M.summarize_body(res)
+  local body = res.body or ""
+  local ctype = tostring(res.headers and res.headers["content-type"] or "")
+  if ctype:lower():find("html", 1, true) or body:match("^%s*<") then
+    local title = body:match("<[Tt][Ii][Tt][Ll][Ee][^>]*>(.-)</[Tt][Ii][Tt][Ll][Ee]>")
+      or body:match("<[Hh]1[^>]*>(.-)</[Hh]1>")
+    title = title and title:gsub("<[^>]*>", ""):gsub("%s+", " "):gsub("^ ", ""):gsub(" $", "")
+    return ("HTTP %s, HTML page%s"):format(tostring(res.status), title and title ~= "" and (": " .. title) or "")
+  end
+  local text = body:sub(1, 120):gsub("%s+", " "):gsub(" $", "")
+  return ("HTTP %s, %s answer (%s)"):format(tostring(res.status), ctype ~= "" and ctype or "untyped", text)
+end
+
 local function decode_body(command, res)
   local body = res.body or ""
   local doc = body ~= "" and json.decode(body) or nil
   if type(doc) ~= "table" then
     return nil, api_error {
       command = command, http_status = res.status, code = "EPROTO",
-      errortext = ("unexpected %s answer (%s)"):format(res.headers["content-type"] or "untyped",
-        (body:sub(1, 120):gsub("%s+", " "))),
+      errortext = "unexpected answer: " .. M.summarize_body(res),
     }
   end
   -- the envelope has one key: <command>response, postupload*response or errorresponse
@@ -218,6 +232,8 @@ local function transient(err)
   -- 5xx without a CloudStack error body (proxy, restart) and 429 rate limits;
   -- 530-535 with an errorcode are the server's own verdicts
   if s == 429 then return true end
+  -- a truncated or malformed answer (EPROTO with 200): the request may be asked again
+  if err.code == "EPROTO" and (s == nil or s == 200) then return true end
   return s and s >= 500 and s < 600 and err.code == "EPROTO"
 end
 
@@ -243,9 +259,12 @@ function Client:call(command, params, opts)
     p.signatureversion = "3"
     p.expires = expires_at(self.expires)
     p.signature = M.sign(p, secretkey)
+    -- A state-changing request goes on a fresh connection that is not reused:
+    -- libcurl never re-sends it on a dead kept-alive one (the server may have
+    -- executed the first copy). A lost reply is reconciled by the caller.
     local req = {
       method = method, timeout = opts.timeout or self.timeout, connect_timeout = self.connect_timeout,
-      verify_tls = self.verify_tls, cafile = self.cafile,
+      verify_tls = self.verify_tls, cafile = self.cafile, fresh = not idempotent or nil,
     }
     if method == "GET" then
       req.url = self.url .. "?" .. form_encode(p)
@@ -255,7 +274,11 @@ function Client:call(command, params, opts)
       req.headers = { ["Content-Type"] = "application/x-www-form-urlencoded" }
     end
     self.calls = self.calls + 1
-    log.debug("api request", { command = command, method = method, attempt = attempt })
+    if log.enabled("debug") then
+      -- the whole request as a URL, signature and keys masked: what to paste into curl to compare
+      local url = req.url .. (req.body and ("?" .. req.body) or "")
+      log.debug("api request", { command = command, method = method, attempt = attempt, url = log.scrub(url) })
+    end
     local res, msg, code = self.http:request(req)
     local inner, err
     if not res then
@@ -403,7 +426,7 @@ function Client:post_upload(command, file, up, opts)
   end
   if res.status ~= 200 then
     return nil, api_error { command = command, code = "EUPLOAD", http_status = res.status, id = up.id,
-      errortext = ("upload refused: %s"):format((res.body or ""):gsub("%s+$", "")) }
+      errortext = "upload refused: " .. M.summarize_body(res) }
   end
   return res
 end
@@ -492,7 +515,8 @@ end
 --- Upload a VHD as a template (getUploadParamsForTemplate + POST) and wait
 -- until it is ready. params: name, zoneid, ostypeid, displaytext, account,
 -- domainid, checksum, ... opts: {progress = function(done, total), poll_interval, job_timeout,
--- checksum = true | "md5" (compute and send the file's digest)}
+-- checksum = true | "md5" (compute and send the file's digest), on_created = function(id) -> true |
+-- nil, err: called once the server made the template, before the upload (to tag and journal it)}
 function Client:upload_template(file, params, opts)
   opts = opts or {}
   local st, serr, scode = sys.stat(file)
@@ -503,6 +527,10 @@ function Client:upload_template(file, params, opts)
   local r, err = self:call("getUploadParamsForTemplate", p)
   if not r then return nil, err end
   local up = r.getuploadparams
+  if opts.on_created then
+    local okc, cberr = opts.on_created(up.id)
+    if not okc then return nil, cberr end
+  end
   local _, uerr = self:post_upload("upload_template", file, up, setmetatable({ format = p.format }, { __index = opts }))
   if not uerr then
     return self:wait_template(up.id, p, opts, "upload_template")
@@ -522,6 +550,10 @@ function Client:upload_volume(file, params, opts)
   local r, err = self:call("getUploadParamsForVolume", p)
   if not r then return nil, err end
   local up = r.getuploadparams
+  if opts.on_created then
+    local okc, cberr = opts.on_created(up.id)
+    if not okc then return nil, cberr end
+  end
   local _, uerr = self:post_upload("upload_volume", file, up, setmetatable({ format = p.format }, { __index = opts }))
   if uerr then return nil, uerr end
   return self:wait_volume(up.id, p, opts, "upload_volume")

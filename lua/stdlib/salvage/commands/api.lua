@@ -6,17 +6,22 @@ local json = require "salvage.json"
 local log = require "salvage.log"
 
 local spec = {
-  usage = "salvage api COMMAND [key=value ...] [--format json|table|csv] [--filter a,b] [--profile NAME]",
+  usage = "salvage api COMMAND [key=value ...] [--format json|table|csv] [--filter a,b] [--profile NAME]\n"
+    .. "       salvage api --list-commands",
   summary = "call the CloudStack API of the new cloud (signed, v3); async commands wait for their job",
   description = [[
 List commands follow every page (pagesize 500) unless page= is given; async
 commands (deployVirtualMachine, attachVolume, ...) block until the job ends and
-print its result. Credentials come from a profile of ~/.config/salvage/config.lua
-($SALVAGE_CONFIG) or from SALVAGE_API_URL, SALVAGE_API_KEY, SALVAGE_SECRET_KEY.
-Map parameters are written details[0].cpuNumber=2.]],
+print its result, unmasked (it is what was asked for; logs mask secrets).
+Credentials come from a profile (salvage config; ~/.config/salvage/config.lua,
+$SALVAGE_CONFIG) or from SALVAGE_API_URL, SALVAGE_API_KEY, SALVAGE_SECRET_KEY.
+Map parameters are written details[0].cpuNumber=2; filter=a,b (as in cloudmonkey)
+is --filter a,b. A command the server does not know is named, with the closest
+known names (from listApis). --log-level debug shows each request URL (signature
+and keys masked).]],
   options = {
     { "format", short = "f", value = "FMT", choices = { "json", "table", "csv" }, default = "json",
-      help = "output format (default json)" },
+      help = "output format" },
     { "json", help = "same as --format json" },
     { "filter", value = "FIELDS", help = "comma-separated fields to keep" },
     { "profile", short = "p", value = "NAME", help = "credential profile of the config file" },
@@ -26,6 +31,7 @@ Map parameters are written details[0].cpuNumber=2.]],
     { "cafile", value = "FILE", help = "CA bundle to verify the server's certificate" },
     { "insecure", help = "do not verify the server's TLS certificate" },
     { "no-wait", help = "print an async command's job id instead of waiting" },
+    { "list-commands", help = "print the command names the server knows (listApis; cached for completion)" },
   },
   positionals = { min = 0 },
   epilog = "Examples:\n  salvage api listZones --filter id,name --format table\n"
@@ -33,6 +39,116 @@ Map parameters are written details[0].cpuNumber=2.]],
 }
 
 local M = { summary = "call the CloudStack API (signed, async jobs awaited, paging followed)" }
+
+-- Offered by --list-commands when the server cannot be asked (completion offline).
+local COMMON = {
+  "attachVolume", "createAccount", "createDomain", "createServiceOffering", "deleteTemplate", "deleteVolume",
+  "deployVirtualMachine", "destroyVirtualMachine", "detachVolume", "getUploadParamsForTemplate",
+  "getUploadParamsForVolume", "listAccounts", "listApis", "listAsyncJobs", "listCapabilities",
+  "listDiskOfferings", "listDomains", "listHosts", "listNetworks", "listOsTypes", "listServiceOfferings",
+  "listStoragePools", "listTemplates", "listUsers", "listVirtualMachines", "listVolumes", "listZones",
+  "queryAsyncJobResult", "registerTemplate", "rebootVirtualMachine", "startVirtualMachine",
+  "stopVirtualMachine", "updateVirtualMachine", "uploadVolume",
+}
+
+-- Edit distance, case-insensitive (listzone ~ listZones).
+local function distance(a, b)
+  a, b = a:lower(), b:lower()
+  local prev = {}
+  for j = 0, #b do prev[j] = j end
+  for i = 1, #a do
+    local cur = { [0] = i }
+    for j = 1, #b do
+      local cost = a:byte(i) == b:byte(j) and 0 or 1
+      cur[j] = math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+    end
+    prev = cur
+  end
+  return prev[#b]
+end
+
+--- closest(name, names [, n]) -> up to n (3) names nearest to name.
+function M.closest(name, names, n)
+  local scored = {}
+  for _, k in ipairs(names) do
+    local d = distance(name, k)
+    if k:lower():find(name:lower(), 1, true) then d = math.min(d, 2) end
+    if d <= math.max(2, #name // 3) then scored[#scored + 1] = { k, d } end
+  end
+  table.sort(scored, function(x, y) if x[2] ~= y[2] then return x[2] < y[2] end return x[1] < y[1] end)
+  local out = {}
+  for i = 1, math.min(n or 3, #scored) do out[i] = scored[i][1] end
+  return out
+end
+
+-- The names the server knows (listApis), or nil.
+local function server_commands(client)
+  local r = client:call("listApis", {})
+  if type(r) ~= "table" or type(r.api) ~= "table" then return nil end
+  local names = {}
+  for _, a in ipairs(r.api) do names[#names + 1] = a.name end
+  table.sort(names)
+  return names
+end
+
+local function cache_path(profile)
+  local base = os.getenv("XDG_CACHE_HOME")
+  if not base or base == "" then base = (os.getenv("HOME") or "/tmp") .. "/.cache" end
+  return base .. "/salvage/api-commands-" .. (profile or "default"):gsub("[^%w_.-]", "_") .. ".txt"
+end
+
+local function list_commands(prof)
+  local path = cache_path(prof and prof.name)
+  local f = io.open(path)
+  if f then
+    local text = f:read("a")
+    f:close()
+    io.stdout:write(text)
+    return 0
+  end
+  local names
+  if prof then
+    local o = {}
+    for k, v in pairs(prof) do o[k] = v end
+    o.timeout = 10
+    local client = api.new(o)
+    names = server_commands(client)
+    client:close()
+  end
+  local text = table.concat(names or COMMON, "\n") .. "\n"
+  if names then
+    local sys = require "salvage.sys"
+    local dir = path:match("^(.*)/")
+    sys.mkdir(dir:match("^(.*)/") or dir)
+    sys.mkdir(dir)
+    sys.write_atomic(path, text)
+  end
+  io.stdout:write(text)
+  return 0
+end
+
+-- A failed call: name an unknown command (the server answers 401 for those,
+-- as for bad credentials), hint at a URL without /client/api.
+local function explain(client, command, cerr, url)
+  local status = cerr.errorcode or cerr.http_status
+  if tonumber(status) == 401 then
+    local names = server_commands(client)
+    if names then
+      local known = false
+      for _, n in ipairs(names) do if n == command then known = true end end
+      if not known then
+        local near = M.closest(command, names)
+        return 2, ("api: unknown command '%s'%s (salvage api --list-commands lists them)"):format(command,
+          #near > 0 and ("; did you mean " .. table.concat(near, ", ") .. "?") or "")
+      end
+    end
+  end
+  local msg = log.scrub(tostring(cerr))
+  if type(url) == "string" and not url:find("/client/api", 1, true) then
+    msg = msg .. "; hint: the API URL usually ends in /client/api (e.g. http://HOST:8080/client/api)"
+  end
+  return 1, msg
+end
 
 local function fields_of(rows, filter)
   if filter then
@@ -141,6 +257,10 @@ function M.run(argv)
     return 0
   end
   if opts.json then opts.format = "json" end
+  if opts.list_commands then
+    local prof = api.profile(opts.profile)
+    return list_commands(prof)
+  end
   local command = opts[1]
   if not command then cli.usage_error("api: a command name is required (e.g. listZones)") end
   if not command:match("^%a%w*$") then cli.usage_error("api: bad command name '" .. command .. "'") end
@@ -148,7 +268,13 @@ function M.run(argv)
   for i = 2, #opts do
     local k, v = opts[i]:match("^([^=]+)=(.*)$")
     if not k then cli.usage_error(("api: expected key=value, got '%s'"):format(opts[i])) end
-    params[k] = v
+    if k == "filter" then
+      -- cloudmonkey's output filter, not an API parameter
+      if opts.filter and opts.filter ~= v then cli.usage_error("api: give filter= or --filter, not both") end
+      opts.filter = v
+    else
+      params[k] = v
+    end
   end
   local prof, perr = api.profile(opts.profile)
   if not prof then cli.fail(1, perr) end
@@ -169,13 +295,15 @@ function M.run(argv)
   else
     result, cerr = client:call(command, params)
   end
-  client:close()
   if not result then
-    log.debug("api failure", log.redact { command = command, errorcode = cerr.errorcode })
-    cli.fail(1, log.scrub(tostring(cerr)))
+    log.debug("api failure", { command = command, errorcode = cerr.errorcode })
+    local code, msg = explain(client, command, cerr, o.url)
+    client:close()
+    cli.fail(code, msg)
   end
-  -- listUsers, registerUserKeys, createAccount... may carry keys or passwords
-  io.stdout:write(render(log.redact(result), opts))
+  client:close()
+  -- the answer is what the user asked for (upload signatures, keys): unmasked
+  io.stdout:write(render(result, opts))
   return 0
 end
 

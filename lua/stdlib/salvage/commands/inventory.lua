@@ -121,12 +121,7 @@ local function write_table(write, vms, meta)
   end
 end
 
-local function csv_field(v)
-  if v == nil then return "" end
-  local s = tostring(v)
-  if s:find('[,"\r\n]') then return '"' .. s:gsub('"', '""') .. '"' end
-  return s
-end
+local csv_field = require("salvage.columns").csv_field
 
 local function write_csv(write, vms, meta)
   local hdr = {}

@@ -7,11 +7,13 @@ local plan = require "salvage.plan"
 
 local spec = {
   usage = "salvage plan (--db URL | --dump FILE... | --inventory FILE) --storage ROOT... "
-    .. "[--policy FILE.lua] [-o plan.json]",
+    .. "[--policy FILE.lua] [--force-disk NAME]... [-o plan.json] [--format json|table|csv]",
   summary = "build the recovery plan: owners, specs and checked VHD chains of every VM to recover",
   description = [[
 ROOT is a directory searched recursively for <volumes.path>.vhd, or POOL_UUID=DIR to say
-where the files of one old storage pool are. A VM whose root disk cannot be recovered is
+where the files of one old storage pool are, or POOL_UUID=lvm:IMAGE for a pool on LVM
+(XenServer iSCSI/FC/local LVM SR: IscsiLUN, PreSetup, LVM): the LUN's image or block device,
+read directly and never written. A VM whose root disk cannot be recovered is
 kept in the plan, marked and explained. Without -o the plan is printed (JSON, or a table
 with --format table).]],
   options = {
@@ -19,15 +21,26 @@ with --format table).]],
     { "dump", value = "FILE", multi = true,
       help = "a mysqldump of it (several: loaded in order), on a private server" },
     { "inventory", value = "FILE", help = "an inventory saved with 'salvage inventory --format json'" },
-    { "storage", short = "s", value = "ROOT", multi = true, help = "primary storage copy: DIR or POOL_UUID=DIR" },
+    { "storage", short = "s", value = "ROOT", multi = true,
+      help = "primary storage copy: DIR, POOL_UUID=DIR or POOL_UUID=lvm:IMAGE" },
     { "policy", value = "FILE.lua", help = "policy script (filters, owner mapping, names)" },
+    { "force-disk", value = "NAME", multi = true,
+      help = "flatten this damaged disk (name, uuid or path) with force: unreadable parts zero-filled" },
     { "output", short = "o", value = "FILE", help = "write the plan here (JSON)" },
-    { "format", value = "F", choices = { "json", "table" }, help = "what to print" },
+    { "format", value = "F", choices = { "json", "table", "csv" },
+      help = "what to print (default: json, or nothing with -o)" },
   },
   positionals = { min = 0, max = 0 },
 }
 
 local M = { summary = "build a recovery plan from the old database and primary storage", spec = spec }
+
+--- The plan in an output format: json, table or csv.
+function M.render(p, format)
+  if format == "table" then return plan.table(p) end
+  if format == "csv" then return plan.csv(p) end
+  return plan.encode(p)
+end
 
 function M.run(argv)
   local opts, err = args.parse(spec, argv)
@@ -45,7 +58,10 @@ function M.run(argv)
   if not roots then cli.fail(1, rerr) end
   local vms, meta, source = plan.inventory(opts, policy)
   if not vms then cli.fail(1, meta) end
-  local p, berr = plan.build(vms, { storage = roots, policy = policy, meta = meta, source = source })
+  local record, rerr2 = plan.policy_record(opts.policy)
+  if not record then cli.fail(1, "policy: " .. tostring(rerr2)) end
+  local p, berr = plan.build(vms, { storage = roots, policy = policy, meta = meta, source = source,
+    force_disks = opts.force_disk, policy_record = record })
   if not p then cli.fail(1, berr) end
   if opts.output then
     local ok, werr = plan.save(p, opts.output)
@@ -53,12 +69,9 @@ function M.run(argv)
     local s = p.summary
     log.info(("plan written to %s: %d VMs (%d recoverable), %d disks, %d problems"):format(
       opts.output, s.vms, s.recoverable, s.disks, s.problems))
-    if opts.format == "table" then io.stdout:write(plan.table(p)) end
-    if opts.format == "json" then io.stdout:write(plan.encode(p)) end
-  elseif opts.format == "table" then
-    io.stdout:write(plan.table(p))
+    if opts.format then io.stdout:write(M.render(p, opts.format)) end
   else
-    io.stdout:write(plan.encode(p))
+    io.stdout:write(M.render(p, opts.format or "json"))
   end
   return 0
 end

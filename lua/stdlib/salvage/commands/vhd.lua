@@ -22,14 +22,26 @@ end
 
 local function basename(p) return p:match("([^/]+)$") or p end
 
---- "16G", "512M", "1048576" -> bytes
-local function parse_size(s)
-  local n, unit = tostring(s):match("^(%d+)([KMGTkmgt]?)i?[Bb]?$")
+--- "16G", "512M", "1048576B" -> bytes; a bare number is in `bare` units
+-- (bytes for --block-size; MiB for --size, as vhd-util create -s).
+local function parse_size(s, bare)
+  local n, unit, b = tostring(s):match("^(%d+)([KMGTkmgt]?)i?([Bb]?)$")
   n = math.tointeger(tonumber(n))
   if not n then return nil end
+  if unit == "" and b == "" then return n * (bare or 1) end
   local mul = ({ [""] = 1, k = 1 << 10, m = 1 << 20, g = 1 << 30, t = 1 << 40 })[unit:lower()]
   return n * mul
 end
+
+-- vhd-util spells the file `-n FILE`; salvage takes it as the positional too.
+local function file_arg(opts, what)
+  if opts.name and opts[1] then cli.usage_error(("vhd %s: give FILE or -n FILE, not both"):format(what)) end
+  local f = opts.name or opts[1]
+  if not f then cli.usage_error(("vhd %s: missing FILE (or -n FILE)"):format(what)) end
+  return f
+end
+
+local NAME_OPT = { "name", short = "n", value = "FILE", help = "the VHD (vhd-util's spelling of FILE)" }
 
 local function mb(n) return ("%d MB (%d Bytes)"):format(n // (1 << 20), n) end
 
@@ -40,13 +52,20 @@ local subcommands = {}
 -- read ---------------------------------------------------------------------
 subcommands.read = {
   spec = {
-    usage = "salvage vhd read FILE [--json]",
+    usage = "salvage vhd read FILE [--json]   (or vhd-util's: read -p -n FILE)",
     summary = "Show a VHD's footer and header (like vhd-util read -p -n)",
-    options = { { "json", help = "machine-readable output" } },
-    positionals = { min = 1, max = 1 },
+    options = {
+      NAME_OPT,
+      { "print", short = "p", help = "print the summary (vhd-util's -p; the default)" },
+      { "json", help = "machine-readable output (same as --format json)" },
+      { "format", value = "F", choices = { "table", "json" }, default = "table", help = "output format" },
+    },
+    positionals = { min = 0, max = 1 },
   },
   run = function(opts)
-    local h, msg = vhd.open(opts[1])
+    local file = file_arg(opts, "read")
+    if opts.format == "json" then opts.json = true end
+    local h, msg = vhd.open(file)
     if not h then cli.fail(1, msg) end
     local info = h:info()
     h:close()
@@ -109,18 +128,45 @@ subcommands.read = {
 -- scan ---------------------------------------------------------------------
 subcommands.scan = {
   spec = {
-    usage = "salvage vhd scan PATH... [--match GLOB] [--json]",
+    usage = "salvage vhd scan PATH... [--match GLOB] [--format table|json|csv]   (or: scan -f -m 'DIR/*.vhd')",
     summary = "Every VHD under the given paths, as chain trees (like vhd-util scan -p)",
     description = "A parent is found by the child's parent name and verified by UUID; when that file is "
-      .. "missing or wrong, the scanned files are searched for the parent UUID.",
+      .. "missing or wrong, the scanned files are searched for the parent UUID.\n"
+      .. "vhd-util's spellings work: -m PATTERN (a glob, with its directory when no PATH is given), "
+      .. "-f and -p (accepted; the scan always reads footers and headers and prints the tree).\n"
+      .. "PATH lvm:IMAGE (a LUN image or block device of an LVM-based SR) lists its VG and every LV, "
+      .. "like vhd-util scan -l: VHD chains, raw volumes (raw=), and the other LVs (lv=). Read-only.",
     options = {
-      { "match", value = "GLOB", default = "*.vhd", help = "file names to consider" },
-      { "json", help = "machine-readable output" },
+      { "match", short = "m", value = "GLOB", help = "file names to consider (default *.vhd)" },
+      { "fast", short = "f", help = "(vhd-util's -f; accepted)" },
+      { "print", short = "p", help = "(vhd-util's -p: the tree; the default)" },
+      { "json", help = "machine-readable output (same as --format json)" },
+      { "format", value = "F", choices = { "table", "json", "csv" }, default = "table", help = "output format" },
     },
-    positionals = { min = 1 },
+    positionals = { min = 0 },
   },
   run = function(opts)
-    local list = vhd.scan({ table.unpack(opts) }, { match = opts.match })
+    local paths, match = { table.unpack(opts) }, opts.match or "*.vhd"
+    if #paths == 0 then
+      -- vhd-util scan -m '/var/run/sr-mount/SR/*.vhd': the directory is in the pattern
+      local dir, glob = match:match("^(.*)/([^/]+)$")
+      if not dir then cli.usage_error("vhd scan: give a PATH, or -m 'DIR/GLOB'") end
+      paths, match = { dir == "" and "/" or dir }, glob
+      opts[1] = paths[1]
+    end
+    local list, vgs = vhd.scan(paths, { match = match })
+    if opts.format == "json" then opts.json = true end
+    if opts.format == "csv" then
+      local rows = { { "path", "capacity", "size", "hidden", "parent", "problems" } }
+      for _, e in ipairs(list) do
+        local codes = {}
+        for _, p in ipairs(e.problems or {}) do codes[#codes + 1] = p.code end
+        rows[#rows + 1] = { e.path, e.capacity, e.size, e.hidden and 1 or 0, e.parent or "",
+          table.concat(codes, " ") }
+      end
+      out(require("salvage.columns").csv(rows))
+      return 0
+    end
     if opts.json then
       for _, e in ipairs(list) do
         e.problems = arrays(e.problems)
@@ -128,6 +174,11 @@ subcommands.scan = {
       end
       emit_json(json.array(list))
       return 0
+    end
+    for _, vg in ipairs(vgs) do
+      out(("vg=%s pv=%s extent_size=%d seqno=%d lvs=%d\n"):format(vg.name, vg.pv_id, vg.extent_size, vg.seqno,
+        #vg.lvs))
+      for _, w in ipairs(vg.warnings) do out(("! warning: %s\n"):format(w)) end
     end
     local kids, roots, by_path = {}, {}, {}
     for _, e in ipairs(list) do by_path[e.path] = e end
@@ -139,41 +190,59 @@ subcommands.scan = {
         roots[#roots + 1] = e
       end
     end
-    -- names relative to the one scanned directory, as vhd-util prints them; else paths
-    local root = #opts == 1 and opts[1]:gsub("/+$", "") .. "/" or nil
+    -- names relative to the one scanned directory (or LVM image), as vhd-util prints them; else paths
+    local root = #opts == 1 and (opts[1]:match("^lvm:") and opts[1] .. ":" or opts[1]:gsub("/+$", "") .. "/") or nil
     local function name(p)
       if root and p:sub(1, #root) == root then return p:sub(#root + 1) end
       return p
     end
     local function show(e, depth)
-      out(("%svhd=%s capacity=%s size=%s hidden=%s parent=%s\n"):format(("   "):rep(depth), name(e.path),
-        tostring(e.capacity or "?"), tostring(e.size or "?"), e.hidden and 1 or 0,
-        e.parent and name(e.parent) or "none"))
+      local pad = ("   "):rep(depth)
+      if e.kind == "lvm" then -- an image that could not be read as an LVM PV
+        out(("lvm=%s unreadable\n"):format(e.path:sub(5)))
+      elseif e.kind == "raw" then
+        out(("%sraw=%s capacity=%d size=%d hidden=%d\n"):format(pad, name(e.path), e.size, e.size, e.hidden and 1 or 0))
+      elseif e.kind == "mgt" or e.kind == "other" or e.kind == "journal" then
+        out(("%slv=%s size=%d (%s)\n"):format(pad, name(e.path), e.size,
+          ({ mgt = "SR metadata", journal = "SM journal" })[e.kind] or "not a VDI"))
+      else
+        out(("%svhd=%s capacity=%s size=%s hidden=%s parent=%s\n"):format(pad, name(e.path),
+          tostring(e.capacity or "?"), tostring(e.size or "?"), e.hidden and 1 or 0,
+          e.parent and name(e.parent) or "none"))
+      end
       for _, p in ipairs(e.problems) do
         out(("%s   ! %s %s: %s\n"):format(("   "):rep(depth), p.severity, p.code, p.message))
       end
       for _, k in ipairs(kids[e.path] or {}) do show(k, depth + 1) end
     end
-    for _, r in ipairs(roots) do show(r, 0) end
-    return 0
+    local status = 0
+    for _, r in ipairs(roots) do
+      show(r, 0)
+      if r.kind == "lvm" then status = 1 end
+    end
+    return status
   end,
 }
 
 -- check --------------------------------------------------------------------
 subcommands.check = {
   spec = {
-    usage = "salvage vhd check FILE [--search DIR]... [--json]",
+    usage = "salvage vhd check FILE [--search DIR]... [--json]   (or vhd-util's: check -n FILE)",
     summary = "Validate a VHD and its whole chain",
     description = "Both footer copies, checksums, header, BAT bounds, overlaps, blocks clobbering the footer, "
       .. "truncation, batmap against bitmaps, parent presence, UUID and timestamp.\n"
       .. "Exit 0 when nothing (beyond info) was found, 1 when any error or warning was.",
     options = {
+      NAME_OPT,
       { "search", value = "DIR", multi = true, help = "also look here for a missing parent (by UUID)" },
-      { "json", help = "machine-readable output" },
+      { "json", help = "machine-readable output (same as --format json)" },
+      { "format", value = "F", choices = { "table", "json" }, default = "table", help = "output format" },
     },
-    positionals = { min = 1, max = 1 },
+    positionals = { min = 0, max = 1 },
   },
   run = function(opts)
+    opts[1] = file_arg(opts, "check")
+    if opts.format == "json" then opts.json = true end
     local r = vhd.check(opts[1], { search = opts.search })
     if opts.json then
       r.problems = arrays(r.problems)
@@ -225,7 +294,9 @@ subcommands.flatten = {
     usage = "salvage vhd flatten LEAF -o OUT [--format vhd|raw|qcow2] [--drop-zero] [--force] [--overwrite] "
       .. "[--search DIR]... [--json]",
     summary = "Write the full content of LEAF's chain into a new standalone file",
-    description = "Sources are opened read-only. OUT is written under a temporary name, fsynced and renamed; "
+    description = "LEAF is a file, or lvm:IMAGE:LV for a volume of an LVM-based SR (a VHD- chain is read "
+      .. "through its LVHD parents; an LV- volume is copied as it is). "
+      .. "Sources are opened read-only. OUT is written under a temporary name, fsynced and renamed; "
       .. "on failure nothing is left under OUT. Refuses (exit 1) when the chain cannot be read exactly; "
       .. "--force proceeds only where the loss can be stated, and lists the affected sectors. "
       .. "-o - writes the output to standard output, as one stream of known length (for pipes: "
@@ -302,32 +373,44 @@ subcommands.coalesce = {
 -- create -------------------------------------------------------------------
 subcommands.create = {
   spec = {
-    usage = "salvage vhd create OUT --size N [--type dynamic|fixed] [--parent P] [--block-size N] [--hidden]",
+    usage = "salvage vhd create OUT --size N [--type dynamic|fixed] [--parent P] [--block-size N] [--hidden]"
+      .. " [--non-xenserver] [--strict]\n"
+      .. "       (or vhd-util's: create -n OUT -s MiB)",
     summary = "Create an empty VHD (dynamic, fixed, or differencing on --parent)",
+    description = "Files are made as XenServer's blktap makes them (2 MiB blocks, batmap, creator \"tap\"). "
+      .. "--block-size other than 2M needs --non-xenserver: XenServer's tools cannot read such files.",
     options = {
-      { "size", value = "N", help = "virtual size in bytes, or with K/M/G/T (default with --parent: the parent's)" },
+      NAME_OPT,
+      { "size", short = "s", value = "N", help = "virtual size: MiB when bare (as vhd-util -s), or N with "
+        .. "B/K/M/G/T (default with --parent: the parent's)" },
       { "type", value = "T", choices = { "dynamic", "fixed" }, help = "dynamic (default) or fixed" },
       { "parent", value = "P", help = "make a differencing disk on this parent" },
       { "block-size", value = "N", help = "block size (default 2M)" },
       { "hidden", help = "set XenServer's hidden flag" },
+      { "non-xenserver", help = "a file not meant for XenServer: any block size, no batmap, creator qem2" },
+      { "strict", help = "refuse what XenServer's tools would reject (a parent name outside ASCII)" },
       { "json", help = "machine-readable result" },
     },
-    positionals = { min = 1, max = 1 },
+    positionals = { min = 0, max = 1 },
   },
   run = function(opts)
-    local size = opts.size and parse_size(opts.size)
+    opts[1] = file_arg(opts, "create")
+    local size = opts.size and parse_size(opts.size, 1 << 20)
     if opts.size and not size then
-      cli.usage_error("vhd create: --size expects bytes or N[K|M|G|T], got " .. opts.size)
+      cli.usage_error("vhd create: --size expects MiB or N[B|K|M|G|T], got " .. opts.size)
     end
     if not size and not opts.parent then cli.usage_error("vhd create: --size is required (or --parent)") end
     local bs = opts.block_size and parse_size(opts.block_size)
     if opts.block_size and not bs then cli.usage_error("vhd create: bad --block-size " .. opts.block_size) end
     if opts.parent and opts.type then cli.usage_error("vhd create: --type does not go with --parent") end
     local h, msg, code = vhd.create(opts[1], { size = size, type = opts.type, parent = opts.parent,
-      block_size = bs, hidden = opts.hidden })
+      block_size = bs, hidden = opts.hidden, xenserver = not opts.non_xenserver, strict = opts.strict })
     if not h then cli.fail(1, ("create: %s (%s)"):format(msg, code)) end
     local info = h:info()
     h:close()
+    for _, p in ipairs(info.problems) do
+      if p.severity ~= "info" then log.warn(p.message, { code = p.code }) end
+    end
     if opts.json then
       emit_json({ path = info.path, uuid = info.footer.uuid, disk_type = info.footer.disk_type,
         current_size = info.footer.current_size })
@@ -348,6 +431,13 @@ local function usage()
 end
 
 function M.run(argv)
+  -- global options before the subcommand (salvage --format json vhd scan DIR) go after it
+  local lead = {}
+  while argv[1] == "--format" and argv[2] or (argv[1] and argv[1]:match("^%-%-format=")) do
+    lead[#lead + 1] = table.remove(argv, 1)
+    if lead[#lead] == "--format" then lead[#lead + 1] = table.remove(argv, 1) end
+  end
+  for i, a in ipairs(lead) do table.insert(argv, 1 + i, a) end
   local name = argv[1]
   if name == nil or name == "--help" or name == "-h" or name == "help" then
     out(usage())

@@ -34,6 +34,31 @@ M.methods = Engine
 
 local step_fail, must = cloud.step_fail, cloud.must
 
+-- What the salvage-source tag of a new resource names (as salvage.recover's).
+local function vm_source(vm) return vm.uuid or ("vm-" .. tostring(vm.id)) end
+local function disk_source(d) return d.uuid or ("volume-" .. tostring(d.id)) end
+
+local function zero_filled_of(r)
+  local zf = json.array({})
+  for _, z in ipairs(type(r.zero_filled) == "table" and r.zero_filled or {}) do
+    zf[#zf + 1] = { sector = z.sector, count = z.count, reason = z.reason }
+  end
+  return zf
+end
+
+--- The rest of a flatten to qcow2 in the work directory (for upload): the writer is exact by
+-- construction (fuzzed, checked with qemu-img in the tests); the virtual size is what is checked.
+function Engine:flattened_qcow2(vm, d, out, r, t0)
+  if d.size and r.virtual_size ~= d.size then
+    step_fail("flatten", ("qcow2 virtual size %d differs from volumes.size %d"):format(r.virtual_size, d.size))
+  end
+  self.timing.flatten = self.timing.flatten + (sys.clock() - t0)
+  self:note_scratch(vm)
+  local zf = zero_filled_of(r)
+  if #zf > 0 then log.warn(("%s: %d damaged range(s) zero-filled (forced)"):format(d.name, #zf), { vm = vm.name }) end
+  return { file = out, virtual_size = r.virtual_size, bytes = r.bytes_written, zero_filled = zf, format = "qcow2" }
+end
+
 -- Target ------------------------------------------------------------------------------
 
 --- "KVM" or "XenServer": --hypervisor, else what the zone's hypervisors are.
@@ -156,7 +181,8 @@ function Engine:place(vm, d)
     local p = progress.new { label = ("qcow2 %s %s"):format(vm.name, d.name), total = d.size, unit = "bytes" }
     local t0 = sys.clock()
     -- a file there without a record is ours from a killed run (the name is ours alone): redo it
-    local r, err = self.vhd.flatten(d.file, path, { format = "qcow2", progress = p:callback(), overwrite = true })
+    local r, err = self.vhd.flatten(d.file, path, { format = "qcow2", progress = p:callback(), overwrite = true,
+      force = d.force and true or nil })
     p:finish()
     self.timing.flatten = self.timing.flatten + (sys.clock() - t0)
     if not r then step_fail("place", d.file .. ": " .. tostring(err)) end
@@ -164,7 +190,8 @@ function Engine:place(vm, d)
       os.remove(path)
       step_fail("place", ("qcow2 virtual size %d differs from volumes.size %d"):format(r.virtual_size, d.size))
     end
-    return { name = name, path = path, virtual_size = r.virtual_size, bytes = r.bytes_written }
+    return { name = name, path = path, virtual_size = r.virtual_size, bytes = r.bytes_written,
+      zero_filled = zero_filled_of(r) }
   end)
 end
 
@@ -177,7 +204,7 @@ end
 
 -- The policy's prepare_guest on the written root disk, once per written file (a file
 -- rewritten after a failure is prepared again: the record names the file's inode).
-function Engine:prepare(vm, path)
+function Engine:prepare_guest(vm, path)
   local hook = self.policy.prepare_guest
   if type(hook) ~= "function" or (self.policy.defaults and hook == self.policy.defaults.prepare_guest) then
     return nil
@@ -194,64 +221,89 @@ function Engine:prepare(vm, path)
   end)
 end
 
+function Engine:import_vm_params(vm, own, placed, name)
+  local pool = self:primary_pool()
+  local params = {
+    zoneid = self:zone_id(), clusterid = self:kvm_cluster(), hypervisor = "KVM", importsource = "shared",
+    storageid = pool.id, diskpath = placed.name, name = name,
+    displayname = vm.display_name or vm.name, serviceofferingid = own.offering.id,
+    account = own.account.name, domainid = own.domainid,
+  }
+  local net = vm.network
+  if type(self.policy.network_for) == "function" then net = self.policy.network_for(vm, own.account) or net end
+  if type(net) == "table" then net = net.id end
+  if net == nil then
+    local nets = must("vm", self:list("listNetworks", { zoneid = self:zone_id() }, { "network" }))
+    net = nets[1] and nets[1].id
+  end
+  params.networkid = net
+  local addr = self:addresses(vm)
+  local takes = self:importvm_params()
+  if addr and addr.ip and takes.nicipaddresslist then
+    params["nicipaddresslist[0].nic"] = "nic0"
+    params["nicipaddresslist[0].ip4Address"] = addr.ip
+  end
+  if addr and addr.mac then
+    if takes.nicmacaddresslist then
+      params["nicmacaddresslist[0].nic"] = "nic0"
+      params["nicmacaddresslist[0].macAddress"] = addr.mac
+    else
+      log.warn("this server's importVm takes no MAC address; the VM gets a new one", { vm = vm.name, mac = addr.mac })
+    end
+  end
+  return params
+end
+
+-- importVm of the placed root disk; the VM is tagged like a deployed one and found again by
+-- its tag (or by the journaled intent after a lost reply).
 function Engine:import_vm(vm, own, placed)
+  local source = vm_source(vm)
+  local name = vm.hostname or cloud.hostname(vm.name)
   return self:step(vm.id, "vm", function()
-    if not self.dry then
-      local existing = self:find_vm(vm, own)
-      if existing then return { id = existing.id, reused = true } end
-    end
-    local pool = self:primary_pool()
-    self:act(vm, "import VM", ("%s from %s on pool %s"):format(vm.name, placed.name, pool.name))
+    local existing = self:ours("UserVm", vm, name, source, own)
+    if existing then return { id = existing.id, reused = true } end
+    self:act(vm, "import VM", ("%s from %s on pool %s"):format(name, placed.name, self:primary_pool().name))
     if self.dry then return nil end
-    local params = {
-      zoneid = self:zone_id(), clusterid = self:kvm_cluster(), hypervisor = "KVM", importsource = "shared",
-      storageid = pool.id, diskpath = placed.name, name = cloud.hostname(vm.name),
-      displayname = vm.display_name or vm.name, serviceofferingid = own.offering.id,
-      account = own.account.name, domainid = own.domainid,
-    }
-    local net = vm.network
-    if type(self.policy.network_for) == "function" then net = self.policy.network_for(vm, own.account) or net end
-    if type(net) == "table" then net = net.id end
-    if net == nil then
-      local nets = must("vm", self:list("listNetworks", { zoneid = self:zone_id() }, { "network" }))
-      net = nets[1] and nets[1].id
-    end
-    params.networkid = net
-    local addr = self:addresses(vm)
-    local takes = self:importvm_params()
-    if addr and addr.ip and takes.nicipaddresslist then
-      params["nicipaddresslist[0].nic"] = "nic0"
-      params["nicipaddresslist[0].ip4Address"] = addr.ip
-    end
-    if addr and addr.mac then
-      if takes.nicmacaddresslist then
-        params["nicmacaddresslist[0].nic"] = "nic0"
-        params["nicmacaddresslist[0].macAddress"] = addr.mac
-      else
-        log.warn("this server's importVm takes no MAC address; the VM gets a new one", { vm = vm.name, mac = addr.mac })
+    self:intend(vm, "UserVm", source, name)
+    local r, err = self.client:async("importVm", self:import_vm_params(vm, own, placed, name))
+    if not r then
+      if cloud.ambiguous(err) then
+        local again = self:ours("UserVm", vm, name, source, own)
+        if again then return { id = again.id } end
       end
+      step_fail("vm", cloud.errtext(err))
     end
-    local r, err = self.client:async("importVm", params)
-    if not r then step_fail("vm", cloud.errtext(err)) end
     local v = r.virtualmachine or r
+    local ok, terr = self:tag("UserVm", v.id, source)
+    if not ok then step_fail("vm", cloud.errtext(terr)) end
     return { id = v.id }
-  end)
+  end, function(data) return self:alive("UserVm", data.id, own) ~= nil end)
 end
 
 function Engine:import_volume(vm, own, d, placed)
+  local source = disk_source(d)
+  local name = d.upload_name or d.name
   return self:step(vm.id, "volume:" .. tostring(d.id), function()
-    local pool = self:primary_pool()
-    if not self.dry then
-      local existing = self:volume_at(pool, placed.name)
-      if existing then return { id = existing.id, reused = true } end
-    end
-    self:act(vm, "import volume", ("%s from %s"):format(d.upload_name or d.name, placed.name))
+    local existing = self:ours("Volume", vm, name, source, own)
+    if existing then return { id = existing.id, reused = true } end
+    self:act(vm, "import volume", ("%s from %s"):format(name, placed.name))
     if self.dry then return nil end
+    local pool = self:primary_pool()
+    self:intend(vm, "Volume", source, name)
     local r, err = self.client:async("importVolume", { storageid = pool.id, path = placed.name,
-      name = d.upload_name or d.name, account = own.account.name, domainid = own.domainid })
-    if not r then step_fail("volume", cloud.errtext(err)) end
-    return { id = (r.volume or r).id }
-  end)
+      name = name, account = own.account.name, domainid = own.domainid })
+    if not r then
+      if cloud.ambiguous(err) then
+        local again = self:ours("Volume", vm, name, source, own)
+        if again then return { id = again.id } end
+      end
+      step_fail("volume", cloud.errtext(err))
+    end
+    local id = (r.volume or r).id
+    local ok, terr = self:tag("Volume", id, source)
+    if not ok then step_fail("volume", cloud.errtext(terr)) end
+    return { id = id }
+  end, function(data) return self:alive("Volume", data.id, own) ~= nil end)
 end
 
 -- A failed VM leaves nothing in the pool: each of its placed files that no volume uses is
@@ -284,7 +336,7 @@ function Engine:machine_adopt(vm, own, data_disks, device_ids)
       self:check_parent()
       placed[d] = self:place(vm, d)
     end
-    self:prepare(vm, placed_root.path)
+    self:prepare_guest(vm, placed_root.path)
     self:check_parent()
     local dep = self:import_vm(vm, own, placed_root)
     local volumes = {}

@@ -32,6 +32,7 @@ function M.build(self, vms, status, elapsed)
         old_domain_path = vm.owner.old_domain_path, old_account = vm.owner.old_account,
         cpu = vm.spec.cpu, speed = vm.spec.speed, ram = vm.spec.ram, offering = done.offering,
         volumes = json.array(done.volumes or {}), left_out = json.array(done.left_out or {}),
+        hostname = done.hostname, zero_filled = json.array(done.zero_filled or {}),
       }
     elseif self.dry and not status[vm.id] then
       r.recovered[#r.recovered + 1] = { id = vm.id, name = vm.name, domain_path = vm.owner.domain_path,
@@ -54,6 +55,14 @@ function M.build(self, vms, status, elapsed)
   end
   if self.dry then r.actions = json.array(self.actions) end
   r.summary = { recovered = #r.recovered, failed = #r.failed, skipped = #r.skipped }
+  r.warnings = json.array(self.warnings or {})
+  r.cleaned = json.array(self.cleaned or {})
+  r.journal_unreadable = self.journal_unreadable or 0
+  local peak = 0
+  for _, e in ipairs(j:entries()) do
+    if e.step == "scratch" and type(e.data) == "table" and (e.data.bytes or 0) > peak then peak = e.data.bytes end
+  end
+  r.scratch_peak_bytes = math.max(peak, self.scratch_peak or 0)
   -- Where the time went, per VM recovered in this run (machine steps; owners are estate-wide).
   local n, sum, maxe, api, flat, proc, nproc, jr = 0, 0, 0, 0, 0, 0, 0, 0
   for _, vm in ipairs(vms) do
@@ -82,8 +91,8 @@ function M.build(self, vms, status, elapsed)
   return r
 end
 
---- The report as a table for people.
-function M.table(report)
+--- rows(report) -> the report's rows, header first (table and CSV).
+function M.rows(report)
   local rows = { { "STATUS", "VMID", "VM", "OWNER", "NEW ID", "DETAIL" } }
   for _, v in ipairs(report.recovered) do
     local vols = {}
@@ -91,6 +100,10 @@ function M.table(report)
     local detail = ("%s CPU %s MHz %s MB"):format(tostring(v.cpu), tostring(v.speed), tostring(v.ram))
     if #vols > 0 then detail = detail .. "; data: " .. table.concat(vols, ", ") end
     for _, x in ipairs(v.left_out or {}) do detail = detail .. "; LEFT OUT " .. tostring(x.name) .. ": " .. x.reason end
+    for _, z in ipairs(v.zero_filled or {}) do
+      detail = detail .. ("; ZERO-FILLED %s sectors %d-%d (%s)"):format(tostring(z.disk), z.sector,
+        z.sector + z.count - 1, tostring(z.reason))
+    end
     rows[#rows + 1] = { report.dry_run and "would" or "ok", tostring(v.id), v.name,
       planlib.owner_text({ domain_path = v.domain_path, account = v.account }),
       v.new_id ~= json.null and tostring(v.new_id or "-") or "-", detail }
@@ -101,6 +114,17 @@ function M.table(report)
   for _, v in ipairs(report.skipped) do
     rows[#rows + 1] = { "skipped", tostring(v.id), tostring(v.name), "", "-", tostring(v.reason) }
   end
+  return rows
+end
+
+--- The report as CSV (no passwords: those stay in DIR/report.json).
+function M.csv(report)
+  return columns.csv(M.rows(report))
+end
+
+--- The report as a table for people.
+function M.table(report)
+  local rows = M.rows(report)
   local out = columns.lines(rows)
   if report.dry_run and report.actions then
     out[#out + 1] = ""
@@ -116,7 +140,18 @@ function M.table(report)
         planlib.owner_text({ domain_path = a.domain_path, account = a.account }), report.workdir or ".")
     end
   end
-  out[#out + 1] = ("%d recovered, %d failed, %d skipped"):format(#report.recovered, #report.failed, #report.skipped)
+  for _, w in ipairs(report.warnings or {}) do out[#out + 1] = "warning: " .. w end
+  if (report.scratch_peak_bytes or 0) > 0 then
+    out[#out + 1] = ("scratch: peak %s in %s/disks"):format(planlib.human(report.scratch_peak_bytes),
+      report.workdir or ".")
+  end
+  if report.dry_run then
+    out[#out + 1] = ("would recover %d, %d would fail, %d skipped (dry run: nothing created)"):format(
+      #report.recovered, #report.failed, #report.skipped)
+  else
+    out[#out + 1] = ("%d recovered, %d failed, %d skipped"):format(#report.recovered, #report.failed,
+      #report.skipped)
+  end
   return table.concat(out, "\n") .. "\n"
 end
 

@@ -1,6 +1,7 @@
 --- The Lua half of salvage.vhd: scan (chain trees of many files) and coalesce
 -- (policy around the C copy loop). luaopen_salvage_vhd calls the returned
 -- function with the module table, so `require "salvage.vhd"` has them all.
+local lvm = require "salvage.lvm"
 local sys = require "salvage.sys"
 
 local function glob_pattern(glob)
@@ -24,15 +25,97 @@ local function walk(path, pattern, out, depth)
   end
 end
 
---- vhd.scan(paths [, {match = GLOB}]) -> array of {path, capacity, size, hidden, uuid, parent_uuid, parent, problems}
+--- What an LV of an LVHD SR is, from its name (doc/lvhd.md §1).
+local function lv_kind(name)
+  if name:match("^VHD%-") then return "vhd" end
+  if name:match("^LV%-") then return "raw" end
+  if name == "MGT" then return "mgt" end
+  -- SM's journals (journaler.py, lvhdutil.py): an operation was interrupted
+  if name:match("^inflate_") or name:match("^clone_") or name:match("^jvhd_") or name:match("^coalesce_")
+    or name:match("^leaf%-coalesce_") or name:match("^relink_") then
+    return "journal"
+  end
+  return "other"
+end
+
+local function has_tag(lv, tag)
+  for _, t in ipairs(lv.tags) do if t == tag then return true end end
+  return false
+end
+
+--- One VHD LV: what its footer and header say; its parent resolved the LVHD way (in C).
+local function scan_vhd_lv(vhd, e)
+  local h, msg, code = vhd.open(e.path)
+  if not h then
+    e.problems[#e.problems + 1] = { code = code == "ECHECKSUM" and "FOOTER_BOTH_BAD" or "UNREADABLE",
+      severity = "error", message = msg }
+    return
+  end
+  local info = h:info()
+  e.capacity, e.hidden, e.uuid = info.footer.current_size, info.footer.hidden, info.footer.uuid
+  e.disk_type, e.allocated_blocks = info.footer.disk_type, info.allocated_blocks
+  for _, p in ipairs(info.problems) do
+    e.problems[#e.problems + 1] = { code = p.code, severity = p.severity, message = p.message }
+  end
+  if info.footer.disk_type == "differencing" then
+    e.parent_uuid, e.parent_name = info.header.parent_uuid, info.header.parent_name
+    local p, pmsg = h:parent()
+    if p then
+      e.parent = p:info().path
+      p:close()
+    else
+      e.problems[#e.problems + 1] = { code = "PARENT_MISSING", severity = "error", message = pmsg }
+    end
+  end
+  h:close()
+end
+
+--- Every LV of the VG on an LVM image or device (lvm:IMAGE): VHD chains, raw volumes, the rest.
+local function scan_lvm(vhd, spec, list, vgs)
+  local image = spec:sub(5)
+  local vg, msg, code = lvm.read(image)
+  if not vg then
+    list[#list + 1] = { path = spec, kind = "lvm", problems = { { code = code, severity = "error", message = msg } } }
+    return
+  end
+  vgs[#vgs + 1] = vg
+  for _, lv in ipairs(vg.lvs) do
+    local e = { path = "lvm:" .. image .. ":" .. lv.name, lv = lv.name, vg = vg.name, kind = lv_kind(lv.name),
+      size = lv.size, read_only = lv.read_only, problems = {} }
+    if lv.problem then
+      e.problems[1] = { code = lv.problem_code, severity = "error", message = lv.problem }
+    elseif e.kind == "vhd" then
+      scan_vhd_lv(vhd, e)
+    elseif e.kind == "raw" then
+      -- a raw VDI has no footer: its hidden flag is an LV tag, its size the LV's
+      e.capacity, e.hidden = lv.size, has_tag(lv, "hidden")
+    elseif e.kind == "journal" then
+      e.problems[1] = { code = "SM_JOURNAL", severity = "warning", message = ("%s: a journal of XenServer's "
+        .. "storage manager: an operation (inflate, clone, coalesce) was interrupted; check the VDIs it names")
+        :format(lv.name) }
+    end
+    list[#list + 1] = e
+  end
+end
+
+--- vhd.scan(paths [, {match = GLOB}]) -> array of {path, capacity, size, hidden, uuid, parent_uuid, parent, problems},
+-- vgs. A path "lvm:IMAGE" scans every LV of the VG on that image or device: entries then also have
+-- kind ("vhd", "raw", "mgt", "other"), lv, vg, read_only, and path "lvm:IMAGE:LV"; vgs lists the
+-- VGs read (salvage.lvm's tables).
 local function scan(vhd, paths, opts)
   opts = opts or {}
   if type(paths) == "string" then paths = { paths } end
   local pattern = glob_pattern(opts.match or "*.vhd")
-  local files = {}
+  local files, lvms, vgs = {}, {}, {}
   for _, p in ipairs(paths) do
     local st = sys.stat(p)
-    if st and st.type == "file" then files[#files + 1] = p else walk((p:gsub("(.)/+$", "%1")), pattern, files, 0) end
+    if p:match("^lvm:") then
+      lvms[#lvms + 1] = p
+    elseif st and st.type == "file" then
+      files[#files + 1] = p
+    else
+      walk((p:gsub("(.)/+$", "%1")), pattern, files, 0)
+    end
   end
   local list, by_uuid, by_real = {}, {}, {}
   for _, path in ipairs(files) do
@@ -117,8 +200,9 @@ local function scan(vhd, paths, opts)
     end
     e.locators = nil
   end
+  for _, spec in ipairs(lvms) do scan_lvm(vhd, spec, list, vgs) end
   table.sort(list, function(a, b) return a.path < b.path end)
-  return list
+  return list, vgs
 end
 
 --- Children of the VHD with UUID `uuid` among the VHDs of directory `dir`.
@@ -133,6 +217,9 @@ end
 --- vhd.coalesce(child, {force = bool}) -> true | nil, msg, code
 local function coalesce(vhd, child, opts)
   opts = opts or {}
+  if child:match("^lvm:") then
+    return nil, ("coalesce: %s: a VHD inside an LVM image is only read; flatten it instead"):format(child), "EROFS"
+  end
   local h, msg, code = vhd.open(child, { search = opts.search })
   if not h then return nil, msg, code end
   local info = h:info()
