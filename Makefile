@@ -89,10 +89,11 @@ $(BUILD)/lua/salvage/%.so: src/l%.c $(PURE_SRCS) $(BINDING_SHARED)
 deps:
 	@sh tools/deps.sh
 
-# The man page: man/salvage.1.in with every command's --help (commit the result;
-# tests/cram/man.t fails when it is stale).
-man: all
-	sh tools/genman.sh ./salvage > man/salvage.1.tmp && mv man/salvage.1.tmp man/salvage.1
+# The man page: man/salvage.1.in with every command's own --help, made at build
+# time from the binary just built, so it can never be stale.
+man: $(BUILD)/salvage.1
+$(BUILD)/salvage.1: man/salvage.1.in tools/genman.sh $(BUILD)/salvage
+	sh tools/genman.sh $(BUILD)/salvage man/salvage.1.in > $@.tmp && mv $@.tmp $@
 
 # MariaDB's error names, regenerated from libmariadb-dev's headers (commit the result).
 dberr:
@@ -137,7 +138,7 @@ fuzz: deps
 
 # Layout read by salvage.examples and salvage.demo (bin/../share/salvage).
 SHARE := $(DESTDIR)$(PREFIX)/share/salvage
-install: all
+install: all man
 	install -d $(DESTDIR)$(PREFIX)/bin $(SHARE)/examples $(SHARE)/cloudstack $(SHARE)/cloudstack-sim \
 		$(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/bash-completion/completions
 	install -m 755 salvage $(DESTDIR)$(PREFIX)/bin/salvage
@@ -145,7 +146,7 @@ install: all
 	install -m 644 data/cloudstack/*.sql data/cloudstack/README.md $(SHARE)/cloudstack/
 	install -m 644 tests/cloudstack-sim/simulator.py tests/cloudstack-sim/README.md $(SHARE)/cloudstack-sim/
 	install -m 644 NOTICE $(SHARE)/NOTICE
-	install -m 644 man/salvage.1 $(DESTDIR)$(PREFIX)/share/man/man1/salvage.1
+	install -m 644 $(BUILD)/salvage.1 $(DESTDIR)$(PREFIX)/share/man/man1/salvage.1
 	install -m 644 tools/salvage.bash-completion $(DESTDIR)$(PREFIX)/share/bash-completion/completions/salvage
 
 # The Debian package, built by the ordinary tools (debian/, debhelper) in a copy

@@ -295,17 +295,10 @@ static const char *const request_keys[] = { "url", "method", "headers", "body", 
 	"cafile", "fresh", "progress", NULL };
 static const char *const part_keys[] = { "name", "value", "file", "stream", "filename", "type", NULL };
 
+/* Unknown keys raise, naming the known ones (lutil's convention). */
 static void check_keys(lua_State *L, int idx, const char *const *keys, const char *what)
 {
-	lua_pushnil(L);
-	while (lua_next(L, idx)) {
-		lua_pop(L, 1);
-		int known = 0;
-		for (int i = 0; keys[i] && !known && lua_type(L, -1) == LUA_TSTRING; i++)
-			known = strcmp(keys[i], lua_tostring(L, -1)) == 0;
-		if (!known)
-			luaL_error(L, "salvage.http: unknown %s '%s'", what, luaL_tolstring(L, -1, NULL));
-	}
+	lu_check_options(L, idx, strcmp(what, "option") == 0 ? "salvage.http" : "salvage.http: form part", keys);
 }
 
 /* The string on the top, kept alive in the anchor table for the whole call; popped. */
@@ -330,22 +323,12 @@ static const char *opt_str(lua_State *L, int t, const char *k, int keep, size_t 
 
 static double opt_num(lua_State *L, int t, const char *k, double def)
 {
-	int ty = lua_getfield(L, t, k);
-	if (ty != LUA_TNIL && ty != LUA_TNUMBER)
-		luaL_error(L, "salvage.http: option '%s' must be a number", k);
-	double v = ty == LUA_TNIL ? def : lua_tonumber(L, -1);
-	lua_pop(L, 1);
-	return v;
+	return lu_opt_number(L, t, "salvage.http", k, def);
 }
 
 static int opt_flag(lua_State *L, int t, const char *k, int def)
 {
-	int ty = lua_getfield(L, t, k);
-	if (ty != LUA_TNIL && ty != LUA_TBOOLEAN)
-		luaL_error(L, "salvage.http: option '%s' must be a boolean", k);
-	int v = ty == LUA_TNIL ? def : lua_toboolean(L, -1);
-	lua_pop(L, 1);
-	return v;
+	return lu_opt_boolean(L, t, "salvage.http", k, def);
 }
 
 /* A salvage.stream option: unread, kept alive, at most one per request. */

@@ -32,6 +32,7 @@
 #include "lua.h"
 #include "lauxlib.h"
 
+#include "lutil.h"
 #include "lvm/lvm.h"
 #include "lstream.h"
 #include "qcow2/qcow2.h"
@@ -298,10 +299,21 @@ static int opt_bool(lua_State *L, int idx, const char *k)
 {
 	if (!lua_istable(L, idx))
 		return 0;
-	lua_getfield(L, idx, k);
-	int v = lua_toboolean(L, -1);
-	lua_pop(L, 1);
-	return v;
+	return lu_opt_boolean(L, idx, "salvage.vhd", k, 0);
+}
+
+/* The options each function takes: an unknown key raises (lutil.h). */
+static const char *const open_keys[] = {"search", "write", NULL};
+static const char *const check_keys[] = {"search", NULL};
+static const char *const flatten_keys[] = {"format", "progress", "force", "overwrite", "search", NULL};
+static const char *const stream_keys[] = {"format", "drop_zero", "search", NULL};
+static const char *const create_keys[] = {"size", "type", "parent", "block_size", "hidden", "strict", "xenserver",
+	NULL};
+
+static void check_opts(lua_State *L, int idx, const char *fname, const char *const keys[])
+{
+	if (lua_istable(L, idx))
+		lu_check_options(L, idx, fname, keys);
 }
 
 static int l_open(lua_State *L)
@@ -309,6 +321,7 @@ static int l_open(lua_State *L)
 	const char *path = luaL_checkstring(L, 1);
 	if (!lua_isnoneornil(L, 2))
 		luaL_checktype(L, 2, LUA_TTABLE);
+	check_opts(L, 2, "vhd.open", open_keys);
 	handle *h = new_handle(L);
 	read_search(L, 2, h);
 	vhd_open_opts o = opts_of(h);
@@ -604,6 +617,7 @@ static int h_tostring(lua_State *L)
 static int l_check(lua_State *L)
 {
 	const char *path = luaL_checkstring(L, 1);
+	check_opts(L, 2, "vhd.check", check_keys);
 	handle *h = new_handle(L);
 	read_search(L, 2, h);
 	vhd_open_opts o = opts_of(h);
@@ -737,6 +751,7 @@ static int l_flatten(lua_State *L)
 	const char *out = luaL_checkstring(L, 2);
 	if (!lua_isnoneornil(L, 3))
 		luaL_checktype(L, 3, LUA_TTABLE);
+	check_opts(L, 3, "vhd.flatten", flatten_keys);
 	vhd_flatten_opts fo = { 0 };
 	int qcow2 = 0, drop_zero = 0;
 	pcb cb = { L, 0, 0, LUA_NOREF };
@@ -834,6 +849,7 @@ static int l_stream(lua_State *L)
 	int raw = 0, qcow2 = 0;
 	if (!lua_isnoneornil(L, 2)) {
 		luaL_checktype(L, 2, LUA_TTABLE);
+		check_opts(L, 2, "vhd.stream", stream_keys);
 		so.drop_zero = opt_bool(L, 2, "drop_zero");
 		lua_getfield(L, 2, "format");
 		const char *fmt = lua_isnil(L, -1) ? "vhd" : luaL_checkstring(L, -1);
@@ -879,6 +895,7 @@ static int l_create(lua_State *L)
 {
 	const char *path = luaL_checkstring(L, 1);
 	luaL_checktype(L, 2, LUA_TTABLE);
+	lu_check_options(L, 2, "vhd.create", create_keys);
 	vhd_create_opts co = { 0 };
 	lua_getfield(L, 2, "size");
 	if (!lua_isnil(L, -1)) {

@@ -1,8 +1,9 @@
 #!/bin/sh
-# Generate man/salvage.1 from man/salvage.1.in: the COMMANDS section is every
+# Generate the man page from man/salvage.1.in: the COMMANDS section is every
 # built-in command's own --help (and each vhd subcommand's), so the man page
-# lists every command with its options and cannot drift from them.
-# Usage: tools/genman.sh SALVAGE_BINARY [TEMPLATE] > salvage.1   (make man)
+# lists every command with its options and cannot drift from them. Run at
+# build time (make man -> build/salvage.1; make install and the package use it).
+# Usage: tools/genman.sh SALVAGE_BINARY [TEMPLATE] > salvage.1
 set -eu
 S=$1
 IN=${2:-$(dirname "$0")/../man/salvage.1.in}

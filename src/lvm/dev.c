@@ -172,8 +172,8 @@ static int read_metadata(lvm_dev *d, lvm_err *e)
 {
 	lvm_err first = { "", "" };
 	int have = 0;
-	uint64_t bad[LVM_MAX_AREAS * 8];
-	size_t nbad = 0, nmeta = 0;
+	uint64_t bad[LVM_MAX_AREAS * 8];   /* current copies whose checksum failed: (device, offset) */
+	size_t bad_dev[LVM_MAX_AREAS * 8], nbad = 0, nmeta = 0;
 	for (size_t k = 0; k < d->ndevs; k++)
 		for (size_t i = 0; i < d->devs[k].label.nmeta; i++, nmeta++) {
 			lvm_vg vg;
@@ -185,8 +185,10 @@ static int read_metadata(lvm_dev *d, lvm_err *e)
 			}
 			if (!first.code[0])
 				first = here;
-			if (cur && nbad < sizeof bad / sizeof bad[0])
-				bad[nbad++] = cur; /* offsets are per device; a coincidence only skips a candidate */
+			if (cur && nbad < sizeof bad / sizeof bad[0]) {
+				bad_dev[nbad] = k;
+				bad[nbad++] = cur;
+			}
 		}
 	if (have && first.code[0])
 		add_warning(d, first.msg, "the metadata copy of another area is used");
@@ -197,13 +199,19 @@ static int read_metadata(lvm_dev *d, lvm_err *e)
 			   d->path);
 		return -1;
 	}
-	for (size_t k = 0; k < d->ndevs; k++)
+	for (size_t k = 0; k < d->ndevs; k++) {
+		uint64_t mine[LVM_MAX_AREAS * 8];
+		size_t nmine = 0;
+		for (size_t j = 0; j < nbad; j++)
+			if (bad_dev[j] == k)
+				mine[nmine++] = bad[j];
 		for (size_t i = 0; i < d->devs[k].label.nmeta; i++) {
 			uint64_t at = 0;
 			lvm_vg vg;
-			if (area_scan(&d->devs[k], &d->devs[k].label.meta[i], bad, nbad, &vg, &at) == 0)
+			if (area_scan(&d->devs[k], &d->devs[k].label.meta[i], mine, nmine, &vg, &at) == 0)
 				take(d, &vg, k, at, &have);
 		}
+	}
 	if (!have) {
 		lvm_seterr(e, first.code, "%.400s; no older metadata copy in the area parses either: refusing to guess",
 			   first.msg);

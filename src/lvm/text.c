@@ -98,51 +98,53 @@ static char *read_ident(parser *ps)
 	return strndup(s, (size_t)(ps->p - s));
 }
 
-/* a scalar: "string" or integer */
-static node *read_scalar(parser *ps)
+/* "string" with backslash escapes; ps->p is at the opening quote */
+static node *read_string(parser *ps)
 {
-	if (ps->p < ps->end && *ps->p == '"') {
-		ps->p++;
-		size_t cap = 64, n = 0;
-		char *buf = malloc(cap);
-		while (buf && ps->p < ps->end && *ps->p != '"') {
-			char c = *ps->p++;
-			if (c == '\\' && ps->p < ps->end)
-				c = *ps->p++;
-			else if (c == '\n')
-				ps->line++;
-			if (c == '\0')
+	ps->p++;
+	size_t cap = 64, n = 0;
+	char *buf = malloc(cap);
+	while (buf && ps->p < ps->end && *ps->p != '"') {
+		char c = *ps->p++;
+		if (c == '\\' && ps->p < ps->end)
+			c = *ps->p++;
+		else if (c == '\n')
+			ps->line++;
+		if (c == '\0')
+			break;
+		if (n + 1 >= cap) {
+			char *b = realloc(buf, cap *= 2);
+			if (!b) {
+				free(buf);
+				buf = NULL;
 				break;
-			if (n + 1 >= cap) {
-				char *b = realloc(buf, cap *= 2);
-				if (!b) {
-					free(buf);
-					buf = NULL;
-					break;
-				}
-				buf = b;
 			}
-			buf[n++] = c;
+			buf = b;
 		}
-		if (buf == NULL) {
-			lvm_seterr(ps->e, "ENOMEM", "out of memory parsing metadata");
-			return NULL;
-		}
-		if (ps->p >= ps->end || *ps->p != '"') {
-			free(buf);
-			perr(ps, "unterminated string");
-			return NULL;
-		}
-		ps->p++;
-		buf[n] = 0;
-		node *v = new_node(ps, N_STR);
-		if (!v) {
-			free(buf);
-			return NULL;
-		}
-		v->str = buf;
-		return v;
+		buf[n++] = c;
 	}
+	if (buf == NULL) {
+		lvm_seterr(ps->e, "ENOMEM", "out of memory parsing metadata");
+		return NULL;
+	}
+	if (ps->p >= ps->end || *ps->p != '"') {
+		free(buf);
+		perr(ps, "unterminated string");
+		return NULL;
+	}
+	ps->p++;
+	buf[n] = 0;
+	node *v = new_node(ps, N_STR);
+	if (!v)
+		free(buf);
+	else
+		v->str = buf;
+	return v;
+}
+
+/* an integer (a float, which nothing we read uses, is kept as a string) */
+static node *read_number(parser *ps)
+{
 	const char *s = ps->p;
 	if (ps->p < ps->end && (*ps->p == '-' || *ps->p == '+'))
 		ps->p++;
@@ -156,7 +158,6 @@ static node *read_scalar(parser *ps)
 	memcpy(tmp, s, (size_t)(ps->p - s));
 	tmp[ps->p - s] = 0;
 	if (strchr(tmp, '.')) {
-		/* floats appear nowhere we read; keep them as strings */
 		node *v = new_node(ps, N_STR);
 		if (v && !(v->str = strdup(tmp))) {
 			free(v);
@@ -175,6 +176,14 @@ static node *read_scalar(parser *ps)
 	if (v)
 		v->num = x;
 	return v;
+}
+
+/* a scalar: "string" or integer */
+static node *read_scalar(parser *ps)
+{
+	if (ps->p < ps->end && *ps->p == '"')
+		return read_string(ps);
+	return read_number(ps);
 }
 
 static node *read_array(parser *ps)

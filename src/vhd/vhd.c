@@ -859,6 +859,12 @@ int vhd_resolve_parent(vhd_file *f, const vhd_open_opts *o, vhd_err *e)
 		}
 		if (memcmp(c->footer.uuid, f->header.parent_uuid, 16) == 0) {
 			p = c;
+		} else if (c->raw) {
+			/* a raw volume (LVHD "LV-") has no UUID to check: used by its name, as blktap does */
+			p = c;
+			vhd_problem_add(f, VHD_WARNING, 0, "PARENT_RAW", -1,
+					"%s: parent %s is a raw volume: it has no UUID to check against %s; used by its "
+					"name, as XenServer does", bn, c->path, want);
 		} else {
 			char got[37];
 			vhd_uuid_str(c->footer.uuid, got);

@@ -873,8 +873,11 @@ class Cloud(KvmZone):
     def run_job(self, job):
         fin = job.pop("finish", None)
         forced = job.pop("forced_failure", None)
+        on_fail = job.pop("on_fail", None)
         try:
             if forced is not None:
+                if on_fail:
+                    on_fail()
                 raise ApiError(forced.get("errorcode", 530), forced.get("errortext", "Injected job failure"),
                                forced.get("cserrorcode", 4250))
             result = fin() if fin else {}
@@ -1081,7 +1084,7 @@ class Cloud(KvmZone):
         return self.page(cmd, p, [self.job_view(j) for j in items], "asyncjobs")
 
     def job_view(self, j):
-        v = {k: x for k, x in j.items() if k not in ("finish", "forced_failure", "polls_left")}
+        v = {k: x for k, x in j.items() if k not in ("finish", "forced_failure", "polls_left", "on_fail")}
         if j["jobstatus"] == 0:
             v.pop("jobresult", None)
         return v
@@ -1435,6 +1438,11 @@ class Cloud(KvmZone):
             vm["state"] = "Running" if startvm else "Stopped"
             return {"virtualmachine": self.vm_view(vm)}
         job = self.new_job(cmd, caller, "VirtualMachine", vmid, finish)
+
+        def failed():
+            # as the server: a deployment that fails leaves the VM in Error
+            vm["state"] = "Error"
+        job["on_fail"] = failed
         return {"id": vmid, "jobid": job["jobid"]}
 
     def cmd_startVirtualMachine(self, cmd, p, caller):
@@ -1972,7 +1980,8 @@ class Handler(BaseHTTPRequestHandler):
         self.send_json(200, {key: result})
 
     # ---- faults after the command ran: the reply lost (connection closed with
-    # no answer) or truncated (Content-Length promised, half the body sent)
+    # no answer) or truncated (a complete HTTP answer whose JSON body stops
+    # half-way, as a proxy that cut it sends)
 
     def lose_reply(self):
         self.close_connection = True
@@ -1983,13 +1992,14 @@ class Handler(BaseHTTPRequestHandler):
 
     def truncated_reply(self, obj):
         body = json.dumps(obj).encode()
+        body = body[: len(body) // 2]
         self.close_connection = True
         try:
             self.send_response(200)
             self.send_header("Content-Type", "application/json; charset=UTF-8")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
-            self.wfile.write(body[: len(body) // 2])
+            self.wfile.write(body)
             self.wfile.flush()
             self.connection.shutdown(socket.SHUT_RDWR)
         except OSError:

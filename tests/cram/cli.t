@@ -96,7 +96,7 @@ Built-in commands: a word without / or .lua.
   salvage: repl: unknown option '--bogus' (see --help)
   [2]
   $ $S repl --log-level loud
-  salvage repl: unknown log level 'loud' (error, warn, info, debug)
+  salvage: repl: unknown log level 'loud' (error, warn, info, debug)
   [2]
   $ $S -x
   salvage: unrecognized option '-x'

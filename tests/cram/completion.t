@@ -14,7 +14,7 @@ choice values, vhd subcommands.
   >   echo "${COMPREPLY[*]}"
   > }
   > SH
-  $ bash -c '. ./t.sh; t salvage ap; t salvage de; t salvage vhd ""; t salvage plan --fo'
+  $ bash -c '. ./t.sh; t salvage ap; t salvage de; t salvage vhd ""; t salvage plan --form'
   api
   demo
   read scan check flatten coalesce create

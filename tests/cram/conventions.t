@@ -14,8 +14,10 @@ Global options go before the command as well as after it.
   path,capacity,size,hidden,parent,problems
   ./d.vhd,1048576,*,0,, (glob)
   $ "$S" --log-level loud vhd scan .
-  salvage vhd: unknown log level 'loud' (error, warn, info, debug)
+  salvage: vhd: unknown log level 'loud' (error, warn, info, debug)
   [2]
+  $ "$S" --log-json nosuchcmd 2>&1 | "$S" -e 'local r = require("salvage.json").decode(io.read("a")) print(r.level, r.exit)'
+  error	2 (esc)
 
 --help of every command lists the global options and the values of each choice.
 
@@ -51,8 +53,11 @@ Every command that prints records offers table, json and csv.
   24,rootvm1,ROOT/admin,1,500,512,ROOT-24,ROOT,21474836480,-,ERROR ENOENT
   24,rootvm1,ROOT/admin,1,500,512,"data, 1",DATADISK,1073741824,-,ERROR ENOENT
   $ "$S" plan --inventory inv.json --storage storage -o plan.json -q
-  $ export SALVAGE_API_URL=http://127.0.0.1:9/client/api SALVAGE_API_KEY=k SALVAGE_SECRET_KEY=s
-  $ "$S" recover plan.json --zone Z --workdir w --format csv -q
+  $ python3 "$TOP/tests/cloudstack-sim/simulator.py" --ready-file ready --apikey k --secretkey s \
+  >   --lifetime 60 > sim.log 2>&1 &
+  $ for i in $(seq 100); do [ -f ready ] && break; sleep 0.1; done
+  $ export SALVAGE_API_URL=$(cat ready)/client/api SALVAGE_API_KEY=k SALVAGE_SECRET_KEY=s
+  $ "$S" recover plan.json --zone Zone1 --workdir w --format csv -q
   STATUS,VMID,VM,OWNER,NEW ID,DETAIL
   FAILED,24,rootvm1,,-,at plan: root disk cannot be recovered: 34c8b964-4ecb-4463-9535-40afc0bd2117.vhd not found under the storage roots
   [1]
@@ -60,7 +65,7 @@ Every command that prints records offers table, json and csv.
 --log-json: every stderr line is one JSON object, per-VM status lines and
 fatal errors included.
 
-  $ "$S" recover plan.json --zone Z --workdir w2 --log-json > report.txt 2> err.jsonl; echo "exit $?"
+  $ "$S" recover plan.json --zone Zone1 --workdir w2 --log-json > report.txt 2> err.jsonl; echo "exit $?"
   exit 1
   $ "$S" -e 'local json = require "salvage.json"
   > for line in io.lines("err.jsonl") do
@@ -73,6 +78,8 @@ fatal errors included.
   exit 1
   $ "$S" --log-json vhd read nothere.vhd 2>&1 | "$S" -e 'print(require("salvage.json").decode(io.read("a")).level)'
   error
+  $ curl -s -X POST "$(cat ready)/_sim/shutdown"
+  {"stopping": true} (no-eol)
 
 Ctrl-C: one line, exit 130, no traceback (here: a server that never answers).
 

@@ -178,4 +178,36 @@ describe("LVHD images made with lvm2's tools", function()
     assert.equal("EMETADATA", c2)
     assert.matches("does not list", m2)
   end)
+
+  it("a VHD child of a raw LV- parent: the parent is used by its name, with a warning", function()
+    local image = dir .. "/lun3.img"
+    local RAWP, KID = "LV-7c7c7c7c-6666-4777-8888-e99900011122", "VHD-8d8d8d8d-7777-4888-8999-f00011122233"
+    local view = img.build(dir, image, 48 * MIB, VG, {
+      { RAWP, img.lv_id(1), '"READ", "VISIBLE"', { { 0, 3, 1 } } },
+      { KID, img.lv_id(2), '"READ", "WRITE", "VISIBLE"', { { 0, 2, 4 } } },
+    })
+    local vdir = dir .. "/vhds3"
+    assert(sys.mkdir(vdir))
+    -- the child is made over a VHD named like the raw LV; the LV then gets that VHD's content
+    local base, kid = vdir .. "/" .. mapper(RAWP), vdir .. "/" .. mapper(KID)
+    local b = assert(vhd.create(base, { size = 12 * MIB }))
+    assert(b:write(MIB, pattern(9, MIB)))
+    b:close()
+    local k = assert(vhd.create(kid, { parent = base }))
+    assert(k:write(MIB + 4096, pattern(10, 8192)))
+    k:close()
+    local want = dir .. "/want3.raw"
+    assert(vhd.flatten(kid, want, { format = "raw" }))
+    local braw = dir .. "/base3.raw"
+    assert(vhd.flatten(base, braw, { format = "raw" }))
+    img.lv_write(image, view, RAWP, 0, slurp(braw))
+    img.place_vhd(image, view, KID, kid, 2 * view.extent)
+    local got = dir .. "/got3.raw"
+    assert(vhd.flatten("lvm:" .. image .. ":" .. KID, got, { format = "raw" }))
+    assert.equal(fx.sha256(want), fx.sha256(got))
+    local c = vhd.check("lvm:" .. image .. ":" .. KID)
+    assert.equal("PARENT_RAW", c.problems[1].code)
+    assert.equal("warning", c.problems[1].severity)
+    assert.equal(2, #c.chain)
+  end)
 end)

@@ -143,6 +143,7 @@ describe("recovery from an LVM-based SR (lvm2 image, MariaDB, simulator)", funct
     local s = assert(simulator.start { lifetime = 180, job_polls = 1, template_polls = 1 })
     local work = DIR .. "/work"
     local log = DIR .. "/recover.log"
+    -- --keep-disks: the flattened disks are compared with the uploads below
     local pid = assert(sys.spawn({ SALVAGE, "recover", PLAN, "--zone", "Zone1", "--workdir", work, "--poll-interval",
       "0.02", "--format", "json", "--keep-disks",
       env = { SALVAGE_API_URL = s.url, SALVAGE_API_KEY = s.apikey, SALVAGE_SECRET_KEY = s.secretkey,

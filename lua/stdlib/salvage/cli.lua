@@ -97,41 +97,52 @@ local function report_failure(err)
   io.stderr:flush()
 end
 
-local INTERRUPTED = setmetatable({ exit_code = 130, message = "interrupted" }, Failure)
+-- The stop the host saw (Ctrl-C: exit 130; SIGTERM: exit 143), as a failure, or nil.
+local function interrupted()
+  if not (host.interrupted and host.interrupted()) then return nil end
+  local sys = require "salvage.sys"
+  local sig = sys.interrupted and sys.interrupted() or "SIGINT"
+  return setmetatable({ exit_code = sig == "SIGTERM" and 143 or 130,
+    message = sig == "SIGTERM" and "stopped (SIGTERM)" or "interrupted" }, Failure)
+end
 
 -- The error handler of a command: expected failures pass through, Ctrl-C
 -- becomes one line and exit 130 (wherever the hook raised), anything else is
 -- a bug and gets the traceback.
 local function on_error(e)
   if getmetatable(e) == Failure then return e end
-  if host.interrupted and host.interrupted() then return INTERRUPTED end
-  return debug.traceback(tostring(e), 2)
+  return interrupted() or debug.traceback(tostring(e), 2)
 end
 
 --- run_command{"vhd", "read", "x.vhd"} -> exit status
 function M.run_command(argv)
   local name = argv[1]
+  -- global options first: under --log-json even "unknown command" is a JSON line
+  local rest, settings = M.global_options({ table.unpack(argv, 2) })
+  if not rest then
+    report_failure({ exit_code = 2, message = name .. ": " .. settings })
+    return 2
+  end
+  log.configure(settings)
   local modname = "salvage.commands." .. name:gsub("%-", "_")
   local ok, cmd = pcall(require, modname)
   if not ok then
     if not tostring(cmd):find("module '" .. modname .. "' not found", 1, true) then error(cmd, 0) end
     local known = {}
     for _, c in ipairs(M.commands()) do known[#known + 1] = c.name end
-    io.stderr:write(("salvage: unknown command '%s'; commands are: %s (see 'salvage help')\n")
-      :format(name, table.concat(known, ", ")))
+    report_failure({ exit_code = 2, message = ("unknown command '%s'; commands are: %s (see 'salvage help')")
+      :format(name, table.concat(known, ", ")) })
     return 2
   end
-  local rest, settings = M.global_options({ table.unpack(argv, 2) })
-  if not rest then
-    io.stderr:write("salvage ", name, ": ", settings, "\n")
-    return 2
-  end
-  log.configure(settings)
   require("salvage.args").command_help = true
   local result
   local okr, err = xpcall(function() result = cmd.run(rest) end, on_error)
-  -- a library that caught the interruption and returned must not hide it
-  if host.interrupted and host.interrupted() then okr, err = false, INTERRUPTED end
+  -- a library that caught the interruption and returned must not hide it; a
+  -- command that reported the stop itself returns its 128+signal status
+  if okr and not (math.tointeger(result) and result >= 128) then
+    local stop = interrupted()
+    if stop then okr, err = false, stop end
+  end
   if not okr then
     if getmetatable(err) == Failure then
       report_failure(err)

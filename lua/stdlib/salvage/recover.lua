@@ -278,6 +278,9 @@ function Engine:flatten_now(vm, d, out)
   for _, z in ipairs(type(r.zero_filled) == "table" and r.zero_filled or {}) do
     zf[#zf + 1] = { sector = z.sector, count = z.count, reason = z.reason }
   end
+  for _, z in ipairs(type(r.assumed_unallocated) == "table" and r.assumed_unallocated or {}) do
+    zf[#zf + 1] = { sector = z.sector, count = z.count, reason = "assumed unallocated: " .. tostring(z.reason) }
+  end
   if #zf > 0 then
     log.warn(("%s: %d damaged range(s) zero-filled (forced)"):format(d.name, #zf), { vm = vm.name })
   end
@@ -656,13 +659,14 @@ function Engine:prepare(vms)
     log.warn(w)
     self.warnings[#self.warnings + 1] = w
   end
-  local todo, any = {}, false
+  local todo = {}
   for _, vm in ipairs(vms) do
-    any = any or vm.recoverable
     if vm.recoverable and not self.journal:get(vm.id, "done") then todo[#todo + 1] = vm end
   end
-  -- nothing in the selection can be recovered: the report says why, the cloud is not asked
-  if not any then return nil end
+  local done = false
+  for _, vm in ipairs(vms) do done = done or (vm.recoverable and self.journal:get(vm.id, "done") ~= nil) end
+  -- nothing to do and nothing to check in the new cloud: no need to reach it
+  if #todo == 0 and not done then return nil end
   local perr = self:preflight(todo)
   if perr then return perr end
   return self:check_cloud()
@@ -685,7 +689,7 @@ function M.run(plan, opts)
   local ok, r = xpcall(function() return self:run_all(plan, opts) end, function(e)
     return cloud.stop_of(e) or e
   end)
-  if not ok and cloud.is_stop(r) then self:stop_workers() end
+  if not ok then self:stop_workers() end   -- a stop, or a failure of the run itself: no worker goes on
   if not self.dry then self:unlock() end
   if not ok then error(r, 0) end
   return r

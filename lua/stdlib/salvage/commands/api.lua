@@ -2,6 +2,7 @@
 local api = require "salvage.cloudstack.api"
 local args = require "salvage.args"
 local cli = require "salvage.cli"
+local columns = require "salvage.columns"
 local json = require "salvage.json"
 local log = require "salvage.log"
 
@@ -176,9 +177,7 @@ local function cell(v)
 end
 
 local function csv_cell(v)
-  local s = cell(v)
-  if s:find('[,"\n\r]') then s = '"' .. s:gsub('"', '""') .. '"' end
-  return s
+  return columns.csv_field(cell(v))
 end
 
 -- The rows to tabulate: a list, or the one object inside an answer.
@@ -191,6 +190,16 @@ local function as_rows(result)
     return { v }
   end
   return { result }
+end
+
+-- The cells of rows for a table: one line each, nil as empty.
+local function as_rows_cells(rows, cols)
+  local out = {}
+  for ri, r in ipairs(rows) do
+    out[ri] = {}
+    for i, c in ipairs(cols) do out[ri][i] = (cell(r[c]):gsub("[\r\n]", " ")) end
+  end
+  return out
 end
 
 local function render(result, opts)
@@ -209,43 +218,25 @@ local function render(result, opts)
     end
     return json.pretty(result)
   end
-  local rows = as_rows(result)
-  local cols = fields_of(rows, opts.filter)
+  local r_rows = as_rows(result)
+  local cols = fields_of(r_rows, opts.filter)
   local lines = {}
   if opts.format == "csv" then
     local h = {}
     for i, c in ipairs(cols) do h[i] = csv_cell(c) end
     lines[1] = table.concat(h, ",")
-    for _, r in ipairs(rows) do
+    for _, r in ipairs(r_rows) do
       local l = {}
       for i, c in ipairs(cols) do l[i] = csv_cell(r[c]) end
       lines[#lines + 1] = table.concat(l, ",")
     end
     return table.concat(lines, "\n") .. "\n"
   end
-  local width = {}
-  for i, c in ipairs(cols) do width[i] = #c end
-  local cells = {}
-  for ri, r in ipairs(rows) do
-    cells[ri] = {}
-    for i, c in ipairs(cols) do
-      local s = cell(r[c]):gsub("[\r\n]", " ")
-      cells[ri][i] = s
-      if utf8.len(s) and utf8.len(s) > width[i] then width[i] = utf8.len(s) end
-    end
-  end
-  local function line(vals)
-    local out = {}
-    for i, v in ipairs(vals) do
-      out[i] = v .. string.rep(" ", width[i] - (utf8.len(v) or #v))
-    end
-    return (table.concat(out, "  "):gsub("%s+$", ""))
-  end
-  lines[1] = line(cols)
-  local sep = {}
-  for i in ipairs(cols) do sep[i] = string.rep("-", width[i]) end
-  lines[2] = line(sep)
-  for _, r in ipairs(cells) do lines[#lines + 1] = line(r) end
+  -- the table style of every command (salvage.columns): upper-case headers, aligned, no rule
+  local rows = { {} }
+  for i, c in ipairs(cols) do rows[1][i] = c:upper() end
+  for _, r in ipairs(as_rows_cells(r_rows, cols)) do rows[#rows + 1] = r end
+  lines = columns.lines(rows)
   return table.concat(lines, "\n") .. "\n"
 end
 

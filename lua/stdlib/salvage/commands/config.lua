@@ -2,6 +2,7 @@
 local args = require "salvage.args"
 local cli = require "salvage.cli"
 local config = require "salvage.config"
+local log = require "salvage.log"
 
 local spec = {
   usage = "salvage config set [--profile P] url|apikey|secretkey|cafile|verify_tls|timeout VALUE\n"
@@ -49,7 +50,8 @@ function M.run(argv)
     if #opts ~= 3 then cli.usage_error("config set: give KEY VALUE (url, apikey, secretkey, ...)") end
     local path, prof = config.set(opts.profile, opts[2], opts[3])
     if not path then cli.usage_error(prof) end
-    io.stderr:write(("config: %s of profile '%s' saved in %s\n"):format(opts[2], prof, path))
+    log.line(("config: %s of profile '%s' saved in %s"):format(opts[2], prof, path),
+      { key = opts[2], profile = prof, path = path })
   else
     cli.usage_error(("config: unknown action '%s' (set, show, path)"):format(tostring(verb)))
   end

@@ -108,8 +108,8 @@ function M.run(argv)
       -- one line; the journal is resumable
       local code = report.signal == "SIGTERM" and 143 or 130
       if not opts.worker_vm then
-        io.stderr:write(("salvage: recover: stopped by %s; run the same command again to resume\n"):format(
-          report.signal))
+        require("salvage.log").line(("salvage: recover: stopped by %s; run the same command again to resume")
+          :format(report.signal), { level = "error", signal = report.signal })
       end
       return code
     end

@@ -424,12 +424,23 @@ function M.condition(kind, r)
   return "ready"
 end
 
---- tag(kind, id, source): mark a resource as the new copy of old object `source`.
+--- tag(kind, id, source) -> true | nil, err: mark a resource as the new copy of
+-- old object `source`. A failed or unanswered createTags is checked by looking.
 function Engine:tag(kind, id, source)
-  local r, err = self.client:async("createTags", { resourcetype = kind, resourceids = id,
-    tags = { { key = M.TAG, value = source } } })
-  if not r then return nil, err end
-  return true
+  local err
+  for _ = 1, 3 do
+    local r
+    r, err = self.client:async("createTags", { resourcetype = kind, resourceids = id,
+      tags = { { key = M.TAG, value = source } } })
+    if r then return true end
+    local p = { id = id, listall = true }
+    if kind == "Template" then p.templatefilter = "all" end
+    for _, x in ipairs(self:list(KINDS[kind].list, p, { KINDS[kind].key }) or {}) do
+      if x.id == id and tag_of(x) == source then return true end
+    end
+    if not M.ambiguous(err) then return nil, err end
+  end
+  return nil, err
 end
 
 --- remove(kind, r): delete (expunge) a dead resource of ours.
@@ -569,6 +580,27 @@ M.hostname = planlib.hostname
 
 -- Preflight ----------------------------------------------------------------------------
 
+--- unreadable(source [, vgs]) -> nil | why: can this disk source be opened for reading?
+-- A file path, or lvm:IMAGE[,IMAGE...]:LV: the VG's metadata is read (once per
+-- image list when a cache table vgs is given) and the LV must be there and readable.
+function M.unreadable(f, vgs)
+  local images, lv = tostring(f):match("^lvm:(.+):([^:]+)$")
+  if not images then
+    local fh, err = io.open(f, "rb")
+    if not fh then return err or "cannot open" end
+    fh:close()
+    return nil
+  end
+  vgs = vgs or {}
+  if vgs[images] == nil then vgs[images] = { require("salvage.lvm").read(images) } end
+  local vg, err = vgs[images][1], vgs[images][2]
+  if not vg then return err or "cannot read the LVM metadata" end
+  for _, l in ipairs(vg.lvs) do
+    if l.name == lv then return l.problem end
+  end
+  return ("no LV %s in VG %s"):format(lv, vg.name)
+end
+
 -- One sentence for a failure to talk to the new cloud at all.
 local function unreachable(client, err)
   local url = client.url or "the API URL"
@@ -581,24 +613,6 @@ local function unreachable(client, err)
     return ("cannot reach the new cloud at %s: %s"):format(url, M.errtext(err))
   end
   return ("the new cloud at %s: %s"):format(url, M.errtext(err))
-end
-
--- A planned disk source can be read: a file, or "lvm:IMAGE:LV" (an LV of an
--- LVM-based SR, its VG's metadata read once per image through vgs).
-local function readable(f, vgs)
-  local image, lv = tostring(f):match("^lvm:(.+):([^:]+)$")
-  if not image then
-    local fh, ferr = io.open(f, "rb")
-    if fh then fh:close() end
-    return fh ~= nil, ferr
-  end
-  if vgs[image] == nil then vgs[image] = { require("salvage.lvm").read(image) } end
-  local vg, err = vgs[image][1], vgs[image][2]
-  if not vg then return false, err end
-  for _, l in ipairs(vg.lvs) do
-    if l.name == lv then return l.problem == nil, l.problem end
-  end
-  return false, "no LV " .. lv .. " in " .. vg.name
 end
 
 --- preflight(vms) -> nil | message: what concerns every VM, checked before
@@ -614,8 +628,8 @@ function Engine:preflight(vms)
     for _, d in ipairs(vm.disks or {}) do
       if d.recoverable ~= false then
         for _, f in ipairs((d.chain and #d.chain > 0) and d.chain or { d.file }) do
-          local ok, ferr = readable(f, vgs)
-          if not ok then bad[#bad + 1] = ("%s (%s)"):format(tostring(f), ferr or "no file") end
+          local why = M.unreadable(f, vgs)
+          if why then bad[#bad + 1] = ("%s (%s)"):format(tostring(f), why) end
         end
       end
     end

@@ -75,7 +75,7 @@ end
 -- prints the report; returns it.
 function M.recover(p, opts, policy)
   local workdir = opts.workdir:gsub("/+$", "")
-  sys.mkdir(workdir)
+  if not opts.dry_run then sys.mkdir(workdir) end   -- a dry run writes nothing
   workdir = sys.realpath(workdir) or workdir
   local plan_file = workdir .. "/plan.json"
   if not opts.dry_run then assert(plan.save(p, plan_file)) end
