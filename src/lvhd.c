@@ -305,7 +305,7 @@ static int opt_bool(lua_State *L, int idx, const char *k)
 /* The options each function takes: an unknown key raises (lutil.h). */
 static const char *const open_keys[] = {"search", "write", NULL};
 static const char *const check_keys[] = {"search", NULL};
-static const char *const flatten_keys[] = {"format", "progress", "force", "overwrite", "search", NULL};
+static const char *const flatten_keys[] = {"format", "progress", "force", "overwrite", "search", "drop_zero", NULL};
 static const char *const stream_keys[] = {"format", "drop_zero", "search", NULL};
 static const char *const create_keys[] = {"size", "type", "parent", "block_size", "hidden", "strict", "xenserver",
 	NULL};
