@@ -39,8 +39,8 @@
 #include "lua.h"
 #include "lauxlib.h"
 
-#include "lutil.h"
 #include "lstream.h"
+#include "lutil.h"
 
 #define HTTP_MT "salvage.http"
 #define MAX_HEADERS 64
@@ -295,12 +295,6 @@ static const char *const request_keys[] = { "url", "method", "headers", "body", 
 	"cafile", "fresh", "progress", NULL };
 static const char *const part_keys[] = { "name", "value", "file", "stream", "filename", "type", NULL };
 
-/* Unknown keys raise, naming the known ones (lutil's convention). */
-static void check_keys(lua_State *L, int idx, const char *const *keys, const char *what)
-{
-	lu_check_options(L, idx, strcmp(what, "option") == 0 ? "salvage.http" : "salvage.http: form part", keys);
-}
-
 /* The string on the top, kept alive in the anchor table for the whole call; popped. */
 static const char *anchor(lua_State *L, int keep, size_t *len)
 {
@@ -317,18 +311,8 @@ static const char *opt_str(lua_State *L, int t, const char *k, int keep, size_t 
 		return NULL;
 	}
 	if (ty != LUA_TSTRING)
-		luaL_error(L, "salvage.http: option '%s' must be a string", k);
+		luaL_error(L, "http.request: option '%s' must be a string, got %s", k, luaL_typename(L, -1));
 	return anchor(L, keep, len);
-}
-
-static double opt_num(lua_State *L, int t, const char *k, double def)
-{
-	return lu_opt_number(L, t, "salvage.http", k, def);
-}
-
-static int opt_flag(lua_State *L, int t, const char *k, int def)
-{
-	return lu_opt_boolean(L, t, "salvage.http", k, def);
 }
 
 /* A salvage.stream option: unread, kept alive, at most one per request. */
@@ -352,7 +336,8 @@ static void read_headers(lua_State *L, int t, int keep, Request *r)
 		lua_pop(L, 1);
 		return;
 	}
-	luaL_argcheck(L, lua_istable(L, -1), 1, "salvage.http: option 'headers' must be a table");
+	if (!lua_istable(L, -1))
+		luaL_error(L, "http.request: option 'headers' must be a table, got %s", luaL_typename(L, -1));
 	int h = lua_gettop(L);
 	lua_pushnil(L);
 	while (lua_next(L, h)) {
@@ -381,7 +366,7 @@ static void read_part(lua_State *L, int e, int keep, Request *r, Part *p)
 	}
 	if (!lua_istable(L, e))
 		luaL_error(L, "salvage.http: bad form entry");
-	check_keys(L, e, part_keys, "form part field");
+	lu_check_options(L, e, "http.request: form part", part_keys);
 	p->name = opt_str(L, e, "name", keep, NULL);
 	p->value = opt_str(L, e, "value", keep, &p->value_len);
 	p->file = opt_str(L, e, "file", keep, NULL);
@@ -402,7 +387,7 @@ static void read_form(lua_State *L, int t, int keep, Request *r)
 		return;
 	}
 	if (ty != LUA_TTABLE)
-		luaL_error(L, "salvage.http: option 'form' must be a table");
+		luaL_error(L, "http.request: option 'form' must be a table, got %s", luaL_typename(L, -1));
 	r->has_form = 1;
 	int f = lua_gettop(L);
 	lua_pushnil(L);
@@ -418,7 +403,7 @@ static void read_form(lua_State *L, int t, int keep, Request *r)
 static void read_request(lua_State *L, int t, int keep, Request *r)
 {
 	luaL_checktype(L, t, LUA_TTABLE);
-	check_keys(L, t, request_keys, "option");
+	lu_check_options(L, t, "http.request", request_keys);
 	memset(r, 0, sizeof *r);
 	if ((r->url = opt_str(L, t, "url", keep, NULL)) == NULL)
 		luaL_error(L, "salvage.http: 'url' is required");
@@ -432,13 +417,13 @@ static void read_request(lua_State *L, int t, int keep, Request *r)
 	if ((r->body != NULL) + (r->body_file != NULL) + body_stream + r->has_form > 1)
 		luaL_error(L, "salvage.http: give one of body, body_file, body_stream, form");
 	read_headers(L, t, keep, r);
-	r->timeout = opt_num(L, t, "timeout", 0);
-	r->connect_timeout = opt_num(L, t, "connect_timeout", 30);
-	r->stall_timeout = opt_num(L, t, "stall_timeout", 0);
-	r->upload_buffer = opt_num(L, t, "upload_buffer", 1 << 20);
+	r->timeout = lu_opt_number(L, t, "http.request", "timeout", 0);
+	r->connect_timeout = lu_opt_number(L, t, "http.request", "connect_timeout", 30);
+	r->stall_timeout = lu_opt_number(L, t, "http.request", "stall_timeout", 0);
+	r->upload_buffer = lu_opt_number(L, t, "http.request", "upload_buffer", 1 << 20);
 	luaL_argcheck(L, r->upload_buffer >= 16384 && r->upload_buffer <= 2 << 20, 1, "upload_buffer: 16 KiB to 2 MiB");
-	r->verify = opt_flag(L, t, "verify_tls", 1);
-	r->fresh = opt_flag(L, t, "fresh", 0);
+	r->verify = lu_opt_boolean(L, t, "http.request", "verify_tls", 1);
+	r->fresh = lu_opt_boolean(L, t, "http.request", "fresh", 0);
 	if (lua_getfield(L, t, "progress") != LUA_TNIL) {
 		luaL_checktype(L, -1, LUA_TFUNCTION);
 		r->progress_idx = lua_gettop(L); /* stays on the stack */

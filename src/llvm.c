@@ -12,6 +12,7 @@
  *                  segments = {{start_extent, extent_count, type, pv, pe}...},
  *                  problem, problem_code (when it cannot be read)}...}}
  *        | nil, msg, code   (ENOLABEL, ECHECKSUM, EMETADATA, ENOENT, ...)
+ *   lvm.read_lv(path, lv, offset, length) -> bytes of an LV (short at its end) | nil, msg, code
  * Volumes are read as VHDs through salvage.vhd with paths "lvm:IMAGE:LV".
  */
 #include <string.h>
@@ -131,8 +132,37 @@ static int l_read(lua_State *L)
 	return 1;
 }
 
+/* lvm.read_lv(devices, lv, offset, length) -> bytes (short at the LV's end) | nil, msg, code */
+static int l_read_lv(lua_State *L)
+{
+	const char *path = luaL_checkstring(L, 1);
+	const char *name = luaL_checkstring(L, 2);
+	lua_Integer off = luaL_checkinteger(L, 3), len = luaL_checkinteger(L, 4);
+	luaL_argcheck(L, off >= 0, 3, "negative offset");
+	luaL_argcheck(L, len >= 0 && len <= (64 << 20), 4, "length out of range (0..64 MiB)");
+	lvm_err e;
+	lvm_dev *d = lvm_open_list(path, &e);
+	if (d == NULL)
+		return lu_fail(L, e.code, "%s", e.msg);
+	int i = lvm_find_lv(d, name);
+	if (i < 0) {
+		lua_pushfstring(L, "%s: VG %s has no LV %s", path, d->vg.name, name);
+		lvm_close(d);
+		return lu_fail(L, "ENOENT", "%s", lua_tostring(L, -1));
+	}
+	luaL_Buffer b;
+	char *p = luaL_buffinitsize(L, &b, (size_t)len);
+	ssize_t n = lvm_lv_pread(d, (size_t)i, p, (size_t)len, (uint64_t)off, &e);
+	lvm_close(d);
+	if (n < 0)
+		return lu_fail(L, e.code, "%s", e.msg);
+	luaL_pushresultsize(&b, (size_t)n);
+	return 1;
+}
+
 static const luaL_Reg funcs[] = {
 	{ "read", l_read },
+	{ "read_lv", l_read_lv },
 	{ NULL, NULL },
 };
 

@@ -7,6 +7,8 @@
  *   s:format()  -> "vhd", ...        s:id() -> the output's UUID or nil
  *   s:write_to(path | "-")  -> {bytes =, sha256 =} | nil, msg, code
  *       "-" is standard output; a path gets a temporary name, fsync and rename.
+ *   s:tee(path) -> s: a copy of every byte read also goes to path (temporary name, fsync and
+ *       rename before the last bytes are handed out; removed if not read to the end) | nil, msg, code
  *   s:read(n)   -> up to n bytes | nil at the end | nil, msg, code   (tests, small consumers)
  *   s:close()   (also __close and __gc; idempotent)
  *   require("salvage.stream").type(v) -> "stream" | "closed stream" | nil
@@ -28,8 +30,9 @@
 #include "lua.h"
 #include "lauxlib.h"
 
-#include "lutil.h"
 #include "lstream.h"
+#include "lutil.h"
+#include "vhd/vhd.h"
 
 #define COPY_CHUNK (1u << 20)
 
@@ -252,6 +255,20 @@ static int s_write_to(lua_State *L)
 	return 1;
 }
 
+/* s:tee(path): from now on a copy of every byte read goes to path (see tee_stream_open). */
+static int s_tee(lua_State *L)
+{
+	lstream *b = lstream_check_unread(L, 1);
+	const char *path = luaL_checkstring(L, 2);
+	vhd_err e;
+	out_stream *t = tee_stream_open(b->s, path, &e);
+	if (t == NULL)
+		return lu_fail(L, e.code, "%s", e.msg);
+	b->s = t;
+	lua_settop(L, 1);
+	return 1;
+}
+
 static int s_tostring(lua_State *L)
 {
 	lstream *b = luaL_checkudata(L, 1, LSTREAM_MT);
@@ -269,21 +286,18 @@ static const luaL_Reg methods[] = {
 	{ "id", s_id },
 	{ "read", s_read },
 	{ "write_to", s_write_to },
+	{ "tee", s_tee },
 	{ "close", s_close },
 	{ NULL, NULL },
 };
 
+/* Any binding may make the first stream: the class is registered on first use. */
 static void ensure_mt(lua_State *L)
 {
-	if (luaL_newmetatable(L, LSTREAM_MT)) {
-		luaL_newlib(L, methods);
-		lua_setfield(L, -2, "__index");
-		lua_pushcfunction(L, s_close);
-		lua_setfield(L, -2, "__gc");
-		lua_pushcfunction(L, s_close);
-		lua_setfield(L, -2, "__close");
-		lua_pushcfunction(L, s_tostring);
-		lua_setfield(L, -2, "__tostring");
+	if (luaL_getmetatable(L, LSTREAM_MT) == LUA_TNIL) {
+		lua_pop(L, 1);
+		lu_new_class(L, LSTREAM_MT, methods, s_close, s_tostring);
+		luaL_getmetatable(L, LSTREAM_MT);
 	}
 }
 

@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "vhd/vhd.h"
 
@@ -355,4 +357,96 @@ out_stream *raw_stream_open(const disk_source *src, vhd_err *e)
 	v->src = *src;
 	v->loaded = UINT64_MAX;
 	return &v->base;
+}
+
+/* ---- tee: a stream's bytes, and a copy of them in a file ---- */
+
+typedef struct tstream {
+	out_stream base;
+	out_stream *inner;
+	int fd;
+	char *path, *tmp;
+} tstream;
+
+static void ts_close(out_stream *s)
+{
+	tstream *t = (tstream *)s;
+	if (t->fd >= 0)
+		close(t->fd);
+	if (t->tmp)
+		unlink(t->tmp); /* not read to the end: no copy */
+	out_stream_close(t->inner);
+	free(t->tmp);
+	free(t->path);
+	free(t);
+}
+
+static ssize_t ts_fail(tstream *t, const char *what, const char *path)
+{
+	vhd_err e;
+	vhd_syserr(&e, what, path);
+	snprintf(t->base.err.code, sizeof t->base.err.code, "%s", e.code);
+	snprintf(t->base.err.msg, sizeof t->base.err.msg, "%s", e.msg);
+	return -1;
+}
+
+/* The copy is fsynced and renamed before the last bytes are handed out: a consumer that
+ * got the whole stream knows the copy exists. */
+static ssize_t ts_read(out_stream *s, uint8_t *buf, size_t n)
+{
+	tstream *t = (tstream *)s;
+	ssize_t got = out_stream_read(t->inner, buf, n);
+	if (got < 0) {
+		s->err = t->inner->err;
+		return -1;
+	}
+	if (got > 0 && vhd_pwrite_all(t->fd, buf, (size_t)got, s->pos) != 0)
+		return ts_fail(t, "writing the copy", t->tmp);
+	if (t->inner->pos == t->inner->length && t->tmp) {
+		if (fsync(t->fd) != 0 || close(t->fd) != 0) {
+			t->fd = -1;
+			return ts_fail(t, "fsync of the copy", t->tmp);
+		}
+		t->fd = -1;
+		if (rename(t->tmp, t->path) != 0)
+			return ts_fail(t, "renaming the copy", t->path);
+		free(t->tmp);
+		t->tmp = NULL;
+	}
+	s->pos += (uint64_t)got;
+	return got;
+}
+
+static const out_stream_ops ts_ops = { ts_read, ts_close };
+
+out_stream *tee_stream_open(out_stream *inner, const char *path, vhd_err *e)
+{
+	tstream *t = calloc(1, sizeof *t);
+	size_t n = strlen(path) + 32;
+	if (t == NULL || (t->path = strdup(path)) == NULL || (t->tmp = malloc(n)) == NULL) {
+		if (t)
+			free(t->path);
+		free(t);
+		vhd_seterr(e, "ENOMEM", "out of memory");
+		return NULL;
+	}
+	t->base.ops = &ts_ops;
+	t->base.format = inner->format;
+	t->base.length = inner->length;
+	const char *slash = strrchr(path, '/');
+	if (slash)
+		snprintf(t->tmp, n, "%.*s/.%s.salvage-XXXXXX", (int)(slash - path), path, slash + 1);
+	else
+		snprintf(t->tmp, n, ".%s.salvage-XXXXXX", path);
+	t->fd = mkstemp(t->tmp);
+	if (t->fd < 0) {
+		vhd_syserr(e, "cannot create the copy", t->tmp);
+		free(t->tmp);
+		free(t->path);
+		free(t);
+		return NULL;
+	}
+	(void)fchmod(t->fd, 0644);
+	t->inner = inner;
+	return &t->base;
 }

@@ -301,6 +301,10 @@ void vhd_source_free(vhd_source *s);
 out_stream *vhd_stream_open(const disk_source *src, const out_stream_opts *o, vhd_err *e);
 /* The raw virtual bytes of src as a stream (length = size; unallocated units read as zeros). */
 out_stream *raw_stream_open(const disk_source *src, vhd_err *e);
+/* inner's bytes, with a copy written to path as they pass (temporary name beside it; fsynced
+ * and renamed before the last bytes are handed out; removed if the stream is not read to its
+ * end). Takes inner: closing the tee closes it. NULL with e filled (inner untouched). */
+out_stream *tee_stream_open(out_stream *inner, const char *path, vhd_err *e);
 /* The footer UUID of a stream from vhd_stream_open, as text. */
 void vhd_stream_uuid(const out_stream *s, char out[37]);
 

@@ -206,6 +206,114 @@ static void test_write_read_flatten(void **state)
 	vhd_close(l);
 }
 
+/* The whole output of a stream into malloc'd memory, read in odd-sized pieces. */
+static uint8_t *drain(out_stream *s, uint64_t *len)
+{
+	uint8_t *all = malloc(s->length ? s->length : 1);
+	assert_non_null(all);
+	uint64_t got = 0;
+	ssize_t n;
+	while ((n = out_stream_read(s, all + got, 777777)) > 0)
+		got += (uint64_t)n;
+	assert_int_equal(n, 0);
+	*len = got;
+	return all;
+}
+
+static uint8_t *slurp(const char *path, uint64_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	assert_non_null(f);
+	fseek(f, 0, SEEK_END);
+	*len = (uint64_t)ftell(f);
+	fseek(f, 0, SEEK_SET);
+	uint8_t *p = malloc(*len);
+	assert_int_equal(fread(p, 1, *len, f), *len);
+	fclose(f);
+	return p;
+}
+
+/* Footer timestamp, checksum and UUID differ between two outputs of the same disk. */
+static void mask_footer(uint8_t *f)
+{
+	memset(f + 24, 0, 4);
+	memset(f + 64, 0, 20);
+}
+
+/* The VHD stream of a chain (with the zero-block pre-pass) is vhd_flatten's file byte for byte,
+ * its length is what it promised, and without the pre-pass an allocated all-zero block is kept;
+ * the raw stream is the raw flatten. */
+static void test_stream_matches_flatten(void **state)
+{
+	vhd_err e;
+	char base[300], child[300], out[300], raw[300];
+	snprintf(base, sizeof base, "%s/sbase.vhd", tmpdir);
+	snprintf(child, sizeof child, "%s/schild.vhd", tmpdir);
+	snprintf(out, sizeof out, "%s/sout.vhd", tmpdir);
+	snprintf(raw, sizeof raw, "%s/sout.raw", tmpdir);
+	vhd_create_opts co = { .size = (9ull << 20) + 3 * 512, .type = VHD_DYNAMIC };
+	vhd_file *b = vhd_create(base, &co, &e);
+	assert_non_null(b);
+	uint8_t buf[8192], zero[4096] = { 0 };
+	memset(buf, 'S', sizeof buf);
+	assert_int_equal(vhd_write(b, 0, buf, sizeof buf, &e), 0);
+	assert_int_equal(vhd_write(b, (4ull << 20) + 512, zero, sizeof zero, &e), 0); /* allocated, all zero */
+	vhd_close(b);
+	vhd_create_opts cc = { .parent = base };
+	vhd_file *c = vhd_create(child, &cc, &e);
+	assert_non_null(c);
+	assert_int_equal(vhd_write(c, (9ull << 20) + 100, buf, 1000, &e), 0); /* the partial last block */
+	vhd_close(c);
+	vhd_open_opts oo = { 0 };
+	vhd_file *l = vhd_open(child, &oo, &e);
+	assert_non_null(l);
+	assert_int_equal(vhd_resolve_chain(l, &oo, &e), 0);
+	vhd_flatten_opts fo = { 0 };
+	vhd_flatten_result res;
+	assert_int_equal(vhd_flatten(l, out, &fo, &res, &e), 0);
+	vhd_flatten_result_free(&res);
+	fo.raw = 1;
+	assert_int_equal(vhd_flatten(l, raw, &fo, &res, &e), 0);
+	vhd_flatten_result_free(&res);
+
+	vhd_source vs;
+	assert_int_equal(vhd_source_init(&vs, l, 0, &e), 0);
+	out_stream_opts so = { .drop_zero = 1 };
+	out_stream *s = vhd_stream_open(&vs.src, &so, &e);
+	assert_non_null(s);
+	uint64_t slen, flen, promised = s->length;
+	uint8_t *sb = drain(s, &slen), *fb = slurp(out, &flen);
+	assert_int_equal(slen, promised);
+	assert_int_equal(slen, flen);
+	mask_footer(sb);
+	mask_footer(sb + slen - 512);
+	mask_footer(fb);
+	mask_footer(fb + flen - 512);
+	assert_memory_equal(sb, fb, slen);
+	out_stream_close(s);
+	free(sb);
+
+	so.drop_zero = 0;
+	s = vhd_stream_open(&vs.src, &so, &e);
+	assert_non_null(s);
+	assert_true(s->length > flen); /* the allocated zero block goes along */
+	free(drain(s, &slen));
+	assert_int_equal(slen, s->length);
+	out_stream_close(s);
+
+	s = raw_stream_open(&vs.src, &e);
+	assert_non_null(s);
+	uint8_t *rb = drain(s, &slen), *rf = slurp(raw, &flen);
+	assert_int_equal(slen, flen);
+	assert_memory_equal(rb, rf, slen);
+	out_stream_close(s);
+	free(rb);
+	free(rf);
+	free(fb);
+	vhd_source_free(&vs);
+	vhd_close(l);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -216,6 +324,7 @@ int main(void)
 		cmocka_unit_test(test_bitmap_order),
 		cmocka_unit_test(test_open_errors),
 		cmocka_unit_test(test_write_read_flatten),
+		cmocka_unit_test(test_stream_matches_flatten),
 	};
 	return cmocka_run_group_tests(tests, setup_dir, teardown_dir);
 }

@@ -272,6 +272,66 @@ def stream_multipart(rfile, length, boundary, new_file_sink):
 
 
 # --------------------------------------------------------------------------
+# Strict checks of a whole uploaded VHD (salvage streams each disk from its chain:
+# the server must see a complete, self-consistent dynamic VHD, not just a footer)
+
+
+def vhd_structure_problem(path, size):
+    """Read the stored upload as a VHD reader would: None, or why it is not a usable VHD.
+    Footer copy at 0 = footer at the end; header checksum; BAT sized for the disk; every
+    allocated block inside the file's data area, after the BAT, not overlapping another."""
+    with open(path, "rb") as f:
+        copy, header = f.read(512), f.read(1024)
+        f.seek(size - 512)
+        footer = f.read(512)
+        if copy != footer:
+            return "the footer copy at offset 0 differs from the footer at the end (truncated or spliced upload)"
+        if header[:8] != b"cxsparse":
+            return "no dynamic header at offset 512"
+        total = sum(header[:36]) + sum(header[40:1024])
+        if (~total) & 0xFFFFFFFF != struct.unpack(">I", header[36:40])[0]:
+            return "bad dynamic header checksum"
+        table = struct.unpack(">Q", header[16:24])[0]
+        entries, block = struct.unpack(">II", header[28:36])
+        vsize = struct.unpack(">Q", footer[48:56])[0]
+        if block == 0 or entries != (vsize + block - 1) // block:
+            return "BAT of %d entries for %d bytes in blocks of %d" % (entries, vsize, block)
+        bitmap = ((block // 512 + 7) // 8 + 511) // 512 * 512
+        f.seek(table)
+        bat = f.read(entries * 4)
+        if len(bat) != entries * 4:
+            return "BAT past the end of the file"
+        seen = set()
+        for i in range(entries):
+            e = struct.unpack(">I", bat[4 * i:4 * i + 4])[0]
+            if e == 0xFFFFFFFF:
+                continue
+            off = e * 512
+            if off < table + entries * 4 or off + bitmap + block > size - 512:
+                return "BAT entry %d points at byte %d, outside the data area (file of %d bytes)" % (i, off, size)
+            if off in seen:
+                return "BAT entries share block offset %d" % off
+            seen.add(off)
+    return None
+
+
+def cut_upload(handler, spec):
+    """Fault 'upload': {'cut': {'after': N}}: read N bytes of the body, then drop the
+    connection, as a failing link or proxy does. The URL is spent."""
+    left = int(spec.get("after", 1 << 20))
+    while left > 0:
+        chunk = handler.rfile.read(min(left, 1 << 20))
+        if not chunk:
+            break
+        left -= len(chunk)
+    handler.close_connection = True
+    try:
+        handler.connection.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+# --------------------------------------------------------------------------
 # the cloud
 
 
@@ -2101,6 +2161,13 @@ class Handler(BaseHTTPRequestHandler):
         with cloud.lock:
             up["used"] = True
             ent["state"] = "UploadInProgress"
+            cut = cloud.take_fault("upload", "cut")
+        if cut is not None:
+            with cloud.lock:
+                ent["state"] = "UploadError"
+                ent["status"] = "connection lost during the upload"
+            cut_upload(self, cut)
+            return
         length = int(h["Content-Length"])
         sinks = []
 
@@ -2133,6 +2200,8 @@ class Handler(BaseHTTPRequestHandler):
             why = "File type is not supported: the file name %s must end in %s" % (filename, suffix)
         else:
             facts, why = cloud.disk_facts(ent, sink.head, sink.tail)
+            if not why and sink.path and ent.get("format") != "QCOW2":
+                why = vhd_structure_problem(sink.path, sink.size)
             if not why:
                 why = checksum_problem(ent, sink)
         if why:

@@ -18,7 +18,7 @@ choice values, vhd subcommands.
   api
   demo
   read scan check flatten coalesce create
-  --force-disk --format
+  --format
   $ bash -c '. ./t.sh; t salvage --quiet inventory --format ""; t salvage --log-level ""; t salvage inventory --inc'
   table json csv
   error warn info debug

@@ -137,6 +137,25 @@ describe("vhd scan / flatten of lvm: sources", function()
     end
   end)
 
+  it("scan reads the SR's MGT volume: the SR and the VDIs' names XenServer kept", function()
+    local list, vgs = vhd.scan({ "lvm:" .. image })
+    local md = assert(vgs[1].sr_metadata)
+    assert.equal(manifest.sr_uuid, md.sr.uuid)
+    local by_uuid = {}
+    for _, m in ipairs(manifest.lvs) do if nz(m.uuid) then by_uuid[m.uuid] = m end end
+    local n = 0
+    for uuid, v in pairs(md.vdis) do
+      n = n + 1
+      assert.truthy(by_uuid[uuid], uuid .. " in MGT but not in the VG")
+      assert.truthy(v.name_label ~= "", uuid)
+    end
+    assert.is_true(n > 0)
+    for _, e in ipairs(list) do
+      local uuid = e.lv:match("^%u+%-(.+)$")
+      if uuid and md.vdis[uuid] then assert.equal(md.vdis[uuid].name_label, e.name_label) end
+    end
+  end)
+
   it("the command prints vhd-util scan -l lines", function()
     local code, out = RUN(("%s vhd scan lvm:%s"):format(sh(SALVAGE), sh(image)))
     assert.equal(0, code)

@@ -37,6 +37,21 @@ describe("salvage.plan", function()
     assert.same({ vms = 3, recoverable = 3, disks = 4, bytes = 3500, problems = 0, skipped = 0 }, p.summary)
   end)
 
+  it("names every VM, template and volume uniquely in its account, the old id appended on a collision", function()
+    local inv = fake.inventory()
+    inv[2].name, inv[3].name = "web_1", "web-1"           -- both in peterparker; they normalise alike
+    local p = assert(plan.build(inv, { storage = { dir }, vhd = fake.vhd() }))
+    assert.equal("web-1", p.vms[2].hostname)
+    assert.equal("web-1-" .. p.vms[3].id, p.vms[3].hostname)
+    assert.equal("ENAME", p.vms[3].problems[#p.vms[3].problems].code)
+    assert.are_not.equal(p.vms[2].template.name, p.vms[3].template.name)
+    -- stable: a saved plan keeps its names
+    assert(plan.save(p, dir .. "/p.json"))
+    local again = assert(plan.load(dir .. "/p.json"))
+    assert.equal(p.vms[3].hostname, again.vms[3].hostname)
+    assert.equal(p.vms[3].template.name, again.vms[3].template.name)
+  end)
+
   it("uses POOL_UUID=DIR mappings before plain roots", function()
     local other = assert(sys.mkdtemp("/tmp/salvage-plan-pool-"))
     fake.write_disk(other .. "/root24.vhd", 1000, "from the mapped pool")

@@ -73,9 +73,8 @@ local function run(s, args)
 end
 
 local function recover_args(work, extra)
-  -- the flattened disks are kept so that each upload can be compared with them
-  local a = { "recover", PLAN, "--zone", "Zone1", "--workdir", work, "--poll-interval", "0.02", "--format", "json",
-    "--keep-disks" }
+  -- each upload is compared with the chain in the simulator's stored copy (check_state)
+  local a = { "recover", PLAN, "--zone", "Zone1", "--workdir", work, "--poll-interval", "0.02", "--format", "json" }
   for _, x in ipairs(extra or {}) do a[#a + 1] = x end
   return a
 end
@@ -85,6 +84,25 @@ local function report_of(work)
 end
 
 local DEAD = { NotUploaded = true, UploadError = true, UploadAbandoned = true, Inactive = true }
+
+-- vm-disk ids of the seed estate -> the chain's leaf (MADE.expect's key)
+local CHAIN_OF = { ["24-25"] = "34c8b964-4ecb-4463-9535-40afc0bd2117", ["25-26"] = "10c12a4f-7bf6-45c4-9a4e-c1806c5dd54a",
+  ["26-27"] = "7046409c-f1c2-49db-ad33-b2ba03a1c257", ["25-28"] = "b9a51f4a-3eb4-4d17-a36d-5359333a5d71" }
+
+-- The VHD the server stored holds the chain's content (child over base) wherever the estate wrote.
+local function same_content(key, path)
+  local writes = assert(MADE.expect[CHAIN_OF[key]], "no expected writes for " .. key)
+  local h = assert(vhd.open(path))
+  assert.equal("dynamic", h:info().footer.disk_type)
+  local size = h:info().footer.current_size
+  for _, w in ipairs(writes) do
+    local off = math.max(0, w[1] - 512)
+    local len = math.min(#w[2] + 1024, size - off)
+    local want, got = estate.expected(writes, off, len), h:read(off, len)
+    assert.is_true(want == got, ("%s: %d bytes at %d differ from the chain's content"):format(key, len, off))
+  end
+  h:close()
+end
 
 -- The simulator's state after a complete recovery of the seed estate, checked
 -- resource by resource; `names` maps the expected owners (policy tests change them).
@@ -128,8 +146,10 @@ local function check_state(st, work, want)
     assert.equal(os_of[name], t.ostypename)
     assert.equal(name == "ppvm2", t.passwordenabled)   -- win2012-spdm had enable_password = 1
     assert.equal(21474836480, t.upload.virtualsize)
-    local flat = ("%s/disks/%s.vhd"):format(work, root_disk[name])
-    assert.equal(crypto.sha256_file(flat), t.upload.sha256)
+    same_content(root_disk[name], t.upload.path)
+    if want.scratch then
+      assert.equal(crypto.sha256_file(("%s/disks/%s.vhd"):format(want.scratch, root_disk[name])), t.upload.sha256)
+    end
     assert.equal(recovered[name].new_id, vms[name].id)
   end
   -- the data disk: one live ppdatavol, attached to ppvm2 as device 1, full size, our bytes
@@ -144,7 +164,8 @@ local function check_state(st, work, want)
   assert.equal(1, d.deviceid)
   assert.equal(5368709120, d.size)
   assert.equal(5368709120, d.upload.virtualsize)
-  assert.equal(crypto.sha256_file(work .. "/disks/25-28.vhd"), d.upload.sha256)
+  same_content("25-28", d.upload.path)
+  if want.scratch then assert.equal(crypto.sha256_file(want.scratch .. "/disks/25-28.vhd"), d.upload.sha256) end
   -- exactly the domains and accounts needed
   local domains, accounts = {}, {}
   for _, x in ipairs(st.domains) do
@@ -229,12 +250,12 @@ describe("recovery end to end (MariaDB + VHD engine + simulator)", function()
     assert.same({ "ppvm3", "rootvm1" }, names)
     assert.equal("ppvm2", r.failed[1].name)
     assert.equal("plan", r.failed[1].step)
-    -- ppvm3 came through the good footer with its content intact
-    local h = assert(vhd.open(work .. "/disks/26-27.vhd"))
-    for _, w in ipairs(MADE.expect["7046409c-f1c2-49db-ad33-b2ba03a1c257"]) do
-      assert.is_true(h:read(w[1], #w[2]) == estate.expected(MADE.expect["7046409c-f1c2-49db-ad33-b2ba03a1c257"], w[1], #w[2]))
+    -- ppvm3 came through the good footer with its content intact (in the bytes the server stored)
+    local stored
+    for _, t in ipairs(assert(s:state()).templates) do
+      if t.name == "recovered-ppvm3-root" and t.isready then stored = t.upload.path end
     end
-    h:close()
+    same_content("26-27", assert(stored, "no ready template for ppvm3"))
     s:stop()
   end)
 
@@ -268,24 +289,23 @@ describe("recovery end to end (MariaDB + VHD engine + simulator)", function()
     assert.truthy(out:find('"password": "***"', 1, true))
     assert.falsy(out:find(rep.accounts[1].password, 1, true))
     assert.equal(tonumber("600", 8), sys.stat(work .. "/report.json").mode & tonumber("777", 8))
-    -- the flattened disks hold the chains' content (child over base) where data was written
-    for path, writes in pairs(MADE.expect) do
-      local flat
-      if path == "b9a51f4a-3eb4-4d17-a36d-5359333a5d71" then flat = work .. "/disks/25-28.vhd"
-      elseif path == "34c8b964-4ecb-4463-9535-40afc0bd2117" then flat = work .. "/disks/24-25.vhd"
-      elseif path == "10c12a4f-7bf6-45c4-9a4e-c1806c5dd54a" then flat = work .. "/disks/25-26.vhd"
-      elseif path == "7046409c-f1c2-49db-ad33-b2ba03a1c257" then flat = work .. "/disks/26-27.vhd" end
-      if flat then
-        local h = assert(vhd.open(flat))
-        assert.equal("dynamic", h:info().footer.disk_type)
-        local size = h:info().footer.current_size
-        for _, w in ipairs(writes) do
-          local off = math.max(0, w[1] - 512)
-          local len = math.min(#w[2] + 1024, size - off)
-          local want, got = estate.expected(writes, off, len), h:read(off, len)
-          assert.is_true(want == got, ("%s: %d bytes at %d differ from the chain's content"):format(path, len, off))
+    -- streamed: the workdir holds only journal, report and locks (and the workers' pids and logs);
+    -- the sha256 the client computed of what it sent is what the server received
+    for _, n in ipairs(sys.dir(work)) do
+      assert.is_truthy(({ ["journal.jsonl"] = true, ["report.json"] = true, lock = true, locks = true,
+        workers = true, logs = true })[n], n)
+    end
+    local tpl_of = {}
+    for _, t in ipairs(st.templates) do if t.isready then tpl_of[t.id] = t end end
+    for _, r in ipairs(rep.recovered) do
+      assert.matches("^%x+$", r.template_sha256)
+      assert.equal(tpl_of[r.template_id].upload.sha256, r.template_sha256)
+      assert.equal(tpl_of[r.template_id].upload.bytes, r.template_bytes)
+      for _, v in ipairs(r.volumes) do
+        for _, sv in ipairs(st.volumes) do
+          if sv.id == v.new_id then assert.equal(sv.upload.sha256, v.sha256) end
         end
-        h:close()
+        assert.matches("^%x+$", v.sha256)
       end
     end
     for f, sum in pairs(SOURCES) do assert.equal(sum, crypto.sha256_file(f), f .. " changed") end
@@ -335,19 +355,20 @@ describe("recovery end to end (MariaDB + VHD engine + simulator)", function()
     assert.is_true(killed >= 5)
   end)
 
-  it("redoes a flattened disk left without its journal record (killed between rename and record)", function()
+  it("with --scratch, redoes a flattened disk left without its journal record (killed between rename and record)", function()
     local s = start_sim()
-    local work = DIR .. "/work-stale-output"
+    local work, scratch = DIR .. "/work-stale-output", DIR .. "/scratch-stale-output"
     sys.mkdir(work)
-    sys.mkdir(work .. "/disks")
+    sys.mkdir(scratch)
+    sys.mkdir(scratch .. "/disks")
     -- what a run killed right after flatten's rename leaves: a file under the final name, no record
-    local f = assert(io.open(work .. "/disks/26-27.vhd", "w"))
+    local f = assert(io.open(scratch .. "/disks/26-27.vhd", "w"))
     f:write("stale, unverified output of a killed run")
     f:close()
-    local code, out = run(s, recover_args(work))
+    local code, out = run(s, recover_args(work, { "--scratch", scratch, "--keep-disks" }))
     assert.equal(0, code, out)
-    check_state(assert(s:state()), work)
-    local h = assert(vhd.open(work .. "/disks/26-27.vhd"))
+    check_state(assert(s:state()), work, { scratch = scratch })
+    local h = assert(vhd.open(scratch .. "/disks/26-27.vhd"))
     assert.equal("dynamic", h:info().footer.disk_type)
     h:close()
     s:stop()
@@ -389,7 +410,7 @@ describe("recovery end to end (MariaDB + VHD engine + simulator)", function()
     assert.is_true(r.dry_run)
     local kinds = {}
     for _, a in ipairs(r.actions) do kinds[a.action] = (kinds[a.action] or 0) + 1 end
-    assert.same({ ["create domain"] = 1, ["create account"] = 1, ["flatten"] = 4, ["upload template"] = 3,
+    assert.same({ ["create domain"] = 1, ["create account"] = 1, ["stream"] = 4, ["upload template"] = 3,
       ["deploy VM"] = 3, ["upload volume"] = 1, ["attach volume"] = 1 }, kinds)
     local st = assert(s:state())
     for cmd in pairs(st.calls) do
@@ -443,6 +464,75 @@ end
     for _, d in ipairs(st.domains) do paths[#paths + 1] = d.path end
     table.sort(paths)
     assert.same({ "ROOT", "ROOT/Spider Industries", "ROOT/Spider Industries/Recovered" }, paths)
+    s:stop()
+  end)
+
+  it("streams: a workdir too small for any one disk (a 1 MiB tmpfs) still recovers everything exactly", function()
+    -- the test mounts the filesystem itself; no mount, no pass
+    local mnt = DIR .. "/tiny"
+    assert(sys.mkdir(mnt))
+    local code, _, err = RUN(("mount -t tmpfs -o size=1m,mode=0700 salvage-tiny '%s'"):format(mnt))
+    assert(code == 0, "this test needs to mount a size-limited tmpfs (run as root): " .. tostring(err))
+    local ok, e = pcall(function()
+      local s = start_sim()
+      -- every disk's stream is larger than the whole filesystem
+      for _, key in ipairs { "24-25", "25-26", "26-27", "25-28" } do
+        local leaf
+        for _, f in ipairs(MADE.files) do if f:find(CHAIN_OF[key], 1, true) then leaf = f end end
+        assert(leaf, key)
+        local st <close> = assert(vhd.stream(leaf))
+        assert.is_true(st:length() > (1 << 20), key .. " fits in the tmpfs")
+      end
+      local work = mnt .. "/work"
+      local rc, out = run(s, recover_args(work, { "--workers", "2" }))
+      assert.equal(0, rc, out)
+      check_state(assert(s:state()), work)
+      s:stop()
+    end)
+    RUN(("umount '%s'"):format(mnt))
+    assert(ok, e)
+  end)
+
+  it("starts a failed transfer again from the first byte with a new upload URL", function()
+    local s = start_sim()
+    assert(s:faults { upload = { cut = { count = 2, after = 65536 } } })
+    local work = DIR .. "/work-cut"
+    local code, out = run(s, recover_args(work))
+    assert.equal(0, code, out)
+    local st = assert(s:state())
+    check_state(st, work)
+    -- two URLs spent and their entities removed; every upload of this run was complete
+    assert.equal(4 + 2, st.calls.getUploadParamsForTemplate + st.calls.getUploadParamsForVolume)
+    assert.equal(2, #st.removed_templates + #st.removed_volumes)
+    assert.truthy(out:find("starting again from the first byte", 1, true))
+    s:stop()
+  end)
+
+  it("with --scratch flattens into a scratch directory it makes, uploads the files, then deletes them", function()
+    local s = start_sim()
+    local work, scratch = DIR .. "/work-scratch", DIR .. "/scratch-new"
+    local code, out = run(s, recover_args(work, { "--scratch", scratch }))
+    assert.equal(0, code, out)
+    check_state(assert(s:state()), work)
+    assert.same({}, sys.dir(scratch .. "/disks"))
+    assert.is_true(report_of(work).scratch_peak_bytes > 0)
+    -- with --keep-disks the files stay, and they are what the server received
+    local s2 = start_sim()
+    local work2, scratch2 = DIR .. "/work-scratch-keep", DIR .. "/scratch-keep"
+    code, out = run(s2, recover_args(work2, { "--scratch", scratch2, "--keep-disks" }))
+    assert.equal(0, code, out)
+    check_state(assert(s2:state()), work2, { scratch = scratch2 })
+    s:stop()
+    s2:stop()
+  end)
+
+  it("with --keep-disks keeps a copy of exactly what was sent", function()
+    local s = start_sim()
+    local work = DIR .. "/work-keep"
+    local code, out = run(s, recover_args(work, { "--keep-disks" }))
+    assert.equal(0, code, out)
+    local st = assert(s:state())
+    check_state(st, work, { scratch = work })
     s:stop()
   end)
 end)

@@ -7,6 +7,7 @@
 -- luacheck: max line length 140
 local sys = require "salvage.sys"
 local json = require "salvage.json"
+local crypto = require "salvage.crypto"
 local vhd = require "salvage.vhd"
 local estate = require "salvage.demo.estate"
 local plan = require "salvage.plan"
@@ -158,11 +159,17 @@ describe("recovery from an LVM-based SR (lvm2 image, MariaDB, simulator)", funct
     for _, v in ipairs(st.vms) do names[#names + 1] = v.name end
     table.sort(names)
     assert.same({ "ppvm2", "ppvm3", "rootvm1" }, names)
+    -- what the cloud received is what was flattened from the LUN
+    local uploaded = {}
+    for _, t in ipairs(st.templates) do if t.upload then uploaded[t.upload.sha256] = true end end
+    for _, v in ipairs(st.volumes) do if v.upload then uploaded[v.upload.sha256] = true end end
     local p = assert(plan.load(PLAN))
     local checked = 0
     for _, vm in ipairs(p.vms) do
       for _, d in ipairs(vm.disks) do
-        local h = assert(vhd.open(("%s/disks/%s-%s.vhd"):format(work, vm.id, d.id)))
+        local flat = ("%s/disks/%s-%s.vhd"):format(work, vm.id, d.id)
+        assert.is_true(uploaded[crypto.sha256_file(flat)], flat .. " was not what the cloud received")
+        local h = assert(vhd.open(flat))
         assert.equal(d.size, h:info().footer.current_size)
         for _, w in ipairs(MADE.expect[d.path]) do
           assert.is_true(h:read(w[1], #w[2]) == estate.expected(MADE.expect[d.path], w[1], #w[2]),

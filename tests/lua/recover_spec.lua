@@ -51,7 +51,9 @@ describe("salvage.recover (in-memory cloud)", function()
   after_each(function() os.execute("rm -rf '" .. dir .. "'") end)
 
   local function run(cloud, extra, workdir)
+    -- the fake VHD engine flattens (no streams): these specs run the --scratch path
     local opts = { client = cloud, zone = "Zone1", workdir = workdir or (dir .. "/work"), vhd = fake.vhd(), poll_interval = 0 }
+    opts.scratch = opts.workdir
     for k, v in pairs(extra or {}) do opts[k] = v end
     return recover.run(p, opts)
   end

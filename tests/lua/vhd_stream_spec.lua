@@ -121,6 +121,25 @@ describe("vhd.stream", function()
     assert.are.equal("ENOENT", code)
   end)
 
+  it("tees a copy that exists (fsynced, renamed) once the last byte is read, and not before", function()
+    local name = FX .. "/chain_d1/c1.vhd"
+    local s <close> = assert(vhd.stream(name))
+    assert.are.equal(s, s:tee(OUT .. "/copy.vhd"))
+    local parts = { assert(s:read(4096)) }
+    assert.is_nil(sys.stat(OUT .. "/copy.vhd"))
+    for p in function() return s:read(3 << 20) end do parts[#parts + 1] = p end
+    local sent = table.concat(parts)
+    assert.are.equal(s:length(), #sent)
+    assert.is_true(slurp(OUT .. "/copy.vhd") == sent)
+    -- a stream closed half-way leaves no copy and no temporary
+    local t = assert(vhd.stream(name))
+    assert(t:tee(OUT .. "/half.vhd"))
+    assert(t:read(100000))
+    t:close()
+    assert.is_nil(sys.stat(OUT .. "/half.vhd"))
+    for _, n in ipairs(sys.dir(OUT)) do assert.is_nil(n:find("salvage%-"), n) end
+  end)
+
   it("leaves nothing behind when write_to cannot finish", function()
     local s <close> = assert(vhd.stream(FX .. "/chain_d1/c1.vhd"))
     local r, _, code = s:write_to(OUT .. "/no/such/dir/x.vhd")

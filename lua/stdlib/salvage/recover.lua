@@ -4,13 +4,18 @@
 --   local report = recover.run(plan, {
 --     client = api_client, zone = "Zone1", workdir = "/var/tmp/rec",
 --     workers = 4, dry_run = false, only = {"ppvm2"}, policy = pol,
---     keep_disks = false, switch_cloud = false,
+--     keep_disks = false, switch_cloud = false, scratch = nil | "/big/dir",
 --     worker_argv = function(vm_id) return {...} end,   -- how to start a worker process
 --   })
 --
 -- The cloud is the truth, the journal (DIR/journal.jsonl, salvage.journal) a
 -- cache of what was done. Per VM, each step recorded once done:
---   flatten:<disk>  the chain flattened into DIR/disks/, checked, virtual size = volumes.size
+--   flatten:<disk>  with scratch (or a forced disk) only: the chain flattened into
+--                   SCRATCH/disks/, checked, virtual size = volumes.size, deleted once uploaded.
+--                   By default nothing is flattened to disk: each upload streams the chain's
+--                   standalone VHD from C (checked and sized first; the sha256 of the bytes
+--                   sent is journaled with the template or volume); keep_disks tees a copy
+--                   into (SCRATCH or DIR)/disks/ as it is sent.
 --   (estate-wide) cloud (API URL and zone id), domain:<path>, account:<path><name>,
 --                 offering:<cpu>/<speed>/<ram>
 --   intent:<kind>:<source>  about to create a template, VM or volume (see salvage.recover.cloud)
@@ -88,7 +93,7 @@ function M.new(plan, opts)
   local timing = { api = 0, flatten = 0, journal = 0 }
   local self = setmetatable({
     plan = plan, opts = opts, client = timed_client(opts.client, timing), timing = timing, policy = opts.policy or {},
-    dry = opts.dry_run and true or false, workdir = opts.workdir,
+    dry = opts.dry_run and true or false, workdir = opts.workdir, scratch = opts.scratch,
     actions = {}, cache = {}, poll = opts.poll_interval or 0.2,
     wait_timeout = opts.wait_timeout or 3600, warnings = {}, cleaned = {}, locks = {},
   }, Engine)
@@ -171,13 +176,16 @@ M.vm_source, M.disk_source = vm_source, disk_source
 
 -- Scratch: flattened disks ------------------------------------------------------------------
 
+-- Where flattened disks (--scratch) and --keep-disks copies go.
+function Engine:disks_dir() return (self.scratch or self.workdir) .. "/disks" end
+
 function Engine:disk_file(vm, d)
-  return ("%s/disks/%s-%s.%s"):format(self.workdir, tostring(vm.id), tostring(d.id), self:disk_format())
+  return ("%s/%s-%s.%s"):format(self:disks_dir(), tostring(vm.id), tostring(d.id), self:disk_format())
 end
 
--- Bytes of everything under DIR/disks (finished and temporary files).
+-- Bytes of everything under the disks directory (finished and temporary files).
 function Engine:scratch_bytes()
-  local dir, total = self.workdir .. "/disks", 0
+  local dir, total = self:disks_dir(), 0
   for _, n in ipairs(sys.dir(dir) or {}) do
     local st = sys.stat(dir .. "/" .. n)
     if st and st.type == "file" then total = total + st.size end
@@ -196,7 +204,7 @@ end
 
 -- Temporaries of a killed flatten of this VM's disks (held under the VM's lock).
 function Engine:remove_stale(vm)
-  local dir = self.workdir .. "/disks"
+  local dir = self:disks_dir()
   local prefix = "." .. tostring(vm.id) .. "-"
   for _, n in ipairs(sys.dir(dir) or {}) do
     if n:sub(1, #prefix) == prefix and n:find("%.salvage%-") then
@@ -245,7 +253,7 @@ end
 
 function Engine:flatten_now(vm, d, out)
   local vhd = self:flatten_checks(d)
-  sys.mkdir(self.workdir .. "/disks")
+  sys.mkdir(self:disks_dir())
   local p = progress.new { label = ("flatten %s %s"):format(vm.name, d.name), total = d.size, unit = "bytes" }
   local t0 = sys.clock()
   -- A file already under `out` with no journal record is the work of a run
@@ -287,26 +295,80 @@ function Engine:flatten_now(vm, d, out)
   return { file = out, virtual_size = vsize, bytes = st and st.size, zero_filled = zf }
 end
 
+-- Streams: each disk sent from its chain -------------------------------------------------------
+
+--- What an upload reads for disk d: {file = path, zero_filled} flattened into --scratch (and
+-- for a forced disk, whose zero-filled sectors must be listed before anything is sent), or
+-- (the default) {open = fn -> salvage.stream, length = bytes, file = the --keep-disks copy}.
+function Engine:source(vm, d)
+  if self.scratch or d.force then return self:flatten(vm, d) end
+  return self:stream_source(vm, d)
+end
+
+-- The chain is checked, and its output's exact length known, before anything is created:
+-- vhd.stream refuses what flatten refuses. Each attempt of an upload opens a new stream.
+function Engine:stream_source(vm, d)
+  local vhd = self:flatten_checks(d)
+  local fmt = { format = self:disk_format() }   -- qcow2 for a KVM zone
+  local s, err = vhd.stream(d.file, fmt)
+  if not s then step_fail("flatten", d.file .. ": " .. tostring(err)) end
+  local length = s:length()
+  s:close()
+  local h, herr = vhd.open(d.file)
+  if not h then step_fail("flatten", herr) end
+  local vsize = h:info().footer.current_size
+  h:close()
+  if d.size and vsize ~= d.size then
+    step_fail("flatten", ("virtual size %s of %s differs from volumes.size %d"):format(tostring(vsize), d.file, d.size))
+  end
+  local keep = self.opts.keep_disks and self:disk_file(vm, d) or nil
+  if self.dry then
+    self:act(vm, "stream", ("%s (%d bytes)%s"):format(d.file, length, keep and (" copy " .. keep) or ""))
+  end
+  local function open()
+    local st, serr, scode = vhd.stream(d.file, fmt)
+    if not st then return nil, d.file .. ": " .. tostring(serr), scode end
+    if keep then
+      sys.mkdir(self:disks_dir())
+      local ok, terr, tcode = st:tee(keep)
+      if not ok then
+        st:close()
+        return nil, terr, tcode
+      end
+    end
+    return st
+  end
+  return { open = open, length = length, file = keep, chain = d.file }
+end
+
+-- The step's record of a finished upload; for a stream, what was sent.
+local function uploaded(r, flat, sent)
+  local rec = { id = r.id, zero_filled = flat.zero_filled }
+  if type(sent) == "table" then rec.sha256, rec.bytes, rec.attempts = sent.sha256, sent.bytes, sent.attempts end
+  return rec
+end
+
 -- Uploads: templates and volumes --------------------------------------------------------------
 
 local ATTEMPTS = 3
 
--- Upload `file` as `kind` (Template or Volume) with `params`; tagged as soon as
--- the server made it. Returns the ready resource, or nil after an ambiguous
--- failure (the caller looks it up again), or raises.
+-- Upload disk d (streamed, or its flattened file) as `kind` (Template or Volume) with
+-- `params`; tagged as soon as the server made it. Returns the ready resource, the source and
+-- what was sent (a stream: {sha256, bytes, attempts}), or nil after an ambiguous failure (the
+-- caller looks it up again), or raises.
 function Engine:upload(kind, vm, own, d, name, source, params)
-  local flat = self:flatten(vm, d)
+  local flat = self:source(vm, d)
   self:check_parent()
   self:intend(vm, kind, source, name)
   local label = ("upload %s %s"):format(vm.name, kind == "Template" and "template" or name)
-  local p = progress.new { label = label, unit = "bytes" }
+  local p = progress.new { label = label, total = flat.length, unit = "bytes" }
   local fn = kind == "Template" and self.client.upload_template or self.client.upload_volume
-  local r, err = fn(self.client, flat.file, params, { progress = p:callback(), overwrite = true,
-    on_created = function(id) return self:tag(kind, id, source) end })
+  local r, err = fn(self.client, flat.open or flat.file, params, { progress = p:callback(), overwrite = true,
+    filename = name .. ".vhd", on_created = function(id) return self:tag(kind, id, source) end })
   p:finish()
   if r then
-    self:drop_disk(flat.file)
-    return r, flat
+    if not flat.open then self:drop_disk(flat.file) end   -- a --keep-disks copy of a stream stays
+    return r, flat, err
   end
   if cloud.ambiguous(err) then
     log.warn(("%s of %s ended without a clear answer (%s); looking it up by its tag"):format(label, name,
@@ -332,17 +394,17 @@ function Engine:template(vm, own)
       local ostypeid = self:os_type_id(vm)
       self:act(vm, "upload template", ("%s (root disk %s)"):format(name, tostring(root.name)))
       if self.dry then
-        self:flatten(vm, root)
+        self:source(vm, root)
         return nil
       end
-      local r, flat = self:upload("Template", vm, own, root, name, source, {
+      local r, flat, sent = self:upload("Template", vm, own, root, name, source, {
         name = name, displaytext = ("%s (recovered root disk of %s)"):format(name, vm.name),
         format = self:disk_format():upper(), hypervisor = self:hypervisor(), zoneid = self:zone_id(),
         ostypeid = ostypeid,
         account = own.account.name, domainid = own.domainid,
         requireshvm = vm.template.requires_hvm ~= false, passwordenabled = vm.template.password_enabled == true,
       })
-      if r then return { id = r.id, zero_filled = flat.zero_filled } end
+      if r then return uploaded(r, flat, sent) end
     end
     step_fail("template", "no clear answer from the new cloud after " .. ATTEMPTS .. " attempts")
   end, function(data) return self:alive("Template", data.id, own) ~= nil end)
@@ -360,14 +422,14 @@ function Engine:volume(vm, own, d)
       end
       self:act(vm, "upload volume", ("%s (disk %s)"):format(name, tostring(d.name)))
       if self.dry then
-        self:flatten(vm, d)
+        self:source(vm, d)
         return nil
       end
-      local r, flat = self:upload("Volume", vm, own, d, name, source, {
+      local r, flat, sent = self:upload("Volume", vm, own, d, name, source, {
         name = name, format = self:disk_format():upper(), zoneid = self:zone_id(), account = own.account.name,
         domainid = own.domainid,
       })
-      if r then return { id = r.id, zero_filled = flat.zero_filled } end
+      if r then return uploaded(r, flat, sent) end
     end
     step_fail("volume", "no clear answer from the new cloud after " .. ATTEMPTS .. " attempts")
   end, function(data) return self:alive("Volume", data.id, own) ~= nil end)
@@ -539,7 +601,7 @@ function Engine:machine(vm, own)
       self:act(vm, "attach volume", ("%s as device %d"):format(d.upload_name or d.name, ids[d]))
     end
     volumes[#volumes + 1] = { old_id = d.id, name = d.upload_name or d.name, new_id = v and v.id or json.null,
-      deviceid = ids[d], size = d.size }
+      deviceid = ids[d], size = d.size, sha256 = v and v.sha256, bytes = v and v.bytes }
   end
   if vm.start then
     self:check_parent()
@@ -547,6 +609,7 @@ function Engine:machine(vm, own)
   end
   local result = {
     new_id = dep and dep.id or json.null, template_id = tpl and tpl.id or json.null,
+    template_sha256 = tpl and tpl.sha256, template_bytes = tpl and tpl.bytes,
     volumes = json.array(volumes), left_out = left_out, offering = own.offering.name, offering_id = own.offering.id,
     account_id = own.account.id, domainid = own.domainid, zero_filled = zf, hostname = vm.hostname,
   }

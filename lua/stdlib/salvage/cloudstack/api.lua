@@ -402,21 +402,26 @@ end
 
 local function basename(path) return (path:match("([^/]+)$") or path) end
 
--- POST the file to the upload URL; nil, err on anything but 200.
-function Client:post_upload(command, file, up, opts)
+-- POST the body (a file path, or a salvage.stream sent once from C) to the upload URL;
+-- nil, err on anything but 200. A stream goes on a fresh connection: a POST upload URL is
+-- single-use, so the transport must never re-send it on a kept-alive connection.
+function Client:post_upload(command, body, up, opts)
+  local stream = type(body) ~= "string"
   -- the server checks the file name's extension against the format (.vhd, .qcow2)
   local ext = "." .. (opts.format or "VHD"):lower()
-  local filename = basename(file)
+  local filename = stream and (opts.filename or ("disk" .. ext)) or basename(body)
   if filename:lower():sub(-#ext) ~= ext then filename = filename .. ext end
   local progress
   if opts.progress then
     local cb = opts.progress
     progress = function(_, _, ultotal, ulnow) return cb(ulnow, ultotal) end
   end
+  local part = { name = "file", filename = filename, type = "application/octet-stream" }
+  if stream then part.stream = body else part.file = body end
   local res, msg, code = self.http:request {
-    method = "POST", url = up.postURL,
+    method = "POST", url = up.postURL, fresh = stream,
     headers = { ["X-signature"] = up.signature, ["X-metadata"] = up.metadata, ["X-expires"] = up.expires },
-    form = { { name = "file", file = file, filename = filename, type = "application/octet-stream" } },
+    form = { part },
     connect_timeout = self.connect_timeout, timeout = opts.timeout, stall_timeout = opts.stall_timeout or 300,
     upload_buffer = opts.upload_buffer,
     verify_tls = self.verify_tls, cafile = self.cafile, progress = progress,
@@ -512,17 +517,62 @@ local function add_checksum(p, file, opts)
   return true
 end
 
+-- A transfer that failed on the way (connection, timeout, 5xx) is worth a new URL; a refusal
+-- of what was sent (4xx: not a VHD, bad checksum) is not.
+local function transfer_failed(err)
+  return err.code ~= "EUPLOAD" or (err.http_status or 0) >= 500
+end
+
+-- make(): a new salvage.stream for each attempt. Each attempt gets a new upload URL (POST
+-- upload URLs are single-use); the entity of a failed one is deleted so the name stays unique.
+local function upload_stream(self, command, kind, make, p, opts)
+  local attempts, last = opts.attempts or 3, nil
+  for attempt = 1, attempts do
+    local s, serr, scode = make()
+    if not s then return nil, api_error { command = command, code = scode or "EIO", errortext = serr } end
+    local r, err = self:call(kind == "template" and "getUploadParamsForTemplate" or "getUploadParamsForVolume", p)
+    if not r then s:close(); return nil, err end
+    local up = r.getuploadparams
+    if opts.on_created then
+      local okc, cberr = opts.on_created(up.id)
+      if not okc then s:close(); return nil, cberr end
+    end
+    local length = s:length()
+    local res, uerr = self:post_upload(command, s, up, opts)
+    s:close()
+    if res then
+      local e, werr
+      if kind == "template" then e, werr = self:wait_template(up.id, p, opts, command)
+      else e, werr = self:wait_volume(up.id, p, opts, command) end
+      if not e then return nil, werr end
+      return e, { sha256 = res.sent_sha256, bytes = length, attempts = attempt }
+    end
+    last = uerr
+    if not transfer_failed(uerr) or attempt == attempts then break end
+    log.warn("upload failed; starting again from the first byte with a new upload URL",
+      { command = command, id = up.id, attempt = attempt, error = uerr.errortext })
+    if kind == "template" then self:call("deleteTemplate", { id = up.id, zoneid = p.zoneid })
+    else self:call("deleteVolume", { id = up.id }) end
+  end
+  return nil, last
+end
+
 --- Upload a VHD as a template (getUploadParamsForTemplate + POST) and wait
--- until it is ready. params: name, zoneid, ostypeid, displaytext, account,
+-- until it is ready. source: a file path, or a function returning a new salvage.stream
+-- (streamed from C; a failed transfer starts again with a new stream and a new URL, up
+-- to opts.attempts = 3). params: name, zoneid, ostypeid, displaytext, account,
 -- domainid, checksum, ... opts: {progress = function(done, total), poll_interval, job_timeout,
--- checksum = true | "md5" (compute and send the file's digest), on_created = function(id) -> true |
--- nil, err: called once the server made the template, before the upload (to tag and journal it)}
-function Client:upload_template(file, params, opts)
+-- checksum = true | "md5" (files: compute and send the file's digest), filename, attempts,
+-- on_created = function(id) -> true | nil, err: called once the server made the template,
+-- before the upload (to tag and journal it; for a stream, at every attempt)}.
+-- -> template, sent | nil, err; sent = {sha256, bytes, attempts} for a stream.
+function Client:upload_template(source, params, opts)
   opts = opts or {}
-  local st, serr, scode = sys.stat(file)
-  if not st then return nil, api_error { command = "upload_template", code = scode, errortext = serr } end
   local p = with_defaults(params, { format = "VHD", hypervisor = "XenServer", displaytext = params and params.name })
-  local ok, cerr = add_checksum(p, file, opts)
+  if type(source) == "function" then return upload_stream(self, "upload_template", "template", source, p, opts) end
+  local st, serr, scode = sys.stat(source)
+  if not st then return nil, api_error { command = "upload_template", code = scode, errortext = serr } end
+  local ok, cerr = add_checksum(p, source, opts)
   if not ok then return nil, cerr end
   local r, err = self:call("getUploadParamsForTemplate", p)
   if not r then return nil, err end
@@ -531,7 +581,8 @@ function Client:upload_template(file, params, opts)
     local okc, cberr = opts.on_created(up.id)
     if not okc then return nil, cberr end
   end
-  local _, uerr = self:post_upload("upload_template", file, up, setmetatable({ format = p.format }, { __index = opts }))
+  local popts = setmetatable({ format = p.format }, { __index = opts })
+  local _, uerr = self:post_upload("upload_template", source, up, popts)
   if not uerr then
     return self:wait_template(up.id, p, opts, "upload_template")
   end
@@ -539,13 +590,15 @@ function Client:upload_template(file, params, opts)
 end
 
 --- Upload a VHD as a data volume (getUploadParamsForVolume + POST) and wait
--- until it is Uploaded. params: name, zoneid, diskofferingid, account, domainid, checksum.
-function Client:upload_volume(file, params, opts)
+-- until it is Uploaded. source and opts as for upload_template. params: name, zoneid,
+-- diskofferingid, account, domainid, checksum.
+function Client:upload_volume(source, params, opts)
   opts = opts or {}
-  local st, serr, scode = sys.stat(file)
-  if not st then return nil, api_error { command = "upload_volume", code = scode, errortext = serr } end
   local p = with_defaults(params, { format = "VHD" })
-  local ok, cerr = add_checksum(p, file, opts)
+  if type(source) == "function" then return upload_stream(self, "upload_volume", "volume", source, p, opts) end
+  local st, serr, scode = sys.stat(source)
+  if not st then return nil, api_error { command = "upload_volume", code = scode, errortext = serr } end
+  local ok, cerr = add_checksum(p, source, opts)
   if not ok then return nil, cerr end
   local r, err = self:call("getUploadParamsForVolume", p)
   if not r then return nil, err end
@@ -554,7 +607,8 @@ function Client:upload_volume(file, params, opts)
     local okc, cberr = opts.on_created(up.id)
     if not okc then return nil, cberr end
   end
-  local _, uerr = self:post_upload("upload_volume", file, up, setmetatable({ format = p.format }, { __index = opts }))
+  local popts = setmetatable({ format = p.format }, { __index = opts })
+  local _, uerr = self:post_upload("upload_volume", source, up, popts)
   if uerr then return nil, uerr end
   return self:wait_volume(up.id, p, opts, "upload_volume")
 end

@@ -9,13 +9,18 @@ local recover = require "salvage.recover"
 
 local spec = {
   usage = "salvage recover PLAN.json --zone ZONE --workdir DIR [--profile NAME] [--workers N] "
-    .. "[--dry-run] [--only VM]... [--format table|json|csv] [--hypervisor kvm|xenserver] [--kvm-primary POOL=DIR]",
+    .. "[--scratch DIR] [--keep-disks] [--dry-run] [--only VM]... [--format table|json|csv] "
+    .. "[--hypervisor kvm|xenserver] [--kvm-primary POOL=DIR]",
   summary = "recover the VMs of a plan into the new cloud (resumable)",
   description = [[
-Per VM: flatten each disk chain into DIR (sources are never written), ensure the
-domain, account and service offering, upload the root disk as a template, deploy the
-VM stopped with its old names, upload and attach the data disks, start it if the
-policy says so. Every finished step is journaled in DIR/journal.jsonl: run the same
+Per VM: ensure the domain, account and service offering, upload the root disk as a
+template, deploy the VM stopped with its old names, upload and attach the data disks,
+start it if the policy says so. Each disk is streamed from its chain straight into the
+new cloud (sources are never written; nothing is stored): DIR holds only the journal,
+the report and a lock. --scratch SCRATCH flattens each disk into SCRATCH first and
+uploads the file (for links or clouds where a local copy helps); --keep-disks keeps a
+copy of what was sent, in SCRATCH (or DIR)/disks.
+Every finished step is journaled in DIR/journal.jsonl: run the same
 command again after any interruption and it continues where it stopped, creating
 nothing twice. The report is printed and written to DIR/report.json.
 KVM: the zone's hypervisor comes from the API (or --hypervisor); a KVM zone gets
@@ -33,7 +38,8 @@ SALVAGE_API_KEY, SALVAGE_SECRET_KEY.]],
     { "profile", short = "p", value = "NAME", help = "API credentials profile (salvage config)" },
     { "api-profile", value = "NAME", help = "old name of --profile" },
     { "zone", value = "ZONE", required = true, help = "zone name or id in the new cloud" },
-    { "workdir", value = "DIR", required = true, help = "flattened disks, journal and report" },
+    { "workdir", value = "DIR", required = true, help = "journal, report and lock" },
+    { "scratch", value = "SCRATCH", help = "flatten each disk into SCRATCH/disks, then upload the file" },
     { "workers", short = "j", value = "N", type = "integer", default = 1, help = "VMs recovered at a time" },
     { "dry-run", short = "n", help = "look up and check everything, create nothing; print what would be done" },
     { "only", value = "VM", multi = true, help = "only this VM (name, id or uuid)" },
@@ -44,7 +50,7 @@ SALVAGE_API_KEY, SALVAGE_SECRET_KEY.]],
     { "hypervisor", value = "H", choices = { "kvm", "xenserver" },
       help = "the target zone's hypervisor (default: asked from the API)" },
     { "kvm-primary", value = "POOL=DIR", help = "zero-copy: write qcow2 into this NFS pool, mounted at DIR" },
-    { "keep-disks", help = "keep the flattened disks once uploaded (default: deleted)" },
+    { "keep-disks", help = "keep a copy of every disk sent, in SCRATCH (or DIR)/disks (written while streaming)" },
     { "switch-cloud", help = "use a workdir made against another cloud (every id is checked again)" },
     { "policy-changed", help = "use a policy other than the one the plan was made with" },
     { "worker-vm", value = "ID", help = "(internal) run one VM as a worker process" },
@@ -90,17 +96,22 @@ function M.run(argv)
     if opts.hypervisor == "xenserver" then cli.usage_error("recover: --kvm-primary needs a KVM zone") end
     opts.hypervisor = "kvm"
   end
+  local scratch
+  if opts.scratch then
+    if not opts.dry_run then sys.mkdir(opts.scratch) end
+    scratch = sys.realpath(opts.scratch) or opts.scratch
+  end
   local client = M.client(opts.api_profile, { poll_interval = opts.poll_interval })
   local run_opts = {
     client = client, zone = opts.zone, workdir = workdir, workers = opts.workers,
-    dry_run = opts.dry_run, only = opts.only, policy = policy, keep_disks = opts.keep_disks,
+    dry_run = opts.dry_run, only = opts.only, policy = policy, keep_disks = opts.keep_disks, scratch = scratch,
     switch_cloud = opts.switch_cloud,
     worker_vm = opts.worker_vm, parent_pid = opts.parent_pid, poll_interval = opts.poll_interval,
     hypervisor = opts.hypervisor, kvm_primary = kvm_primary,
     worker_argv = recover.worker_argv { plan = sys.realpath(opts[1]) or opts[1], zone = opts.zone,
       workdir = workdir, policy = policy_file, policy_changed = opts.policy_changed,
       api_profile = opts.api_profile, poll_interval = opts.poll_interval, keep_disks = opts.keep_disks,
-      hypervisor = opts.hypervisor, kvm_primary = opts.kvm_primary },
+      hypervisor = opts.hypervisor, kvm_primary = opts.kvm_primary, scratch = scratch },
   }
   local ok, report = pcall(recover.run, p, run_opts)
   if not ok then

@@ -178,6 +178,8 @@ subcommands.scan = {
     for _, vg in ipairs(vgs) do
       out(("vg=%s pv=%s extent_size=%d seqno=%d lvs=%d\n"):format(vg.name, vg.pv_id, vg.extent_size, vg.seqno,
         #vg.lvs))
+      local sr = vg.sr_metadata and vg.sr_metadata.sr
+      if sr then out(("sr=%s name=%q\n"):format(tostring(sr.uuid), sr.name_label or "")) end
       for _, w in ipairs(vg.warnings) do out(("! warning: %s\n"):format(w)) end
     end
     local kids, roots, by_path = {}, {}, {}
@@ -198,17 +200,20 @@ subcommands.scan = {
     end
     local function show(e, depth)
       local pad = ("   "):rep(depth)
+      -- the VDI's name as XenServer kept it in MGT (not a vhd-util field; last on the line)
+      local label = e.name_label and (" name=%q"):format(e.name_label) or ""
       if e.kind == "lvm" then -- an image that could not be read as an LVM PV
         out(("lvm=%s unreadable\n"):format(e.path:sub(5)))
       elseif e.kind == "raw" then
-        out(("%sraw=%s capacity=%d size=%d hidden=%d\n"):format(pad, name(e.path), e.size, e.size, e.hidden and 1 or 0))
+        out(("%sraw=%s capacity=%d size=%d hidden=%d%s\n"):format(pad, name(e.path), e.size, e.size,
+          e.hidden and 1 or 0, label))
       elseif e.kind == "mgt" or e.kind == "other" or e.kind == "journal" then
         out(("%slv=%s size=%d (%s)\n"):format(pad, name(e.path), e.size,
           ({ mgt = "SR metadata", journal = "SM journal" })[e.kind] or "not a VDI"))
       else
-        out(("%svhd=%s capacity=%s size=%s hidden=%s parent=%s\n"):format(pad, name(e.path),
+        out(("%svhd=%s capacity=%s size=%s hidden=%s parent=%s%s\n"):format(pad, name(e.path),
           tostring(e.capacity or "?"), tostring(e.size or "?"), e.hidden and 1 or 0,
-          e.parent and name(e.parent) or "none"))
+          e.parent and name(e.parent) or "none", label))
       end
       for _, p in ipairs(e.problems) do
         out(("%s   ! %s %s: %s\n"):format(("   "):rep(depth), p.severity, p.code, p.message))

@@ -20,7 +20,7 @@ M.methods = Engine
 
 --- worker_argv(o) -> function(vm_id) -> argv: the one place that builds a worker's
 -- command line. o: exe (default this binary), plan (file), zone, workdir, policy
--- (file), policy_changed, api_profile, poll_interval, keep_disks; every option
+-- (file), policy_changed, api_profile, poll_interval, scratch, keep_disks; every option
 -- of the run a worker needs.
 function M.worker_argv(o)
   assert(type(o) == "table" and o.plan and o.zone and o.workdir, "worker_argv: plan, zone and workdir expected")
@@ -32,6 +32,7 @@ function M.worker_argv(o)
     if o.poll_interval then a[#a + 1] = "--poll-interval"; a[#a + 1] = tostring(o.poll_interval) end
     if o.hypervisor then a[#a + 1] = "--hypervisor"; a[#a + 1] = o.hypervisor end
     if o.kvm_primary then a[#a + 1] = "--kvm-primary"; a[#a + 1] = o.kvm_primary end
+    if o.scratch then a[#a + 1] = "--scratch"; a[#a + 1] = o.scratch end
     if o.keep_disks then a[#a + 1] = "--keep-disks" end
     if o.policy_changed then a[#a + 1] = "--policy-changed" end
     a[#a + 1] = "--worker-vm"; a[#a + 1] = tostring(vm_id)

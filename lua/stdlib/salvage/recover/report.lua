@@ -14,7 +14,7 @@ local M = {}
 function M.build(self, vms, status, elapsed)
   local j = self.journal
   local r = {
-    dry_run = self.dry, zone = self.opts.zone, workdir = self.workdir, elapsed = elapsed,
+    dry_run = self.dry, zone = self.opts.zone, workdir = self.workdir, scratch = self.scratch, elapsed = elapsed,
     recovered = json.array({}), failed = json.array({}), skipped = json.array({}),
     accounts = json.array({}),
   }
@@ -28,6 +28,7 @@ function M.build(self, vms, status, elapsed)
     if done then
       r.recovered[#r.recovered + 1] = {
         id = vm.id, name = vm.name, new_id = done.new_id, template_id = done.template_id,
+        template_sha256 = done.template_sha256, template_bytes = done.template_bytes,
         domain_path = vm.owner.domain_path, account = vm.owner.account,
         old_domain_path = vm.owner.old_domain_path, old_account = vm.owner.old_account,
         cpu = vm.spec.cpu, speed = vm.spec.speed, ram = vm.spec.ram, offering = done.offering,
@@ -143,7 +144,7 @@ function M.table(report)
   for _, w in ipairs(report.warnings or {}) do out[#out + 1] = "warning: " .. w end
   if (report.scratch_peak_bytes or 0) > 0 then
     out[#out + 1] = ("scratch: peak %s in %s/disks"):format(planlib.human(report.scratch_peak_bytes),
-      report.workdir or ".")
+      report.scratch or report.workdir or ".")
   end
   if report.dry_run then
     out[#out + 1] = ("would recover %d, %d would fail, %d skipped (dry run: nothing created)"):format(

@@ -70,6 +70,33 @@ local function scan_vhd_lv(vhd, e)
   h:close()
 end
 
+local ENTITIES = { lt = "<", gt = ">", amp = "&", quot = '"', apos = "'" }
+local function unxml(v) return (v:gsub("&(%a+);", function(n) return ENTITIES[n] end)) end
+
+--- XenServer's SR metadata volume (MGT, doc/lvhd.md §2): "XSSM:<length>:1:2", then XML records
+-- padded with spaces. -> {sr = {uuid, name_label, name_description}, vdis = {uuid = {...}}} | nil
+local function parse_mgt(blob)
+  local len = blob:match("^XSSM:%s*(%d+)%s*:1:%d")
+  if not len then return nil end
+  blob = blob:sub(1, tonumber(len))
+  local function field(rec, k)
+    local v = rec:match("<" .. k .. ">(.-)</" .. k .. ">")
+    return v and unxml(v)
+  end
+  local head = blob:match("^(.-)<vdi>") or blob
+  local r = { sr = { uuid = field(head, "uuid"), name_label = field(head, "name_label"),
+    name_description = field(head, "name_description") }, vdis = {} }
+  for rec in blob:gmatch("<vdi>(.-)</vdi>") do
+    local v = {}
+    for _, k in ipairs({ "name_label", "name_description", "uuid", "is_a_snapshot", "snapshot_of", "snapshot_time",
+      "type", "vdi_type", "read_only", "deleted" }) do
+      v[k] = field(rec, k)
+    end
+    if v.uuid and v.deleted ~= "1" then r.vdis[v.uuid] = v end
+  end
+  return r
+end
+
 --- Every LV of the VG on an LVM image or device (lvm:IMAGE): VHD chains, raw volumes, the rest.
 local function scan_lvm(vhd, spec, list, vgs)
   local image = spec:sub(5)
@@ -79,9 +106,19 @@ local function scan_lvm(vhd, spec, list, vgs)
     return
   end
   vgs[#vgs + 1] = vg
+  local mgt
+  for _, lv in ipairs(vg.lvs) do
+    if lv.name == "MGT" and not lv.problem then
+      local blob = lvm.read_lv(image, "MGT", 0, math.min(lv.size, 4 << 20))
+      mgt = blob and parse_mgt(blob)
+      vg.sr_metadata = mgt
+    end
+  end
   for _, lv in ipairs(vg.lvs) do
     local e = { path = "lvm:" .. image .. ":" .. lv.name, lv = lv.name, vg = vg.name, kind = lv_kind(lv.name),
       size = lv.size, read_only = lv.read_only, problems = {} }
+    local vdi = mgt and mgt.vdis[lv.name:match("^%u+%-(.+)$") or ""]
+    if vdi then e.name_label, e.snapshot_of = vdi.name_label, vdi.snapshot_of ~= "" and vdi.snapshot_of or nil end
     if lv.problem then
       e.problems[1] = { code = lv.problem_code, severity = "error", message = lv.problem }
     elseif e.kind == "vhd" then
@@ -100,8 +137,9 @@ end
 
 --- vhd.scan(paths [, {match = GLOB}]) -> array of {path, capacity, size, hidden, uuid, parent_uuid, parent, problems},
 -- vgs. A path "lvm:IMAGE" scans every LV of the VG on that image or device: entries then also have
--- kind ("vhd", "raw", "mgt", "other"), lv, vg, read_only, and path "lvm:IMAGE:LV"; vgs lists the
--- VGs read (salvage.lvm's tables).
+-- kind ("vhd", "raw", "mgt", "journal", "other"), lv, vg, read_only, path "lvm:IMAGE:LV", and the
+-- name_label (snapshot_of) XenServer kept for the VDI in the SR's MGT volume; vgs lists the VGs read
+-- (salvage.lvm's tables, with sr_metadata = {sr, vdis} from MGT).
 local function scan(vhd, paths, opts)
   opts = opts or {}
   if type(paths) == "string" then paths = { paths } end
