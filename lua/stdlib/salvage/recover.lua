@@ -364,7 +364,7 @@ function Engine:upload(kind, vm, own, d, name, source, params)
   local p = progress.new { label = label, total = flat.length, unit = "bytes" }
   local fn = kind == "Template" and self.client.upload_template or self.client.upload_volume
   local r, err = fn(self.client, flat.open or flat.file, params, { progress = p:callback(), overwrite = true,
-    filename = name .. ".vhd", on_created = function(id) return self:tag(kind, id, source) end })
+    filename = name .. "." .. self:disk_format(), on_created = function(id) return self:tag(kind, id, source) end })
   p:finish()
   if r then
     if not flat.open then self:drop_disk(flat.file) end   -- a --keep-disks copy of a stream stays

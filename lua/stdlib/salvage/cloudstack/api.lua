@@ -538,7 +538,7 @@ local function upload_stream(self, command, kind, make, p, opts)
       if not okc then s:close(); return nil, cberr end
     end
     local length = s:length()
-    local res, uerr = self:post_upload(command, s, up, opts)
+    local res, uerr = self:post_upload(command, s, up, setmetatable({ format = p.format }, { __index = opts }))
     s:close()
     if res then
       local e, werr
