@@ -39,7 +39,7 @@ CTESTS     := $(patsubst tests/c/%.c,$(BUILD)/tests/%,$(CTEST_SRCS))
 
 MODULES := $(patsubst src/l%.c,$(BUILD)/lua/salvage/%.so,$(BINDING_SRCS))
 
-.PHONY: all deps dberr deb man check test demo bench fuzz modules install clean asan-check
+.PHONY: all deps dberr deb man check test demo demo-kvm bench fuzz modules install clean asan-check
 all: salvage
 
 salvage: $(BUILD)/salvage
@@ -114,6 +114,10 @@ asan-check: deps
 demo: deps
 	$(MAKE) all
 	./salvage demo
+
+demo-kvm: deps
+	$(MAKE) all
+	./salvage demo --kvm
 
 bench: deps
 	$(MAKE) all

@@ -13,10 +13,12 @@
  *   h:write(off, data)  -> true | nil, msg, code   (vhd.create handles, or opened {write = true})
  *   h:set_hidden(bool), h:sync(), h:close()   (close/__close/__gc: one idempotent function)
  *   vhd.check(path [, {search}])                    -> {path, ok, chain, problems = {{code, severity, message, file, block}}}
- *   vhd.flatten(leaf, out [, {format, force, overwrite, search, progress}])
+ *   vhd.flatten(leaf, out [, {format, force, overwrite, search, progress, drop_zero}])
+ *                          format "vhd" (default), "raw" or "qcow2" (src/qcow2/; drop_zero: a read-only
+ *                          pre-pass leaves all-zero clusters out of the file instead of as free clusters)
  *                                                   -> {path, virtual_size, bytes_written, blocks_written, format, uuid,
  *                                                       zero_filled, assumed_unallocated, problems} | nil, msg, code
- *   vhd.stream(leaf [, {format, drop_zero, search}]) -> salvage.stream: the flattened standalone VHD (or raw),
+ *   vhd.stream(leaf [, {format, drop_zero, search}]) -> salvage.stream: the flattened standalone VHD (raw, qcow2),
  *                                                      exact length known before the first byte | nil, msg, code
  *   vhd.create(path, {size, type, parent, block_size, hidden, xenserver, strict}) -> writable handle | nil, msg, code
  *       block_size other than 2 MiB needs xenserver = false (then no batmap, creator "qem2");
@@ -33,6 +35,7 @@
 #include "lutil.h"
 #include "lvm/lvm.h"
 #include "lstream.h"
+#include "qcow2/qcow2.h"
 #include "vhd/vhd.h"
 
 #define MT "salvage.vhd"
@@ -302,7 +305,7 @@ static int opt_bool(lua_State *L, int idx, const char *k)
 /* The options each function takes: an unknown key raises (lutil.h). */
 static const char *const open_keys[] = {"search", "write", NULL};
 static const char *const check_keys[] = {"search", NULL};
-static const char *const flatten_keys[] = {"format", "progress", "force", "overwrite", "search", NULL};
+static const char *const flatten_keys[] = {"format", "progress", "force", "overwrite", "search", "drop_zero", NULL};
 static const char *const stream_keys[] = {"format", "drop_zero", "search", NULL};
 static const char *const create_keys[] = {"size", "type", "parent", "block_size", "hidden", "strict", "xenserver",
 	NULL};
@@ -687,6 +690,60 @@ static int progress_cb(void *ctx, uint64_t done, uint64_t total)
 	return go;
 }
 
+static void from_stream_err(vhd_err *e, const stream_err *se)
+{
+	snprintf(e->code, sizeof e->code, "%s", se->code[0] ? se->code : "EIO");
+	snprintf(e->msg, sizeof e->msg, "%s", se->msg);
+}
+
+/* The chain as a disk_source at the qcow2 cluster size (allocation from the sector bitmaps). */
+static int qcow2_source(vhd_source *vs, vhd_file *leaf, int force, vhd_err *e)
+{
+	if (vhd_source_init(vs, leaf, force, e) != 0)
+		return -1;
+	return vhd_source_set_grain(vs, QCOW2_CLUSTER, e);
+}
+
+/*
+ * The chain through the qcow2 writer into a file: the qcow2 stream over the
+ * chain's disk_source, saved the project's way (temporary name, holes,
+ * fsync, rename). Zero-filled ranges (force) come back in r as for flatten.
+ */
+static int flatten_qcow2(vhd_file *leaf, const char *out, const vhd_flatten_opts *fo, int drop_zero,
+			 vhd_flatten_result *r, vhd_err *e)
+{
+	memset(r, 0, sizeof *r);
+	if (vhd_chain_holds(leaf, out)) {
+		vhd_seterr(e, "EINVAL", "%s: output is a file of the chain being flattened", out);
+		return -1;
+	}
+	vhd_source vs;
+	if (qcow2_source(&vs, leaf, fo->force, e) != 0)
+		return -1;
+	out_stream_opts so = { .drop_zero = drop_zero };
+	stream_err se = { "", "" };
+	out_stream *s = qcow2_stream_open(&vs.src, &so, &se);
+	int rc = -1;
+	if (s != NULL) {
+		stream_save_opts sv = { .overwrite = fo->overwrite, .progress = fo->progress,
+					.progress_ctx = fo->progress_ctx };
+		uint64_t written = 0;
+		rc = qcow2_save(s, out, &sv, &written, &se);
+		r->bytes_written = written;
+		r->blocks_written = qcow2_stream_data_clusters(s); /* 64 KiB clusters holding data */
+		out_stream_close(s);
+	}
+	if (rc != 0) {
+		from_stream_err(e, &se);
+		vhd_source_free(&vs);
+		return -1;
+	}
+	r->virtual_size = leaf->footer.current_size;
+	r->zero_filled = vs.rctx.ranges; /* handed over to r */
+	r->nzero = vs.rctx.nranges;
+	return 0;
+}
+
 /* vhd.flatten(leaf, out, {format, progress, force, search}) */
 static int l_flatten(lua_State *L)
 {
@@ -696,17 +753,21 @@ static int l_flatten(lua_State *L)
 		luaL_checktype(L, 3, LUA_TTABLE);
 	check_opts(L, 3, "vhd.flatten", flatten_keys);
 	vhd_flatten_opts fo = { 0 };
+	int qcow2 = 0, drop_zero = 0;
 	pcb cb = { L, 0, 0, LUA_NOREF };
 	if (lua_istable(L, 3)) {
 		lua_getfield(L, 3, "format");
 		const char *fmt = lua_isnil(L, -1) ? "vhd" : luaL_checkstring(L, -1);
 		if (strcmp(fmt, "raw") == 0)
 			fo.raw = 1;
+		else if (strcmp(fmt, "qcow2") == 0)
+			qcow2 = 1;
 		else if (strcmp(fmt, "vhd") != 0)
-			return luaL_error(L, "format must be \"vhd\" or \"raw\", got \"%s\"", fmt);
+			return luaL_error(L, "format must be \"vhd\", \"raw\" or \"qcow2\", got \"%s\"", fmt);
 		lua_pop(L, 1);
 		fo.force = opt_bool(L, 3, "force");
 		fo.overwrite = opt_bool(L, 3, "overwrite");
+		drop_zero = opt_bool(L, 3, "drop_zero");
 		lua_getfield(L, 3, "progress");
 		if (!lua_isnil(L, -1)) {
 			luaL_checktype(L, -1, LUA_TFUNCTION);
@@ -727,7 +788,7 @@ static int l_flatten(lua_State *L)
 	vhd_flatten_result r;
 	int rc = vhd_resolve_chain(h->f, &o, &e);
 	if (rc == 0)
-		rc = vhd_flatten(h->f, out, &fo, &r, &e);
+		rc = qcow2 ? flatten_qcow2(h->f, out, &fo, drop_zero, &r, &e) : vhd_flatten(h->f, out, &fo, &r, &e);
 	/* warnings of the chain, for the caller to show */
 	lua_newtable(L);
 	int n = 0;
@@ -751,8 +812,8 @@ static int l_flatten(lua_State *L)
 	set_int(L, "virtual_size", (lua_Integer)r.virtual_size);
 	set_int(L, "bytes_written", (lua_Integer)r.bytes_written);
 	set_int(L, "blocks_written", (lua_Integer)r.blocks_written);
-	set_str(L, "format", fo.raw ? "raw" : "vhd");
-	if (!fo.raw)
+	set_str(L, "format", qcow2 ? "qcow2" : fo.raw ? "raw" : "vhd");
+	if (!fo.raw && !qcow2)
 		set_str(L, "uuid", r.uuid);
 	lua_newtable(L);
 	lua_newtable(L);
@@ -785,7 +846,7 @@ static int l_stream(lua_State *L)
 {
 	const char *leaf = luaL_checkstring(L, 1);
 	out_stream_opts so = { 0 };
-	int raw = 0;
+	int raw = 0, qcow2 = 0;
 	if (!lua_isnoneornil(L, 2)) {
 		luaL_checktype(L, 2, LUA_TTABLE);
 		check_opts(L, 2, "vhd.stream", stream_keys);
@@ -794,8 +855,10 @@ static int l_stream(lua_State *L)
 		const char *fmt = lua_isnil(L, -1) ? "vhd" : luaL_checkstring(L, -1);
 		if (strcmp(fmt, "raw") == 0)
 			raw = 1;
+		else if (strcmp(fmt, "qcow2") == 0)
+			qcow2 = 1;
 		else if (strcmp(fmt, "vhd") != 0)
-			return luaL_error(L, "format must be \"vhd\" or \"raw\", got \"%s\"", fmt);
+			return luaL_error(L, "format must be \"vhd\", \"raw\" or \"qcow2\", got \"%s\"", fmt);
 		lua_pop(L, 1);
 	}
 	handle *h = new_handle(L);
@@ -808,13 +871,21 @@ static int l_stream(lua_State *L)
 		return luaL_error(L, "out of memory");
 	b->release = free_source;
 	h->f = open_any(leaf, &o, &e);
-	if (h->f == NULL || vhd_resolve_chain(h->f, &o, &e) != 0 || vhd_source_init(b->ctx, h->f, 0, &e) != 0)
+	if (h->f == NULL || vhd_resolve_chain(h->f, &o, &e) != 0)
+		return fail(L, &e);
+	if ((qcow2 ? qcow2_source(b->ctx, h->f, 0, &e) : vhd_source_init(b->ctx, h->f, 0, &e)) != 0)
 		return fail(L, &e);
 	vhd_source *vs = b->ctx;
-	b->s = raw ? raw_stream_open(&vs->src, &e) : vhd_stream_open(&vs->src, &so, &e);
+	if (qcow2) {
+		stream_err se = { "", "" };
+		if ((b->s = qcow2_stream_open(&vs->src, &so, &se)) == NULL)
+			from_stream_err(&e, &se);
+	} else {
+		b->s = raw ? raw_stream_open(&vs->src, &e) : vhd_stream_open(&vs->src, &so, &e);
+	}
 	if (b->s == NULL)
 		return fail(L, &e);
-	if (!raw)
+	if (!raw && !qcow2)
 		vhd_stream_uuid(b->s, b->id);
 	return 1;
 }

@@ -308,6 +308,18 @@ out_stream *tee_stream_open(out_stream *inner, const char *path, vhd_err *e);
 /* The footer UUID of a stream from vhd_stream_open, as text. */
 void vhd_stream_uuid(const out_stream *s, char out[37]);
 
+/* ---- a chain as input to writers of other formats (clusters.c) ---- */
+/* 1 when path is (the same inode as) a file of leaf's chain. */
+int vhd_chain_holds(const vhd_file *leaf, const char *path);
+/* 1 when any of the sectors may read non-zero through the chain (BATs and sector bitmaps only;
+ * 1 when a bitmap cannot be read or a block is damaged: the reader then refuses or reports it),
+ * 0 when they surely read as zeros. */
+int vhd_may_hold_data(vhd_file *f, uint64_t sector, uint64_t count);
+/* Answer s's allocation map at a finer grain (a power of two, 512 B to the block size) from
+ * the sector bitmaps: a 64 KiB cluster of an allocated block whose sectors no level wrote is
+ * then known to read as zeros. 0, or -1 with e filled (EINVAL). */
+int vhd_source_set_grain(vhd_source *s, uint32_t grain, vhd_err *e);
+
 /* ---- I/O helpers (io.c) ---- */
 ssize_t vhd_pread_all(int fd, void *buf, size_t len, uint64_t off);  /* short only at EOF; -1 on error */
 int vhd_pwrite_all(int fd, const void *buf, size_t len, uint64_t off);

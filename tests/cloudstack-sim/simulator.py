@@ -406,7 +406,368 @@ OS_TYPES = [
 ]
 
 
-class Cloud:
+# --------------------------------------------------------------------------
+# KVM zone (issue 12): QCOW2 uploads, NFS primary storage, importVm/importVolume.
+# Enabled by --kvm-pool DIR: a second zone "Zone2-KVM" (hypervisor KVM) with one
+# cluster, one host, an NFS primary pool whose root directory DIR stands for the
+# mounted export, and the host's local pool (DIR-local). Behaviour follows the
+# 4.19-4.22 server (doc/cloudstack-facts.md): Qcow2Inspector's checks on uploads,
+# importVm importsource=shared|local adopting a qcow2 from a pool's root,
+# importVolume for data disks, listApis telling which parameters importVm takes.
+
+QCOW2_KNOWN_INCOMPATIBLE = 0x1F  # dirty, corrupt, external data, compression type, extended L2
+
+
+def qcow2_facts(head):
+    """What the SSVM / Qcow2Inspector accept: magic, version 2 or 3, no backing
+    file, no external data file, no unknown incompatible feature, not corrupt."""
+    if len(head) < 72 or head[:4] != b"QFI\xfb":
+        return None, "not a QCOW2 file (no 'QFI\\xfb' magic)"
+    version = struct.unpack(">I", head[4:8])[0]
+    if version not in (2, 3):
+        return None, "QCOW2 version %d is not supported" % version
+    if struct.unpack(">Q", head[8:16])[0] != 0:
+        return None, "the QCOW2 file has a backing file; uploads with a backing file are refused"
+    size = struct.unpack(">Q", head[24:32])[0]
+    if version == 3:
+        if len(head) < 104:
+            return None, "not a QCOW2 file (short version 3 header)"
+        incompat = struct.unpack(">Q", head[72:80])[0]
+        if incompat & ~QCOW2_KNOWN_INCOMPATIBLE:
+            return None, "the QCOW2 file has unknown incompatible features 0x%x" % incompat
+        if incompat & 0x4:
+            return None, "the QCOW2 file uses an external data file; refused"
+        if incompat & 0x2:
+            return None, "the QCOW2 file is marked corrupt"
+    return {"virtualsize": size, "disktype": "qcow2"}, None
+
+
+# optional parameters listApis shows (required ones come from COMMANDS); the server ignores
+# unknown ones, so a client learns from listApis whether importVm takes MAC addresses
+API_PARAMS = {
+    "importVm": ["account", "clusterid", "datadiskofferinglist", "details", "diskpath", "displayname",
+                 "domainid", "forced", "hostid", "hostname", "hypervisor", "importsource", "migrateallowed",
+                 "name", "networkid", "nicipaddresslist", "nicnetworklist", "projectid", "serviceofferingid",
+                 "storageid", "templateid", "temppath", "zoneid"],
+    "importVolume": ["account", "diskofferingid", "domainid", "name", "path", "projectid", "storageid"],
+    "listVolumesForImport": ["keyword", "page", "pagesize", "path", "storageid"],
+    "listStoragePools": ["clusterid", "id", "keyword", "name", "page", "pagesize", "path", "scope", "zoneid"],
+    "listHypervisors": ["zoneid"],
+    "listClusters": ["hypervisor", "id", "name", "zoneid"],
+    "listHosts": ["clusterid", "hypervisor", "id", "name", "type", "zoneid"],
+    "deployVirtualMachine": ["account", "details", "displayname", "domainid", "ipaddress", "macaddress",
+                             "name", "networkids", "serviceofferingid", "startvm", "templateid", "zoneid"],
+    "getUploadParamsForTemplate": ["account", "checksum", "displaytext", "domainid", "format", "hypervisor",
+                                   "name", "ostypeid", "zoneid"],
+    "getUploadParamsForVolume": ["account", "checksum", "diskofferingid", "domainid", "format", "name",
+                                 "zoneid"],
+    "attachVolume": ["deviceid", "id", "virtualmachineid"],
+}
+
+KVM_COMMANDS = {
+    "listHypervisors": ([], False, False),
+    "listClusters": ([], False, False),
+    "listHosts": ([], False, False),
+    "listStoragePools": ([], False, False),
+    "listVolumesForImport": (["storageid"], False, False),
+    "importVm": (["clusterid", "hypervisor", "importsource", "name", "serviceofferingid", "zoneid"], True, True),
+    "importVolume": (["path", "storageid"], True, True),
+}
+
+COMMANDS.update(KVM_COMMANDS)
+
+KVM_LIST_KEYS = {
+    "listHypervisors": "hypervisor", "listClusters": "cluster", "listHosts": "host",
+    "listStoragePools": "storagepool", "listVolumesForImport": "volumeforimport",
+}
+
+LIST_KEY.update(KVM_LIST_KEYS)
+
+VM_NAME_RE = r"[A-Za-z][A-Za-z0-9-]{0,62}"
+
+
+class KvmZone:
+    """Mixin of Cloud: the KVM zone and its commands."""
+
+    def kvm_init(self, args):
+        self.clusters, self.hosts, self.pools = [], [], []
+        xen = self.zones[0]
+        xen["_hypervisor"] = "XenServer"
+        self.clusters.append({"id": new_id(), "name": "XenCluster1", "zoneid": xen["id"], "zonename": xen["name"],
+                              "hypervisortype": "XenServer", "clustertype": "CloudManaged",
+                              "allocationstate": "Enabled", "managedstate": "Managed"})
+        if not getattr(args, "kvm_pool", None):
+            return
+        zone = {"id": new_id(), "name": "Zone2-KVM", "allocationstate": "Enabled", "networktype": "Advanced",
+                "localstorageenabled": True, "securitygroupsenabled": False, "dhcpprovider": "VirtualRouter",
+                "_hypervisor": "KVM"}
+        self.zones.append(zone)
+        cluster = {"id": new_id(), "name": "KVMCluster1", "zoneid": zone["id"], "zonename": zone["name"],
+                   "hypervisortype": "KVM", "clustertype": "CloudManaged", "allocationstate": "Enabled",
+                   "managedstate": "Managed"}
+        self.clusters.append(cluster)
+        host = {"id": new_id(), "name": "kvm1", "type": "Routing", "hypervisor": "KVM", "state": "Up",
+                "resourcestate": "Enabled", "ipaddress": "10.0.0.11", "zoneid": zone["id"],
+                "zonename": zone["name"], "clusterid": cluster["id"], "clustername": cluster["name"]}
+        self.hosts.append(host)
+        pool_dir = os.path.abspath(args.kvm_pool)
+        local_dir = pool_dir.rstrip("/") + "-local"
+        for d in (pool_dir, local_dir):
+            os.makedirs(d, exist_ok=True)
+        common = {"zoneid": zone["id"], "zonename": zone["name"], "state": "Up", "hypervisor": "KVM",
+                  "disksizetotal": 2 << 40, "disksizeallocated": 0, "created": now_str()}
+        self.pools.append(dict(common, id=new_id(), name="kvm-nfs-primary", type="NetworkFilesystem",
+                               path="/export/primary", ipaddress="10.0.0.5", scope="CLUSTER",
+                               clusterid=cluster["id"], clustername=cluster["name"], _dir=pool_dir))
+        self.pools.append(dict(common, id=new_id(), name="kvm1-local", type="Filesystem",
+                               path="/var/lib/libvirt/images", ipaddress="10.0.0.11", scope="HOST",
+                               clusterid=cluster["id"], clustername=cluster["name"], hostid=host["id"],
+                               hostname=host["name"], _dir=local_dir))
+        self.networks.append({"id": new_id(), "name": "kvmGuestNetwork", "displaytext": "KVM zone guest network",
+                              "zoneid": zone["id"], "zonename": zone["name"], "type": "Shared",
+                              "state": "Setup", "cidr": "10.2.2.0/24", "gateway": "10.2.2.1",
+                              "domainid": self.domains[0]["id"], "domain": "ROOT", "acltype": "Domain",
+                              "isdefault": True, "networkofferingname": "DefaultSharedNetworkOffering",
+                              "next_ip": 10})
+
+    # ---- formats by zone
+
+    def zone_hypervisor(self, zone):
+        return zone.get("_hypervisor", "XenServer")
+
+    def disk_format(self, zone):
+        return "QCOW2" if self.zone_hypervisor(zone) == "KVM" else "VHD"
+
+    def check_zone_format(self, cmd, p, zone, hypervisor=True):
+        fmt = p["format"].upper()
+        hv = self.zone_hypervisor(zone)
+        if fmt not in ("VHD", "QCOW2"):
+            raise invalid("Format %s is not supported by this simulator (XenServer: VHD, KVM: QCOW2)" % p["format"])
+        want = "XenServer" if fmt == "VHD" else "KVM"
+        if hv != want:
+            raise invalid("The %s hypervisor supported for %s file format, is not found on the zone" % (want, fmt))
+        if hypervisor and p["hypervisor"].lower() != hv.lower():
+            raise invalid("Hypervisor %s is not supported in zone %s (%s)" % (p["hypervisor"], zone["name"], hv))
+
+    def disk_facts(self, entity, head, tail):
+        """(facts, why) for an uploaded or downloaded file of this template/volume."""
+        if entity.get("format") == "QCOW2":
+            return qcow2_facts(head)
+        return vhd_footer_facts(tail, head)
+
+    def file_suffix(self, entity):
+        return ".qcow2" if entity.get("format") == "QCOW2" else ".vhd"
+
+    # ---- lists
+
+    def cmd_listHypervisors(self, cmd, p, caller):
+        zones = [self.ref(cmd, self.zones, p, "zoneid")] if p.get("zoneid") else self.zones
+        names = sorted({self.zone_hypervisor(z) for z in zones})
+        return {"count": len(names), "hypervisor": [{"name": n} for n in names]}
+
+    def cmd_listClusters(self, cmd, p, caller):
+        items = self.by(list(self.clusters), p, "id", "name", "zoneid")
+        if p.get("hypervisor"):
+            items = [c for c in items if c["hypervisortype"].lower() == p["hypervisor"].lower()]
+        return self.page(cmd, p, items, "cluster")
+
+    def cmd_listHosts(self, cmd, p, caller):
+        items = self.by(list(self.hosts), p, "id", "name", "zoneid", "clusterid", "type")
+        return self.page(cmd, p, items, "host")
+
+    def pool_view(self, sp):
+        return {k: v for k, v in sp.items() if not k.startswith("_")}
+
+    def cmd_listStoragePools(self, cmd, p, caller):
+        items = self.by(list(self.pools), p, "id", "name", "zoneid", "clusterid", "path")
+        if p.get("scope"):
+            items = [x for x in items if x["scope"] == p["scope"].upper()]
+        return self.page(cmd, p, [self.pool_view(x) for x in items], "storagepool")
+
+    def pool_file(self, sp, path):
+        """The file `path` names in the pool's root, or None: only the root directory counts."""
+        if not path or "/" in path or path in (".", ".."):
+            return None
+        f = os.path.join(sp["_dir"], path)
+        return f if os.path.isfile(f) else None
+
+    def file_in_use(self, sp, path):
+        return any(v.get("storageid") == sp["id"] and v.get("path") == path for v in self.volumes)
+
+    def cmd_listVolumesForImport(self, cmd, p, caller):
+        sp = self.ref(cmd, self.pools, p, "storageid", required=True)
+        items = []
+        for name in sorted(os.listdir(sp["_dir"])):
+            f = self.pool_file(sp, name)
+            if f is None or self.file_in_use(sp, name) or (p.get("path") and p["path"] != name):
+                continue
+            with open(f, "rb") as fh:
+                facts, _ = qcow2_facts(fh.read(2048))
+            items.append({"name": name, "path": name, "fullpath": os.path.join(sp["path"], name),
+                          "format": "QCOW2" if facts else "RAW", "size": os.path.getsize(f),
+                          "virtualsize": facts["virtualsize"] if facts else os.path.getsize(f),
+                          "storageid": sp["id"], "storage": sp["name"], "storagetype": sp["type"]})
+        return self.page(cmd, p, items, "volumeforimport")
+
+    # ---- adoption of files already in a pool
+
+    def adopt_file(self, cmd, sp, path):
+        """The checks importVm/importVolume make on a pool file; returns its facts."""
+        f = self.pool_file(sp, path)
+        facts = None
+        if f is not None:
+            with open(f, "rb") as fh:
+                facts, _why = qcow2_facts(fh.read(2048))
+        if facts is None:
+            raise ApiError(530, "Disk not found or is invalid: %s on storage pool %s" % (path, sp["name"]), 4250)
+        if self.file_in_use(sp, path):
+            raise invalid("Disk image is already in use: %s" % path)
+        return facts
+
+    def import_pool(self, cmd, p, zone):
+        src = p["importsource"].lower()
+        if src not in ("unmanaged", "external", "local", "shared"):
+            raise invalid("Unsupported import source: %s" % p["importsource"])
+        if src in ("unmanaged", "external"):
+            raise invalid("Import source %s needs a host this simulator does not have" % src)
+        if not p.get("diskpath"):
+            raise invalid("Disk path is required for import from %s storage" % src)
+        if src == "shared":
+            sp = self.ref(cmd, self.pools, p, "storageid")
+            if sp is None:
+                raise invalid("Storage pool is required for import from shared storage")
+            if sp["type"] not in ("NetworkFilesystem", "SharedMountPoint"):
+                raise invalid("Storage pool %s is not shared (NFS or SharedMountPoint)" % sp["name"])
+        else:
+            host = self.ref(cmd, self.hosts, p, "hostid")
+            if host is None:
+                raise invalid("Host is required for import from local storage")
+            sp = next((x for x in self.pools if x.get("hostid") == host["id"]), None)
+            if p.get("storageid"):
+                sp = self.ref(cmd, self.pools, p, "storageid")
+                if sp.get("hostid") != host["id"]:
+                    raise invalid("Storage pool %s is not local to host %s" % (sp["name"], host["name"]))
+        if sp["zoneid"] != zone["id"]:
+            raise invalid("Storage pool %s is not in zone %s" % (sp["name"], zone["name"]))
+        return sp
+
+    def import_nic(self, cmd, p, zone):
+        nets = parse_map(cmd, p, "nicnetworklist")
+        nid = p.get("networkid") or (nets[0].get("network") if nets else None)
+        if nid is None:
+            raise invalid("Network is required for import from disk: networkid or nicnetworklist")
+        net = self.find(self.networks, nid)
+        if net is None or net["zoneid"] != zone["id"]:
+            raise invalid("Network ID: %s is invalid for zone %s" % (nid, zone["name"]))
+        ips = parse_map(cmd, p, "nicipaddresslist")
+        ip = ips[0].get("ip4Address") if ips else None
+        if ip is not None and ip != "auto" and not re.fullmatch(r"(\d{1,3}\.){3}\d{1,3}", ip):
+            raise invalid("IP address '%s' for NIC ID: %s is invalid" % (ip, ips[0].get("nic")))
+        mac = None
+        if self.args.importvm_mac:
+            macs = parse_map(cmd, p, "nicmacaddresslist")
+            mac = macs[0].get("macAddress") if macs else None
+            if mac is not None:
+                mac = self.check_mac(mac)
+        return net, (None if ip == "auto" else ip), mac
+
+    def check_mac(self, mac):
+        m = (mac or "").lower()
+        if not re.fullmatch(r"([0-9a-f]{2}:){5}[0-9a-f]{2}", m) or int(m[:2], 16) & 1:
+            raise invalid("Invalid MAC address: %s" % mac)
+        if any(n["macaddress"] == m for vm in self.vms for n in vm["nic"]):
+            raise invalid("The MAC address %s is already in use" % m)
+        return m
+
+    def new_nic(self, net, ip, mac):
+        if ip is not None:
+            if any(n["ipaddress"] == ip and n["networkid"] == net["id"] for vm in self.vms for n in vm["nic"]):
+                raise ApiError(530, "The IP address %s is already in use in network %s" % (ip, net["name"]), 4250)
+        else:
+            ip = "%s.%d" % (net["cidr"].rsplit(".", 1)[0], net["next_ip"])
+            net["next_ip"] += 1
+        mac = mac or "02:00:%02x:%02x:00:01" % (len(self.vms) // 256 % 256, len(self.vms) % 256)
+        return {"id": new_id(), "networkid": net["id"], "networkname": net["name"], "ipaddress": ip,
+                "isdefault": True, "macaddress": mac}
+
+    def cmd_importVm(self, cmd, p, caller):
+        zone = self.ref(cmd, self.zones, p, "zoneid", required=True)
+        cluster = self.ref(cmd, self.clusters, p, "clusterid", required=True)
+        so = self.ref(cmd, self.service_offerings, p, "serviceofferingid", required=True)
+        if p["hypervisor"].lower() != "kvm":
+            raise invalid("Importing an instance from disk is supported for KVM only, not %s" % p["hypervisor"])
+        if cluster["zoneid"] != zone["id"] or cluster["hypervisortype"] != "KVM":
+            raise invalid("Cluster %s is not a KVM cluster of zone %s" % (cluster["name"], zone["name"]))
+        owner = self.owner(cmd, p, caller)
+        name = p["name"]
+        if not re.fullmatch(VM_NAME_RE, name) or name.endswith("-"):
+            raise invalid("Invalid name. Vm name can contain ASCII letters 'a' through 'z', the digits "
+                          "'0' through '9', and the hyphen ('-'), must be between 1 and 63 characters long, "
+                          "and can't start or end with \"-\" and can't start with digit")
+        for vm in self.vms:
+            if vm["name"].lower() == name.lower() and vm["state"] not in ("Expunging", "Destroyed"):
+                raise invalid("A VM with the name %s already exists" % name)
+        if so["iscustomized"]:
+            raise invalid("A custom service offering needs details; use a fixed offering for imports")
+        sp = self.import_pool(cmd, p, zone)
+        net, ip, mac = self.import_nic(cmd, p, zone)
+        path = p["diskpath"]
+        facts = self.adopt_file(cmd, sp, path)
+        nic = self.new_nic(net, ip, mac)
+        vmid = new_id()
+        vm = {"id": vmid, "name": name, "displayname": p.get("displayname") or name, "state": "Stopped",
+              "zoneid": zone["id"], "zonename": zone["name"], "serviceofferingid": so["id"],
+              "serviceofferingname": so["name"], "templatename": "kvm-default-vm-import-dummy-template",
+              "cpunumber": so.get("cpunumber"), "cpuspeed": so.get("cpuspeed"), "memory": so.get("memory"),
+              "hypervisor": "KVM", "created": now_str(), "_accountid": owner["id"], "nic": [nic],
+              "_imported": {"storageid": sp["id"], "path": path}}
+        vm.update(self.owner_fields(owner))
+        root = {"id": new_id(), "name": "ROOT-" + vmid[:8], "type": "ROOT", "state": "Ready", "format": "QCOW2",
+                "hypervisor": "KVM", "virtualmachineid": vmid, "vmname": name, "deviceid": 0,
+                "zoneid": zone["id"], "zonename": zone["name"], "size": facts["virtualsize"],
+                "storageid": sp["id"], "storage": sp["name"], "path": path, "created": now_str(),
+                "_accountid": owner["id"]}
+        root.update(self.owner_fields(owner))
+        # the pool file is taken now: a second import of it is refused while the job runs
+        self.volumes.append(root)
+        self.vms.append(vm)
+
+        def finish():
+            return {"virtualmachine": self.vm_view(vm)}
+        return {"jobid": self.new_job(cmd, caller, "VirtualMachine", vmid, finish)["jobid"]}
+
+    def cmd_importVolume(self, cmd, p, caller):
+        sp = self.ref(cmd, self.pools, p, "storageid", required=True)
+        zone = self.find(self.zones, sp["zoneid"])
+        owner = self.owner(cmd, p, caller)
+        path = p["path"]
+        facts = self.adopt_file(cmd, sp, path)
+        do = self.ref(cmd, self.disk_offerings, p, "diskofferingid") or \
+            next(d for d in self.disk_offerings if d["iscustomized"])
+        gib = (facts["virtualsize"] + (1 << 30) - 1) >> 30
+        if do["iscustomized"] and not 1 <= gib <= 1024:
+            raise invalid("Volume size %d GB is out of the custom disk offering's range 1-1024 GB" % gib)
+        if not do["iscustomized"] and do["disksize"] << 30 != facts["virtualsize"]:
+            raise invalid("Disk offering %s has size %d GB but the disk is %d bytes"
+                          % (do["name"], do["disksize"], facts["virtualsize"]))
+        v = {"id": new_id(), "name": p.get("name") or path, "type": "DATADISK", "state": "Ready",
+             "format": "QCOW2", "hypervisor": "KVM", "zoneid": zone["id"], "zonename": zone["name"],
+             "size": facts["virtualsize"], "storageid": sp["id"], "storage": sp["name"], "path": path,
+             "diskofferingid": do["id"], "diskofferingname": do["name"], "created": now_str(),
+             "_accountid": owner["id"]}
+        v.update(self.owner_fields(owner))
+        self.volumes.append(v)
+
+        def finish():
+            return {"volume": self.volume_view(v)}
+        return {"jobid": self.new_job(cmd, caller, "Volume", v["id"], finish)["jobid"]}
+
+    def kvm_dump(self):
+        return {"clusters": list(self.clusters), "hosts": list(self.hosts),
+                "storage_pools": [dict(self.pool_view(x), dir=x["_dir"]) for x in self.pools]}
+
+
+class Cloud(KvmZone):
     def __init__(self, args):
         self.lock = threading.RLock()
         self.args = args
@@ -449,6 +810,7 @@ class Cloud:
                               "domainid": root["id"], "domain": "ROOT", "acltype": "Domain",
                               "isdefault": True, "networkofferingname": "DefaultSharedNetworkOffering",
                               "next_ip": 10})
+        self.kvm_init(args)
 
     # ---- helpers
 
@@ -870,10 +1232,8 @@ class Cloud:
             raise invalid("Please specify a valid URL. URL:%s is an invalid (loopback or link-local host)" % url)
 
     def check_format(self, cmd, p, hypervisor=True):
-        if p["format"].upper() != "VHD":
-            raise invalid("Format %s is not supported by this simulator (XenServer: VHD)" % p["format"])
-        if hypervisor and p["hypervisor"] != "XenServer":
-            raise invalid("Hypervisor %s is not supported in zone Zone1 (XenServer)" % p["hypervisor"])
+        zone = self.ref(cmd, self.zones, p, "zoneid") or self.zones[0]
+        self.check_zone_format(cmd, p, zone, hypervisor)
 
     def new_template(self, cmd, p, caller, status, state):
         owner = self.owner(cmd, p, caller)
@@ -883,8 +1243,8 @@ class Cloud:
             if t["_accountid"] == owner["id"] and t["name"] == p["name"] and t["state"] != "Inactive":
                 pass  # CloudStack allows duplicate template names
         t = {"id": new_id(), "name": p["name"], "displaytext": p.get("displaytext") or p["name"],
-             "format": "VHD", "hypervisor": "XenServer", "zoneid": zone["id"], "zonename": zone["name"],
-             "ostypeid": os_["id"], "ostypename": os_["description"], "isready": False, "status": status,
+             "format": self.disk_format(zone), "hypervisor": self.zone_hypervisor(zone), "zoneid": zone["id"],
+             "zonename": zone["name"], "ostypeid": os_["id"], "ostypename": os_["description"], "isready": False, "status": status,
              "state": state, "ispublic": self.check_bool(cmd, p, "ispublic", False),
              "isfeatured": self.check_bool(cmd, p, "isfeatured", False),
              "passwordenabled": self.check_bool(cmd, p, "passwordenabled", False),
@@ -944,7 +1304,8 @@ class Cloud:
         do = self.ref(cmd, self.disk_offerings, p, "diskofferingid")
         self.check_checksum(cmd, p)
         v = {"id": new_id(), "name": p["name"], "type": "DATADISK", "zoneid": zone["id"],
-             "zonename": zone["name"], "state": state, "format": "VHD", "hypervisor": "XenServer",
+             "zonename": zone["name"], "state": state, "format": self.disk_format(zone),
+             "hypervisor": self.zone_hypervisor(zone),
              "created": now_str(), "size": 0, "_accountid": owner["id"], "_polls": 0,
              "checksum": p.get("checksum")}
         if do:
@@ -977,7 +1338,8 @@ class Cloud:
 
     def start_download(self, entity, kind, url):
         def run():
-            sink = UploadSink(self.upload_path(entity["id"]), checksum_algo(entity.get("checksum"))[0])
+            sink = UploadSink(self.upload_path(entity["id"], self.file_suffix(entity)),
+                              checksum_algo(entity.get("checksum"))[0])
             err = None
             try:
                 with urllib.request.urlopen(url, timeout=30) as r:
@@ -995,7 +1357,7 @@ class Cloud:
             sink.close()
             with self.lock:
                 if err is None:
-                    facts, why = vhd_footer_facts(sink.tail, sink.head)
+                    facts, why = self.disk_facts(entity, sink.head, sink.tail)
                     if facts is None:
                         err = why
                     else:
@@ -1014,10 +1376,10 @@ class Cloud:
             entity["status"] = "0% Downloaded"
         threading.Thread(target=run, daemon=True).start()
 
-    def upload_path(self, ident):
+    def upload_path(self, ident, suffix=".vhd"):
         if self.args.discard_uploads:
             return None
-        return os.path.join(self.args.upload_dir, ident + ".vhd")
+        return os.path.join(self.args.upload_dir, ident + suffix)
 
     def record_upload(self, entity, kind, sink, facts, route):
         entity["_upload"] = {"sha256": sink.sha.hexdigest(), "bytes": sink.size,
@@ -1066,6 +1428,9 @@ class Cloud:
         if p.get("templateid") is None:
             raise missing(cmd, "templateid")
         t = self.ref(cmd, self.templates, p, "templateid")
+        if t["hypervisor"] != self.zone_hypervisor(zone):
+            raise invalid("The template's hypervisor %s is not the hypervisor %s of zone %s"
+                          % (t["hypervisor"], self.zone_hypervisor(zone), zone["name"]))
         owner = self.owner(cmd, p, caller)
         if not t.get("ispublic") and t["_accountid"] != owner["id"] and owner["accounttype"] != 1:
             raise ApiError(531, "Acct[%s-%s] does not have permission to operate with resource Acct[%s-%s]"
@@ -1097,21 +1462,19 @@ class Cloud:
                     raise bad_value(cmd, "networkids", nid)
                 nets.append(n)
         else:
-            nets = [self.networks[0]]
+            nets = [n for n in self.networks if n["zoneid"] == zone["id"]][:1]
+        mac = self.check_mac(p["macaddress"]) if p.get("macaddress") else None
         startvm = self.check_bool(cmd, p, "startvm", True)
         vmid = new_id()
         name = name or ("VM-" + vmid)
         net = nets[0]
-        ip = p.get("ipaddress") or "10.1.1.%d" % net["next_ip"]
-        net["next_ip"] += 1
+        nic = self.new_nic(net, p.get("ipaddress"), mac)
         vm = {"id": vmid, "name": name, "displayname": p.get("displayname") or name, "state": "Starting",
               "zoneid": zone["id"], "zonename": zone["name"], "serviceofferingid": so["id"],
               "serviceofferingname": so["name"], "templateid": t["id"], "templatename": t["name"],
               "guestosid": t["ostypeid"], "cpunumber": cpu, "cpuspeed": speed, "memory": mem,
-              "hypervisor": "XenServer", "created": now_str(), "_accountid": owner["id"],
-              "nic": [{"id": new_id(), "networkid": net["id"], "networkname": net["name"], "ipaddress": ip,
-                       "isdefault": True, "macaddress": "02:00:%02x:%02x:00:01" % (len(self.vms) // 256 % 256,
-                                                                                 len(self.vms) % 256)}]}
+              "hypervisor": self.zone_hypervisor(zone), "created": now_str(), "_accountid": owner["id"],
+              "nic": [nic]}
         if details:
             vm["details"] = details[0]
         vm.update(self.owner_fields(owner))
@@ -1173,11 +1536,14 @@ class Cloud:
                           % (v["name"], v["state"]))
         if v["_accountid"] != vm["_accountid"]:
             raise ApiError(531, "Volume and VM belong to different accounts", 4365)
+        if v.get("hypervisor") and v["hypervisor"] != vm["hypervisor"]:
+            raise invalid("Volume %s (%s, %s) cannot be attached to a %s VM"
+                          % (v["name"], v.get("format"), v["hypervisor"], vm["hypervisor"]))
         used = {x.get("deviceid") for x in self.volumes if x.get("virtualmachineid") == vm["id"]}
         if dev is not None:
             if dev == 0:
                 raise invalid("deviceId can't be 0, which is used by Root device")
-            if dev == 3:
+            if dev == 3 and vm["hypervisor"] == "XenServer":
                 raise invalid("deviceId 3 is reserved for the CD-ROM on XenServer")
             if dev > 15 or dev < 0:
                 raise invalid("deviceId should be in the range 1-15")
@@ -1383,6 +1749,7 @@ class Cloud:
             "jobs": [self.job_view(j) for j in self.jobs],
             "calls": dict(self.calls),
             "faults": self.faults,
+            "kvm": self.kvm_dump(),
         }
 
 
@@ -1428,10 +1795,14 @@ class Params(dict):
 COMMANDS["listApis"] = ([], False, False)
 
 
-def _api_entry(name):
+def _api_entry(cloud, name):
     required, _changing, is_async = COMMANDS[name]
+    optional = set(API_PARAMS.get(name, [])) - set(required)
+    if name == "importVm" and cloud.args.importvm_mac:
+        optional.add("nicmacaddresslist")
     return {"name": name, "isasync": is_async, "description": "",
-            "params": [{"name": r, "required": True, "type": "string"} for r in required]}
+            "params": [{"name": r, "required": True, "type": "string"} for r in required]
+            + [{"name": o, "required": False, "type": "string"} for o in sorted(optional)]}
 
 
 def _cmd_listApis(self, cmd, p, caller):
@@ -1442,7 +1813,7 @@ def _cmd_listApis(self, cmd, p, caller):
         names = [name]
     else:
         names = sorted(COMMANDS)
-    return {"count": len(names), "api": [_api_entry(n) for n in names]}
+    return {"count": len(names), "api": [_api_entry(self, n) for n in names]}
 
 
 Cloud.cmd_listApis = _cmd_listApis
@@ -1801,7 +2172,7 @@ class Handler(BaseHTTPRequestHandler):
         sinks = []
 
         def new_sink():
-            s = UploadSink(cloud.upload_path(up["id"]) if not sinks else None,
+            s = UploadSink(cloud.upload_path(up["id"], cloud.file_suffix(ent)) if not sinks else None,
                            checksum_algo(ent.get("checksum"))[0])
             sinks.append(s)
             return s
@@ -1824,11 +2195,12 @@ class Handler(BaseHTTPRequestHandler):
             return
         _name, filename, sink = files[0]
         why = None
-        if not filename.lower().endswith(".vhd"):
-            why = "File type is not supported: the file name %s must end in .vhd" % filename
+        suffix = cloud.file_suffix(ent)
+        if not filename.lower().endswith(suffix):
+            why = "File type is not supported: the file name %s must end in %s" % (filename, suffix)
         else:
-            facts, why = vhd_footer_facts(sink.tail, sink.head)
-            if not why and sink.path:
+            facts, why = cloud.disk_facts(ent, sink.head, sink.tail)
+            if not why and sink.path and ent.get("format") != "QCOW2":
                 why = vhd_structure_problem(sink.path, sink.size)
             if not why:
                 why = checksum_problem(ent, sink)
@@ -1882,6 +2254,9 @@ def main(argv=None):
                     help="let registerTemplate/uploadVolume fetch from loopback (tests only)")
     ap.add_argument("--tls-cert", help="serve HTTPS with this PEM certificate")
     ap.add_argument("--tls-key", help="private key of --tls-cert")
+    ap.add_argument("--kvm-pool", help="add a KVM zone whose NFS primary pool root is this directory")
+    ap.add_argument("--importvm-no-mac", dest="importvm_mac", action="store_false",
+                    help="importVm without nicmacaddresslist (servers before it was added)")
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args(argv)
     own_dir = None

@@ -47,7 +47,7 @@ An unknown command is named as such, with the closest names the server knows
 (it answers 401 for it, as for bad credentials: listApis tells them apart).
 
   $ "$SALVAGE" api listzones
-  salvage: api: unknown command 'listzones'; did you mean listZones? (salvage api --list-commands lists them)
+  salvage: api: unknown command 'listzones'; did you mean listZones, listHosts? (salvage api --list-commands lists them)
   [2]
   $ "$SALVAGE" api listZone
   salvage: api: unknown command 'listZone'; did you mean listZones? (salvage api --list-commands lists them)

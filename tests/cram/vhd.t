@@ -8,7 +8,7 @@ Every subcommand answers --help:
   usage: salvage vhd read FILE [--json]   (or vhd-util's: read -p -n FILE)
   usage: salvage vhd scan PATH... [--match GLOB] [--format table|json|csv]   (or: scan -f -m 'DIR/*.vhd')
   usage: salvage vhd check FILE [--search DIR]... [--json]   (or vhd-util's: check -n FILE)
-  usage: salvage vhd flatten LEAF -o OUT [--format vhd|raw] [--force] [--overwrite] [--search DIR]... [--json]
+  usage: salvage vhd flatten LEAF -o OUT [--format vhd|raw|qcow2] [--drop-zero] [--force] [--overwrite] [--search DIR]... [--json]
   usage: salvage vhd coalesce CHILD [--force] [--search DIR]...
   usage: salvage vhd create OUT --size N [--type dynamic|fixed] [--parent P] [--block-size N] [--hidden] [--non-xenserver] [--strict]
   $ "$SALVAGE" vhd bogus
@@ -156,6 +156,24 @@ qemu-img reads it back, and the raw form has the fixtures' expected virtual hash
   $ "$SALVAGE" vhd flatten -q damaged/bat_past_eof/c1.vhd -o - --force | wc -c
   salvage: flatten: --force cannot write to standard output: sectors it zero-fills must be listed before anything is sent; flatten to a file instead
   0
+
+qcow2 for KVM: qemu-img finds nothing wrong and the same content; a stream is the same bytes:
+
+  $ "$SALVAGE" vhd flatten -q chain_d2/c2.vhd -o c2.qcow2 --format qcow2
+  c2.qcow2: qcow2 100663296 bytes virtual, 5046272 bytes written, 72 blocks allocated
+  $ qemu-img check -q c2.qcow2 && qemu-img info c2.qcow2 | grep -E '^(file format|virtual size|cluster_size)'
+  file format: qcow2
+  virtual size: 96 MiB (100663296 bytes)
+  cluster_size: 65536
+  $ "$SALVAGE" vhd flatten -q chain_d2/c2.vhd -o c2.raw --format raw > /dev/null
+  $ qemu-img compare -q -f raw -F qcow2 c2.raw c2.qcow2
+  $ "$SALVAGE" vhd flatten -q chain_d2/c2.vhd -o - --format qcow2 | cmp - c2.qcow2
+  $ "$SALVAGE" vhd flatten -q damaged/parent_missing/c1.vhd -o p.qcow2 --format qcow2
+  salvage: flatten: damaged/parent_missing/c1.vhd: parent damaged/parent_missing/base.vhd (UUID 3de1a9b3-546a-4ee4-915e-db396c9dc2d0) is missing and no VHD with that UUID was found (EPARENT)
+  [1]
+  $ ls p.qcow2 .p.qcow2* 2>&1 | sed 's/^ls: //'
+  cannot access 'p.qcow2': No such file or directory
+  cannot access '.p.qcow2*': No such file or directory
 
 create and coalesce:
 

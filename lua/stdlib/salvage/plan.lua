@@ -307,6 +307,24 @@ local function sort_disks(vols)
   return list
 end
 
+--- What a guest needs before it boots on KVM (virtio disks and NICs), from its old OS type:
+-- {family = "windows"|"linux"|"other", needs = text}. XenServer guests have Xen PV drivers, not
+-- virtio ones; a guest without them does not find its root disk.
+function M.kvm_readiness(os_type)
+  local t = tostring(os_type or ""):lower()
+  if t:find("windows", 1, true) then
+    return { family = "windows", needs = "virtio drivers (viostor/vioscsi, netkvm) installed before the move "
+      .. "(virtio-win), or virt-v2v-in-place on the qcow2; remove XenServer PV tools afterwards" }
+  end
+  for _, w in ipairs { "linux", "centos", "debian", "ubuntu", "red hat", "rhel", "suse", "fedora", "oracle" } do
+    if t:find(w, 1, true) then
+      return { family = "linux", needs = "virtio_blk/virtio_scsi and virtio_net in the initramfs "
+        .. "(dracut --add-drivers / update-initramfs), fstab by UUID or label (xvda becomes vda)" }
+    end
+  end
+  return { family = "other", needs = "unknown guest: check it has virtio disk and network drivers" }
+end
+
 local function build_vm(vm, ctx)
   local pol = ctx.policy
   local owner = M.hook(pol, "account_map")(vm.account, vm.domain) or {}
@@ -325,6 +343,7 @@ local function build_vm(vm, ctx)
       ram = vm.offering and vm.offering.ram, offering = vm.offering and vm.offering.name,
     },
     os_type = vm.guest_os,
+    kvm_guest = M.kvm_readiness(vm.guest_os),
     template = {
       name = M.hook(pol, "template_name")(vm),
       old_name = vm.template and vm.template.name,
@@ -335,6 +354,13 @@ local function build_vm(vm, ctx)
     problems = json.array({}),
     disks = json.array({}),
   }
+  if type(vm.nics) == "table" and #vm.nics > 0 then
+    entry.nics = json.array({})
+    for i, n in ipairs(vm.nics) do
+      entry.nics[i] = { mac = n.mac, ip = n.ip, network_id = n.network_id, device_id = n.device_id,
+        default = n.default and true or false }
+    end
+  end
   if type(pol) == "table" and type(pol.network_for) == "function" then
     local okn, net = pcall(pol.network_for, vm, entry.owner)
     if okn and net ~= nil then entry.network = net end

@@ -28,6 +28,11 @@
 --   network_for(vm, account)      -> network id or nil = the account's default network
 --   password_for(account)         -> clear-text password or nil = generate one
 --   start_after_import(vm)        -> boolean
+--   addresses_for(vm)             -> {ip =, mac =} to keep (deployVirtualMachine ipaddress/macaddress,
+--                                    importVm where listApis shows it takes them) or nil; default: the
+--                                    old default NIC's, when network_for mapped the VM's network
+--   prepare_guest(vm, disk_path)  -> nil | text of what changed | false, why (refuse the import);
+--                                    runs on the written root qcow2 before a zero-copy KVM import
 --   force_disk(vol, vm)           -> boolean: flatten a damaged disk with force (zero-fill)
 local M = {}
 
@@ -115,13 +120,28 @@ local function make_defaults(p)
   function d.network_for() return nil end
   function d.password_for() return nil end
   function d.start_after_import() return false end
+
+  -- Keep the old default NIC's MAC and IPv4 only when the VM goes to a network mapped for it
+  -- (network_for gave one: the plan's vm.network); in any other network they mean nothing.
+  function d.addresses_for(vm)
+    if vm.network == nil or type(vm.nics) ~= "table" then return nil end
+    local nic = vm.nics[1]
+    for _, n in ipairs(vm.nics) do if n.default then nic = n break end end
+    if not nic or (nic.ip == nil and nic.mac == nil) then return nil end
+    return { ip = nic.ip, mac = nic.mac }
+  end
+
+  -- Runs on the written root disk before a zero-copy import; the default changes nothing
+  -- (scripts/examples/kvm-prepare-guest.lua runs virt-v2v-in-place).
+  function d.prepare_guest() return nil end
   function d.force_disk() return false end
   return d
 end
 
 M.HOOKS = {
   "vm_filter", "volume_filter", "account_map", "template_name", "volume_name",
-  "offering_for", "network_for", "password_for", "start_after_import", "force_disk",
+  "offering_for", "network_for", "password_for", "start_after_import", "force_disk", "addresses_for",
+  "prepare_guest",
 }
 
 M.OPTIONS = { "include_destroyed", "include_detached", "accounts", "domains", "name_prefix", "adopt_untagged" }

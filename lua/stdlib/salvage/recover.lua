@@ -48,6 +48,7 @@ local progress = require "salvage.progress"
 local journal = require "salvage.journal"
 local cloud = require "salvage.recover.cloud"
 local pool = require "salvage.recover.pool"
+local kvm = require "salvage.recover.kvm"
 local reportlib = require "salvage.recover.report"
 
 local M = {}
@@ -163,6 +164,7 @@ end
 
 for k, f in pairs(cloud.methods) do Engine[k] = f end
 for k, f in pairs(pool.methods) do Engine[k] = f end
+for k, f in pairs(kvm.methods) do Engine[k] = f end
 
 function Engine:report(vms, status, elapsed) return reportlib.build(self, vms, status, elapsed) end
 
@@ -178,7 +180,7 @@ M.vm_source, M.disk_source = vm_source, disk_source
 function Engine:disks_dir() return (self.scratch or self.workdir) .. "/disks" end
 
 function Engine:disk_file(vm, d)
-  return ("%s/%s-%s.vhd"):format(self:disks_dir(), tostring(vm.id), tostring(d.id))
+  return ("%s/%s-%s.%s"):format(self:disks_dir(), tostring(vm.id), tostring(d.id), self:disk_format())
 end
 
 -- Bytes of everything under the disks directory (finished and temporary files).
@@ -257,10 +259,12 @@ function Engine:flatten_now(vm, d, out)
   -- A file already under `out` with no journal record is the work of a run
   -- killed between rename and record: it is ours, in our workdir, and unproven,
   -- so it is redone (flatten still never replaces a file of the chain).
-  local r, err = vhd.flatten(d.file, out, { format = "vhd", progress = p:callback(), overwrite = true,
+  local fmt = self:disk_format()
+  local r, err = vhd.flatten(d.file, out, { format = fmt, progress = p:callback(), overwrite = true,
     force = d.force and true or nil })
   p:finish()
   if not r then step_fail("flatten", d.file .. ": " .. tostring(err)) end
+  if fmt == "qcow2" then return self:flattened_qcow2(vm, d, out, r, t0) end
   local c = vhd.check(out)
   for _, pr in ipairs(c and c.problems or {}) do
     if type(pr) == "table" and pr.severity == "error" then
@@ -305,7 +309,8 @@ end
 -- vhd.stream refuses what flatten refuses. Each attempt of an upload opens a new stream.
 function Engine:stream_source(vm, d)
   local vhd = self:flatten_checks(d)
-  local s, err = vhd.stream(d.file)
+  local fmt = { format = self:disk_format() }   -- qcow2 for a KVM zone
+  local s, err = vhd.stream(d.file, fmt)
   if not s then step_fail("flatten", d.file .. ": " .. tostring(err)) end
   local length = s:length()
   s:close()
@@ -321,7 +326,7 @@ function Engine:stream_source(vm, d)
     self:act(vm, "stream", ("%s (%d bytes)%s"):format(d.file, length, keep and (" copy " .. keep) or ""))
   end
   local function open()
-    local st, serr, scode = vhd.stream(d.file)
+    local st, serr, scode = vhd.stream(d.file, fmt)
     if not st then return nil, d.file .. ": " .. tostring(serr), scode end
     if keep then
       sys.mkdir(self:disks_dir())
@@ -359,7 +364,7 @@ function Engine:upload(kind, vm, own, d, name, source, params)
   local p = progress.new { label = label, total = flat.length, unit = "bytes" }
   local fn = kind == "Template" and self.client.upload_template or self.client.upload_volume
   local r, err = fn(self.client, flat.open or flat.file, params, { progress = p:callback(), overwrite = true,
-    filename = name .. ".vhd", on_created = function(id) return self:tag(kind, id, source) end })
+    filename = name .. "." .. self:disk_format(), on_created = function(id) return self:tag(kind, id, source) end })
   p:finish()
   if r then
     if not flat.open then self:drop_disk(flat.file) end   -- a --keep-disks copy of a stream stays
@@ -394,14 +399,15 @@ function Engine:template(vm, own)
       end
       local r, flat, sent = self:upload("Template", vm, own, root, name, source, {
         name = name, displaytext = ("%s (recovered root disk of %s)"):format(name, vm.name),
-        format = "VHD", hypervisor = "XenServer", zoneid = self:zone_id(), ostypeid = ostypeid,
+        format = self:disk_format():upper(), hypervisor = self:hypervisor(), zoneid = self:zone_id(),
+        ostypeid = ostypeid,
         account = own.account.name, domainid = own.domainid,
         requireshvm = vm.template.requires_hvm ~= false, passwordenabled = vm.template.password_enabled == true,
       })
       if r then return uploaded(r, flat, sent) end
     end
     step_fail("template", "no clear answer from the new cloud after " .. ATTEMPTS .. " attempts")
-  end, function(data) return self:alive("Template", data.id, own) ~= nil end)
+  end, function(data) return self:still_ours("Template", vm, vm.template.name, source, own, data.id) end)
 end
 
 function Engine:volume(vm, own, d)
@@ -420,12 +426,13 @@ function Engine:volume(vm, own, d)
         return nil
       end
       local r, flat, sent = self:upload("Volume", vm, own, d, name, source, {
-        name = name, format = "VHD", zoneid = self:zone_id(), account = own.account.name, domainid = own.domainid,
+        name = name, format = self:disk_format():upper(), zoneid = self:zone_id(), account = own.account.name,
+        domainid = own.domainid,
       })
       if r then return uploaded(r, flat, sent) end
     end
     step_fail("volume", "no clear answer from the new cloud after " .. ATTEMPTS .. " attempts")
-  end, function(data) return self:alive("Volume", data.id, own) ~= nil end)
+  end, function(data) return self:still_ours("Volume", vm, d.upload_name or d.name, source, own, data.id) end)
 end
 
 -- VMs -------------------------------------------------------------------------------
@@ -442,6 +449,8 @@ function Engine:deploy_params(vm, own, template_id)
   if type(hook) == "function" then net = hook(vm, own.account) or net end
   if type(net) == "table" then net = net.id end
   if net then params.networkids = net end
+  local addr = self:addresses(vm)
+  if addr then params.ipaddress, params.macaddress = addr.ip, addr.mac end
   return params
 end
 
@@ -569,12 +578,19 @@ function Engine:machine(vm, own)
   local zf = json.array({})
   if not self.dry then self:remove_stale(vm) end
   self:check_parent()
-  local tpl = self:template(vm, own)
-  zero_filled(zf, vm.disks[1], tpl)
-  self:check_parent()
-  local dep = self:deploy(vm, own, tpl and tpl.id)
   local ids = device_ids(data_disks)
+  local tpl, dep
   local volumes = {}
+  if self.opts.kvm_primary then
+    -- zero-copy: the disks are written into the pool and adopted there (salvage.recover.kvm)
+    dep, volumes = self:machine_adopt(vm, own, data_disks, ids)
+    data_disks = {}
+  else
+    tpl = self:template(vm, own)
+    zero_filled(zf, vm.disks[1], tpl)
+    self:check_parent()
+    dep = self:deploy(vm, own, tpl and tpl.id)
+  end
   for _, d in ipairs(data_disks) do
     self:check_parent()
     local v = self:volume(vm, own, d)

@@ -407,8 +407,10 @@ local function basename(path) return (path:match("([^/]+)$") or path) end
 -- single-use, so the transport must never re-send it on a kept-alive connection.
 function Client:post_upload(command, body, up, opts)
   local stream = type(body) ~= "string"
-  local filename = stream and (opts.filename or "disk.vhd") or basename(body)
-  if not filename:lower():match("%.vhd$") then filename = filename .. ".vhd" end
+  -- the server checks the file name's extension against the format (.vhd, .qcow2)
+  local ext = "." .. (opts.format or "VHD"):lower()
+  local filename = stream and (opts.filename or ("disk" .. ext)) or basename(body)
+  if filename:lower():sub(-#ext) ~= ext then filename = filename .. ext end
   local progress
   if opts.progress then
     local cb = opts.progress
@@ -536,7 +538,7 @@ local function upload_stream(self, command, kind, make, p, opts)
       if not okc then s:close(); return nil, cberr end
     end
     local length = s:length()
-    local res, uerr = self:post_upload(command, s, up, opts)
+    local res, uerr = self:post_upload(command, s, up, setmetatable({ format = p.format }, { __index = opts }))
     s:close()
     if res then
       local e, werr
@@ -587,7 +589,8 @@ function Client:upload_template(source, params, opts)
     local okc, cberr = opts.on_created(up.id)
     if not okc then return nil, cberr end
   end
-  local _, uerr = self:post_upload("upload_template", source, up, opts)
+  local popts = setmetatable({ format = p.format }, { __index = opts })
+  local _, uerr = self:post_upload("upload_template", source, up, popts)
   if not uerr then
     return self:wait_template(up.id, p, opts, "upload_template")
   end
@@ -612,7 +615,8 @@ function Client:upload_volume(source, params, opts)
     local okc, cberr = opts.on_created(up.id)
     if not okc then return nil, cberr end
   end
-  local _, uerr = self:post_upload("upload_volume", source, up, opts)
+  local popts = setmetatable({ format = p.format }, { __index = opts })
+  local _, uerr = self:post_upload("upload_volume", source, up, popts)
   if uerr then return nil, uerr end
   return self:wait_volume(up.id, p, opts, "upload_volume")
 end

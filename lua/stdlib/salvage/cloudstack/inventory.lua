@@ -10,6 +10,7 @@
 --    domain = {id, uuid, name, path, parent, removed},
 --    offering = {id, uuid, name, cpu, speed, ram, custom, removed},
 --    guest_os = "<guest_os.display_name>", guest_os_id,
+--    nics = {{mac, ip, network_id, device_id, default}} (the old nics table, not removed),
 --    template = {id, uuid, name, removed, requires_hvm, password_enabled, format},
 --    volumes = { ROOT first, then data disks by device_id:
 --      {id, uuid, name, type, state, size, path, device_id, format, template_id,
@@ -337,6 +338,21 @@ function M.load(conn, opts)
     return fail(iter_err, "EQUERY")
   end
 
+  -- NICs of kept VMs (the old MAC and IPv4 a KVM import or a deployment may keep)
+  if s.tables.nics then
+    rows, err, code = all(conn, "SELECT instance_id, mac_address, ip4_address, network_id, device_id, default_nic FROM "
+      .. D .. "nics WHERE removed IS NULL ORDER BY instance_id, device_id, id")
+    if not rows then return fail(err, code) end
+    for _, r in ipairs(rows) do
+      local vm = kept[r.instance_id]
+      if vm then
+        vm.nics = vm.nics or setmetatable({}, ARRAY)
+        vm.nics[#vm.nics + 1] = { mac = r.mac_address, ip = r.ip4_address, network_id = r.network_id,
+          device_id = r.device_id, default = is_true(r.default_nic) }
+      end
+    end
+  end
+
   -- volumes: those of kept VMs, and detached ones when the policy wants them
   local vol_sql = "SELECT id, uuid, name, volume_type AS type, state, size, path, device_id, pool_id, template_id, "
     .. "instance_id, account_id, domain_id, removed, " .. col(s, "volumes", "vo", "format") .. " FROM "
@@ -437,7 +453,7 @@ end
 -- json.encode would write (compact form), one VM at a time.
 local KEYS = {
   vm = { "account", "display_name", "domain", "guest_os", "guest_os_id", "hypervisor", "id", "instance_name", "name",
-    "offering", "problems", "removed", "state", "template", "type", "uuid", "volumes" },
+    "nics", "offering", "problems", "removed", "state", "template", "type", "uuid", "volumes" },
   account = { "id", "name", "removed", "state", "type", "uuid" },
   domain = { "id", "name", "parent", "path", "removed", "uuid" },
   offering = { "cpu", "custom", "id", "name", "ram", "removed", "speed", "uuid" },

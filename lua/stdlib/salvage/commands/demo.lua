@@ -4,7 +4,7 @@ local cli = require "salvage.cli"
 local demo = require "salvage.demo"
 
 local spec = {
-  usage = "salvage demo [--keep]",
+  usage = "salvage demo [--keep] [--kvm]",
   summary = "Recover the sample estate into a simulated new cloud, start to finish",
   description = [[
 Starts a private MariaDB loaded with the sample CloudStack 4.5.2 database
@@ -17,6 +17,7 @@ The data is found in $SALVAGE_DATA_DIR, PREFIX/share/salvage beside the binary,
 or the source tree.]],
   options = {
     { "keep", help = "keep the temporary directory (plan, journal, report) and print its name" },
+    { "kvm", help = "recover into a KVM zone, by QCOW2 upload and by zero-copy import, side by side" },
   },
   positionals = { min = 0, max = 0 },
   epilog = [[
@@ -32,7 +33,7 @@ function M.run(argv)
     io.stdout:write(args.help(spec))
     return 0
   end
-  local rc, derr = demo.run { keep = opts.keep }
+  local rc, derr = demo.run { keep = opts.keep, kvm = opts.kvm }
   if not rc then cli.fail(1, derr) end
   return rc
 end

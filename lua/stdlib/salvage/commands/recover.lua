@@ -9,7 +9,8 @@ local recover = require "salvage.recover"
 
 local spec = {
   usage = "salvage recover PLAN.json --zone ZONE --workdir DIR [--profile NAME] [--workers N] "
-    .. "[--scratch DIR] [--keep-disks] [--dry-run] [--only VM]... [--format table|json|csv]",
+    .. "[--scratch DIR] [--keep-disks] [--dry-run] [--only VM]... [--format table|json|csv] "
+    .. "[--hypervisor kvm|xenserver] [--kvm-primary POOL=DIR]",
   summary = "recover the VMs of a plan into the new cloud (resumable)",
   description = [[
 Per VM: ensure the domain, account and service offering, upload the root disk as a
@@ -22,6 +23,10 @@ copy of what was sent, in SCRATCH (or DIR)/disks.
 Every finished step is journaled in DIR/journal.jsonl: run the same
 command again after any interruption and it continues where it stopped, creating
 nothing twice. The report is printed and written to DIR/report.json.
+KVM: the zone's hypervisor comes from the API (or --hypervisor); a KVM zone gets
+its disks as QCOW2 uploads. --kvm-primary POOL=DIR (the zone's NFS primary pool,
+mounted at DIR here) writes each disk as qcow2 into the pool root instead and adopts
+it with importVm / importVolume (CloudStack 4.19+): no upload, no copy.
 Every template, VM and volume made is tagged salvage-source=<old UUID> and found
 again by that tag; journaled ids are checked in the new cloud on every run.
 Before creating anything, the credentials, the zone and every disk are checked.
@@ -42,6 +47,9 @@ SALVAGE_API_KEY, SALVAGE_SECRET_KEY.]],
     { "format", value = "F", choices = { "table", "json", "csv" }, default = "table",
       help = "report format on stdout" },
     { "poll-interval", value = "S", type = "number", help = "seconds between polls of jobs and uploads" },
+    { "hypervisor", value = "H", choices = { "kvm", "xenserver" },
+      help = "the target zone's hypervisor (default: asked from the API)" },
+    { "kvm-primary", value = "POOL=DIR", help = "zero-copy: write qcow2 into this NFS pool, mounted at DIR" },
     { "keep-disks", help = "keep a copy of every disk sent, in SCRATCH (or DIR)/disks (written while streaming)" },
     { "switch-cloud", help = "use a workdir made against another cloud (every id is checked again)" },
     { "policy-changed", help = "use a policy other than the one the plan was made with" },
@@ -80,6 +88,14 @@ function M.run(argv)
   if workdir == "" then workdir = "/" end
   if not opts.dry_run then sys.mkdir(workdir) end
   workdir = sys.realpath(workdir) or workdir
+  local kvm_primary
+  if opts.kvm_primary then
+    local pool, dir = opts.kvm_primary:match("^([^=]+)=(.+)$")
+    if not pool then cli.usage_error("recover: --kvm-primary takes POOL=DIR (pool id or name, mounted directory)") end
+    kvm_primary = { pool = pool, dir = (sys.realpath(dir) or dir):gsub("/+$", "") }
+    if opts.hypervisor == "xenserver" then cli.usage_error("recover: --kvm-primary needs a KVM zone") end
+    opts.hypervisor = "kvm"
+  end
   local scratch
   if opts.scratch then
     if not opts.dry_run then sys.mkdir(opts.scratch) end
@@ -91,10 +107,11 @@ function M.run(argv)
     dry_run = opts.dry_run, only = opts.only, policy = policy, keep_disks = opts.keep_disks, scratch = scratch,
     switch_cloud = opts.switch_cloud,
     worker_vm = opts.worker_vm, parent_pid = opts.parent_pid, poll_interval = opts.poll_interval,
+    hypervisor = opts.hypervisor, kvm_primary = kvm_primary,
     worker_argv = recover.worker_argv { plan = sys.realpath(opts[1]) or opts[1], zone = opts.zone,
       workdir = workdir, policy = policy_file, policy_changed = opts.policy_changed,
       api_profile = opts.api_profile, poll_interval = opts.poll_interval, keep_disks = opts.keep_disks,
-      scratch = scratch },
+      hypervisor = opts.hypervisor, kvm_primary = opts.kvm_primary, scratch = scratch },
   }
   local ok, report = pcall(recover.run, p, run_opts)
   if not ok then

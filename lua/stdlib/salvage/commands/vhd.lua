@@ -276,7 +276,9 @@ local function flatten_to_stdout(opts)
   if io.stdout:seek() ~= nil and (io.stdout:seek("end") or 0) > 0 then
     cli.fail(2, "flatten: standard output is a non-empty file; refusing to write into it")
   end
-  local s, msg, code = vhd.stream(opts[1], { format = opts.format, drop_zero = true, search = opts.search })
+  -- VHD: all-zero blocks left out as in a file; qcow2: as asked (--drop-zero reads the data twice)
+  local drop = opts.format ~= "qcow2" or opts.drop_zero
+  local s, msg, code = vhd.stream(opts[1], { format = opts.format, drop_zero = drop, search = opts.search })
   if not s then cli.fail(1, ("flatten: %s (%s)"):format(msg, code)) end
   local r
   r, msg, code = s:write_to("-")
@@ -294,7 +296,8 @@ end
 
 subcommands.flatten = {
   spec = {
-    usage = "salvage vhd flatten LEAF -o OUT [--format vhd|raw] [--force] [--overwrite] [--search DIR]... [--json]",
+    usage = "salvage vhd flatten LEAF -o OUT [--format vhd|raw|qcow2] [--drop-zero] [--force] [--overwrite] "
+      .. "[--search DIR]... [--json]",
     summary = "Write the full content of LEAF's chain into a new standalone file",
     description = "LEAF is a file, or lvm:IMAGE:LV for a volume of an LVM-based SR (a VHD- chain is read "
       .. "through its LVHD parents; an LV- volume is copied as it is). "
@@ -305,7 +308,9 @@ subcommands.flatten = {
       .. "| ssh host dd of=..., | curl -T -); the summary then goes to standard error.",
     options = {
       { "output", short = "o", value = "OUT", required = true, help = "new file (must not exist), - for stdout" },
-      { "format", value = "F", choices = { "vhd", "raw" }, default = "vhd", help = "dynamic VHD or raw image" },
+      { "format", value = "F", choices = { "vhd", "raw", "qcow2" }, default = "vhd",
+        help = "dynamic VHD, raw image, or qcow2 (v3, 64 KiB clusters, for KVM)" },
+      { "drop-zero", help = "qcow2: read the data once more first and leave all-zero clusters out of the file" },
       { "force", help = "go past damage whose loss can be listed exactly" },
       { "overwrite", help = "replace OUT if it exists (never a file of the chain)" },
       { "search", value = "DIR", multi = true, help = "also look here for a missing parent (by UUID)" },
@@ -318,6 +323,7 @@ subcommands.flatten = {
     local p
     local r, msg, code = vhd.flatten(opts[1], opts.output, {
       format = opts.format, force = opts.force, overwrite = opts.overwrite, search = opts.search,
+      drop_zero = opts.drop_zero,
       progress = function(done, total)
         if not p then p = progress.new { label = "flatten " .. basename(opts[1]), total = total, unit = "bytes" } end
         p:update(done)

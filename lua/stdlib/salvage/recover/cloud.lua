@@ -521,6 +521,14 @@ function Engine:ours(kind, vm, name, source, own)
   return found
 end
 
+--- still_ours(kind, vm, name, source, own, id) -> is the journaled resource `id` still
+-- the usable one of ours? Looked up by tag, so that dead ones of the same source (a failed
+-- attempt of an earlier run, a killed upload) are removed even when this step is done.
+function Engine:still_ours(kind, vm, name, source, own, id)
+  local r = self:ours(kind, vm, name, source, own)
+  return r ~= nil and r.id == id
+end
+
 -- A same-named resource without our tag: adopt it or report the conflict.
 function Engine:adopt(kind, vm, name, source, own)
   local intent = self.journal and self.journal:get(vm.id, "intent:" .. KINDS[kind].step .. ":" .. source)

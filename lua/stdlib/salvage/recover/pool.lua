@@ -30,6 +30,8 @@ function M.worker_argv(o)
     if o.policy then a[#a + 1] = "--policy"; a[#a + 1] = o.policy end
     if o.api_profile then a[#a + 1] = "--api-profile"; a[#a + 1] = o.api_profile end
     if o.poll_interval then a[#a + 1] = "--poll-interval"; a[#a + 1] = tostring(o.poll_interval) end
+    if o.hypervisor then a[#a + 1] = "--hypervisor"; a[#a + 1] = o.hypervisor end
+    if o.kvm_primary then a[#a + 1] = "--kvm-primary"; a[#a + 1] = o.kvm_primary end
     if o.scratch then a[#a + 1] = "--scratch"; a[#a + 1] = o.scratch end
     if o.keep_disks then a[#a + 1] = "--keep-disks" end
     if o.policy_changed then a[#a + 1] = "--policy-changed" end
