@@ -1,8 +1,9 @@
--- bench/chain.lua DIR GIB: the 3-level benchmark chain of bench/vhd.sh (base.vhd <- c1.vhd <- c2.vhd)
--- with full and partial blocks and varied data, and ~100 blocks the guest zeroed (written as zeros);
--- prints what was written.
+-- bench/chain.lua DIR GIB [ZEROED]: the 3-level benchmark chain (base.vhd <- c1.vhd <- c2.vhd)
+-- of bench/vhd.sh and bench/qcow2.sh, with full and partial blocks and varied data (nothing
+-- all-zero by accident); ZEROED "zeroed" (the default) adds ~100 blocks the guest zeroed
+-- (written as zeros), "none" leaves them out. Prints what was written.
 local vhd = require "salvage.vhd"
-local dir, gib = arg[1], math.tointeger(tonumber(arg[2]))
+local dir, gib, zeroed = arg[1], math.tointeger(tonumber(arg[2])), (arg[3] or "zeroed") == "zeroed"
 local B = 2 << 20
 local size = gib << 30
 local nblocks = size // B
@@ -37,7 +38,7 @@ for b = 0, nblocks - 1, math.max(1, nblocks // 150) do -- partial, inside base's
 end
 -- blocks the guest zeroed (written, all zero): allocated in the chain, nothing to keep
 local zeros = ("\0"):rep(B)
-for b = 5, nblocks - 1, math.max(1, nblocks // 100) do
+for b = 5, zeroed and nblocks - 1 or -1, math.max(1, nblocks // 100) do
   assert(c2:write(b * B, zeros)); allocated = allocated + B
 end
 c2:close()

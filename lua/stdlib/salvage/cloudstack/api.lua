@@ -565,6 +565,27 @@ local function upload_stream(self, command, kind, make, p, opts)
   return nil, last
 end
 
+-- A file (or, for a function, a stream per attempt) uploaded as a template or volume:
+-- getUploadParams*, on_created, POST, then wait until the server has it.
+local function upload(self, command, kind, source, p, opts)
+  if type(source) == "function" then return upload_stream(self, command, kind, source, p, opts) end
+  local st, serr, scode = sys.stat(source)
+  if not st then return nil, api_error { command = command, code = scode, errortext = serr } end
+  local ok, cerr = add_checksum(p, source, opts)
+  if not ok then return nil, cerr end
+  local r, err = self:call(kind == "template" and "getUploadParamsForTemplate" or "getUploadParamsForVolume", p)
+  if not r then return nil, err end
+  local up = r.getuploadparams
+  if opts.on_created then
+    local okc, cberr = opts.on_created(up.id)
+    if not okc then return nil, cberr end
+  end
+  local _, uerr = self:post_upload(command, source, up, setmetatable({ format = p.format }, { __index = opts }))
+  if uerr then return nil, uerr end
+  if kind == "template" then return self:wait_template(up.id, p, opts, command) end
+  return self:wait_volume(up.id, p, opts, command)
+end
+
 --- Upload a VHD as a template (getUploadParamsForTemplate + POST) and wait
 -- until it is ready. source: a file path, or a function returning a new salvage.stream
 -- (streamed from C; a failed transfer starts again with a new stream and a new URL, up
@@ -575,50 +596,15 @@ end
 -- before the upload (to tag and journal it; for a stream, at every attempt)}.
 -- -> template, sent | nil, err; sent = {sha256, bytes, attempts} for a stream.
 function Client:upload_template(source, params, opts)
-  opts = opts or {}
   local p = with_defaults(params, { format = "VHD", hypervisor = "XenServer", displaytext = params and params.name })
-  if type(source) == "function" then return upload_stream(self, "upload_template", "template", source, p, opts) end
-  local st, serr, scode = sys.stat(source)
-  if not st then return nil, api_error { command = "upload_template", code = scode, errortext = serr } end
-  local ok, cerr = add_checksum(p, source, opts)
-  if not ok then return nil, cerr end
-  local r, err = self:call("getUploadParamsForTemplate", p)
-  if not r then return nil, err end
-  local up = r.getuploadparams
-  if opts.on_created then
-    local okc, cberr = opts.on_created(up.id)
-    if not okc then return nil, cberr end
-  end
-  local popts = setmetatable({ format = p.format }, { __index = opts })
-  local _, uerr = self:post_upload("upload_template", source, up, popts)
-  if not uerr then
-    return self:wait_template(up.id, p, opts, "upload_template")
-  end
-  return nil, uerr
+  return upload(self, "upload_template", "template", source, p, opts or {})
 end
 
 --- Upload a VHD as a data volume (getUploadParamsForVolume + POST) and wait
 -- until it is Uploaded. source and opts as for upload_template. params: name, zoneid,
 -- diskofferingid, account, domainid, checksum.
 function Client:upload_volume(source, params, opts)
-  opts = opts or {}
-  local p = with_defaults(params, { format = "VHD" })
-  if type(source) == "function" then return upload_stream(self, "upload_volume", "volume", source, p, opts) end
-  local st, serr, scode = sys.stat(source)
-  if not st then return nil, api_error { command = "upload_volume", code = scode, errortext = serr } end
-  local ok, cerr = add_checksum(p, source, opts)
-  if not ok then return nil, cerr end
-  local r, err = self:call("getUploadParamsForVolume", p)
-  if not r then return nil, err end
-  local up = r.getuploadparams
-  if opts.on_created then
-    local okc, cberr = opts.on_created(up.id)
-    if not okc then return nil, cberr end
-  end
-  local popts = setmetatable({ format = p.format }, { __index = opts })
-  local _, uerr = self:post_upload("upload_volume", source, up, popts)
-  if uerr then return nil, uerr end
-  return self:wait_volume(up.id, p, opts, "upload_volume")
+  return upload(self, "upload_volume", "volume", source, with_defaults(params, { format = "VHD" }), opts or {})
 end
 
 --- The URL route: registerTemplate url= (served by the operator), then wait.

@@ -28,7 +28,7 @@ function M.worker_argv(o)
   return function(vm_id)
     local a = { exe, "recover", o.plan, "--zone", o.zone, "--workdir", o.workdir }
     if o.policy then a[#a + 1] = "--policy"; a[#a + 1] = o.policy end
-    if o.api_profile then a[#a + 1] = "--api-profile"; a[#a + 1] = o.api_profile end
+    if o.api_profile then a[#a + 1] = "--profile"; a[#a + 1] = o.api_profile end
     if o.poll_interval then a[#a + 1] = "--poll-interval"; a[#a + 1] = tostring(o.poll_interval) end
     if o.hypervisor then a[#a + 1] = "--hypervisor"; a[#a + 1] = o.hypervisor end
     if o.kvm_primary then a[#a + 1] = "--kvm-primary"; a[#a + 1] = o.kvm_primary end

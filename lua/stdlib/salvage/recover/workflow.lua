@@ -30,7 +30,8 @@ function M.options(what)
     o[#o + 1] = { "storage", short = "s", value = "ROOT", multi = true, help = "primary storage: DIR or POOL_UUID=DIR" }
   end
   if what.recover then
-    o[#o + 1] = { "api-profile", value = "NAME", help = "API credentials profile (default: environment)" }
+    o[#o + 1] = { "profile", value = "NAME", help = "API credentials profile (salvage config; default: environment)" }
+    o[#o + 1] = { "api-profile", value = "NAME", help = "old name of --profile" }
     o[#o + 1] = { "zone", value = "ZONE", default = "Zone1", help = "zone in the new cloud" }
     o[#o + 1] = { "workdir", value = "DIR", required = true, help = "flattened disks, journal, report" }
     o[#o + 1] = { "workers", short = "j", value = "N", type = "integer", default = 1, help = "VMs at a time" }
@@ -64,6 +65,7 @@ end
 
 --- client(opts) -> a client of the new cloud for opts.api_profile (fails the script on error).
 function M.client(opts)
+  opts.api_profile = opts.profile or opts.api_profile
   local client, err = require("salvage.cloudstack.api").from_profile(opts.api_profile,
     { poll_interval = opts.poll_interval })
   if not client then cli.fail(1, "api: " .. tostring(err)) end
