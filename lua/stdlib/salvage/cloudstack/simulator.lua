@@ -58,6 +58,13 @@ local function python()
 end
 
 local Sim = {}
+
+-- The private directory of a server (its ready file and log), removed when it stops.
+local function remove_dir(dir)
+  if not dir then return end
+  for _, n in ipairs(sys.dir(dir) or {}) do os.remove(dir .. "/" .. n) end
+  os.remove(dir)
+end
 Sim.__index = Sim
 Sim.__name = "salvage.cloudstack.simulator"
 
@@ -83,7 +90,7 @@ function M.start(opts)
   if not script then return nil, serr end
   local apikey = opts.apikey or crypto.hex(crypto.random_bytes(16))
   local secretkey = opts.secretkey or crypto.hex(crypto.random_bytes(24))
-  local dir = assert(sys.mkdtemp("/tmp/salvage-sim-XXXXXX"))
+  local dir = assert(sys.mkdtemp("/tmp/salvage-sim-"))
   local ready = dir .. "/ready"
   local argv = { python(), script, "--port", tostring(opts.port or 0), "--ready-file", ready,
     "--apikey", apikey, "--secretkey", secretkey, "--lifetime", tostring(opts.lifetime or 60) }
@@ -101,7 +108,7 @@ function M.start(opts)
   local log = opts.log or (dir .. "/simulator.log")
   argv.stdout, argv.stderr, argv.stdin = log, log, "/dev/null"
   local pid, perr = sys.spawn(argv)
-  if not pid then return nil, perr end
+  if not pid then remove_dir(dir); return nil, perr end
   local deadline = sys.clock() + (opts.start_timeout or 15)
   local base
   while sys.clock() < deadline do
@@ -109,13 +116,16 @@ function M.start(opts)
     if base then break end
     local status = sys.wait(pid, true)
     if status then
-      return nil, ("simulator exited at start: %s"):format((read_file(log) or ""):sub(-400))
+      local tail = (read_file(log) or ""):sub(-400)
+      remove_dir(dir)
+      return nil, ("simulator exited at start: %s"):format(tail)
     end
     sys.sleep(0.02)
   end
   if not base then
     sys.kill(pid, 15)
     sys.wait(pid)
+    remove_dir(dir)
     return nil, "simulator did not start within the timeout"
   end
   base = base:gsub("%s+$", "")
@@ -155,7 +165,7 @@ function M.start_echo(opts)
   local script, serr = M.script()
   if not script then return nil, serr end
   script = script:gsub("simulator%.py$", "echo.py")
-  local dir = assert(sys.mkdtemp("/tmp/salvage-echo-XXXXXX"))
+  local dir = assert(sys.mkdtemp("/tmp/salvage-echo-"))
   local ready = dir .. "/ready"
   local argv = { python(), script, "--ready-file", ready, "--lifetime", tostring(opts.lifetime or 60) }
   if opts.tls_cert then
@@ -174,12 +184,15 @@ function M.start_echo(opts)
         http = http.client(), cafile = opts.cafile, shutdown_path = "/shutdown" }, Sim)
     end
     if sys.wait(pid, true) then
-      return nil, "echo server exited at start: " .. (read_file(log) or "")
+      local text = read_file(log) or ""
+      remove_dir(dir)
+      return nil, "echo server exited at start: " .. text
     end
     sys.sleep(0.02)
   end
   sys.kill(pid, 9)
   sys.wait(pid)
+  remove_dir(dir)
   return nil, "echo server did not start"
 end
 
@@ -196,16 +209,17 @@ function Sim:stop()
   pcall(self.http.request, self.http, { method = "POST", body = "",
     url = self.base .. (self.shutdown_path or "/_sim/shutdown"), timeout = 5, verify_tls = false })
   local deadline = sys.clock() + 5
-  while sys.clock() < deadline do
-    if sys.wait(pid, true) then
-      self.http:close()
-      return true
-    end
-    sys.sleep(0.02)
+  local gone = false
+  while not gone and sys.clock() < deadline do
+    gone = sys.wait(pid, true) ~= nil
+    if not gone then sys.sleep(0.02) end
   end
-  sys.kill(pid, 9)
-  sys.wait(pid)
+  if not gone then
+    sys.kill(pid, 9)
+    sys.wait(pid)
+  end
   self.http:close()
+  remove_dir(self.dir)
   return true
 end
 Sim.__close = Sim.stop
