@@ -270,7 +270,8 @@ int vhd_flatten(vhd_file *leaf, const char *out, const vhd_flatten_opts *o, vhd_
 	return rc;
 }
 
-int vhd_coalesce(vhd_file *child, vhd_progress_fn progress, void *pctx, vhd_err *e)
+/* Coalesce refuses what it must not write from or into. */
+static int coalesce_check(vhd_file *child, vhd_err *e)
 {
 	if (child->footer.disk_type != VHD_DIFF || child->parent == NULL) {
 		vhd_seterr(e, "EINVAL", "%s: not a differencing disk with a resolved parent", child->path);
@@ -288,19 +289,23 @@ int vhd_coalesce(vhd_file *child, vhd_progress_fn progress, void *pctx, vhd_err 
 		vhd_seterr(e, vhd_problem_errcode(bp), "%s; refusing to coalesce %s", bp->message, child->path);
 		return -1;
 	}
+	return 0;
+}
+
+/* The parent opened for writing, grown to the child's size when the child is larger (as
+ * XenServer's SM does), with the rest of the chain under it; NULL (nothing written) if not. */
+static vhd_file *coalesce_parent(vhd_file *child, vhd_err *e)
+{
 	vhd_open_opts wo = { .writable = 1 };
 	vhd_file *pw = vhd_open(child->parent->path, &wo, e);
 	if (pw == NULL)
-		return -1;
-	if (memcmp(pw->footer.uuid, child->parent->footer.uuid, 16) != 0 || pw->nproblems) {
-		for (size_t i = 0; i < pw->nproblems; i++)
-			if (pw->problems[i].severity == VHD_ERROR) {
-				vhd_seterr(e, "EDAMAGED", "%s; refusing to write into it", pw->problems[i].message);
-				vhd_close(pw);
-				return -1;
-			}
-	}
-	/* a larger child: grow the parent first (as XenServer's SM does), or refuse; never drop data */
+		return NULL;
+	for (size_t i = 0; i < pw->nproblems; i++)
+		if (pw->problems[i].severity == VHD_ERROR) {
+			vhd_seterr(e, "EDAMAGED", "%s; refusing to write into it", pw->problems[i].message);
+			vhd_close(pw);
+			return NULL;
+		}
 	if (child->footer.current_size > pw->footer.current_size &&
 	    vhd_grow(pw, child->footer.current_size, e) != 0) {
 		char why[512], code[24];
@@ -311,7 +316,7 @@ int vhd_coalesce(vhd_file *child, vhd_progress_fn progress, void *pctx, vhd_err 
 			   (unsigned long long)child->footer.current_size,
 			   (unsigned long long)child->parent->footer.current_size, why);
 		vhd_close(pw);
-		return -1;
+		return NULL;
 	}
 	/* partial sectors never occur (whole sectors are copied), but the writer wants the chain */
 	if (child->parent->parent) {
@@ -319,6 +324,48 @@ int vhd_coalesce(vhd_file *child, vhd_progress_fn progress, void *pctx, vhd_err 
 		pw->parent = child->parent->parent;
 		pw->parent_state = 1;
 	}
+	return pw;
+}
+
+/* Copy the sectors block b of the child has (its bitmap's runs) into the parent pw. */
+static int coalesce_block(vhd_file *child, vhd_file *pw, uint32_t b, uint8_t *buf, vhd_err *e)
+{
+	const uint8_t *bm = vhd_block_bitmap(child, b, e);
+	if (bm == NULL)
+		return -1;
+	uint8_t bmc[4096];
+	size_t bml = child->bitmap_bytes < sizeof bmc ? child->bitmap_bytes : sizeof bmc;
+	memcpy(bmc, bm, bml);
+	uint64_t secs = child->spb, first = (uint64_t)b * child->spb;
+	uint64_t total = child->footer.current_size / 512, pt = pw->footer.current_size / 512;
+	if (first + secs > total)
+		secs = total - first;
+	for (uint64_t i = 0, j; i < secs; i = j) {
+		for (j = i + 1; vhd_bit(bmc, i) && j < secs && vhd_bit(bmc, j); j++)
+			;
+		uint64_t s = first + i, cnt = j - i;
+		if (!vhd_bit(bmc, i) || s >= pt)
+			continue;
+		if (s + cnt > pt)
+			cnt = pt - s;
+		uint64_t off = (uint64_t)child->bat[b] * 512 + child->bitmap_bytes + i * 512;
+		if (pread(child->fd, buf, cnt * 512, (off_t)off) != (ssize_t)(cnt * 512)) {
+			vhd_seterr(e, "EIO", "%s: block %u: short read", child->path, b);
+			return -1;
+		}
+		if (vhd_write(pw, s * 512, buf, cnt * 512, e) != 0)
+			return -1;
+	}
+	return 0;
+}
+
+int vhd_coalesce(vhd_file *child, vhd_progress_fn progress, void *pctx, vhd_err *e)
+{
+	if (coalesce_check(child, e) != 0)
+		return -1;
+	vhd_file *pw = coalesce_parent(child, e);
+	if (pw == NULL)
+		return -1;
 	uint8_t *buf = malloc(child->header.block_size);
 	if (buf == NULL) {
 		vhd_close(pw);
@@ -327,46 +374,8 @@ int vhd_coalesce(vhd_file *child, vhd_progress_fn progress, void *pctx, vhd_err 
 	}
 	int rc = 0;
 	for (uint32_t b = 0; b < child->bat_entries && rc == 0; b++) {
-		if (child->bat[b] != VHD_BAT_FREE) {
-			const uint8_t *bm = vhd_block_bitmap(child, b, e);
-			if (bm == NULL) {
-				rc = -1;
-				break;
-			}
-			uint8_t bmc[4096];
-			size_t bml = child->bitmap_bytes < sizeof bmc ? child->bitmap_bytes : sizeof bmc;
-			memcpy(bmc, bm, bml);
-			uint64_t secs = child->spb;
-			uint64_t first = (uint64_t)b * child->spb;
-			uint64_t total = child->footer.current_size / 512;
-			if (first + secs > total)
-				secs = total - first;
-			uint64_t pt = pw->footer.current_size / 512;
-			uint64_t i = 0;
-			while (i < secs && rc == 0) {
-				if (!vhd_bit(bmc, i)) {
-					i++;
-					continue;
-				}
-				uint64_t j = i + 1;
-				while (j < secs && vhd_bit(bmc, j))
-					j++;
-				uint64_t s = first + i, cnt = j - i;
-				if (s < pt) {
-					if (s + cnt > pt)
-						cnt = pt - s;
-					uint64_t off = (uint64_t)child->bat[b] * 512 + child->bitmap_bytes + i * 512;
-					ssize_t got = pread(child->fd, buf, cnt * 512, (off_t)off);
-					if (got != (ssize_t)(cnt * 512)) {
-						vhd_seterr(e, "EIO", "%s: block %u: short read", child->path, b);
-						rc = -1;
-					} else if (vhd_write(pw, s * 512, buf, cnt * 512, e) != 0) {
-						rc = -1;
-					}
-				}
-				i = j;
-			}
-		}
+		if (child->bat[b] != VHD_BAT_FREE)
+			rc = coalesce_block(child, pw, b, buf, e);
 		if (rc == 0 && progress && !progress(pctx, (uint64_t)(b + 1), child->bat_entries)) {
 			vhd_seterr(e, "ECANCELED", "coalesce of %s cancelled part-way: the parent is partly updated",
 				   child->path);
