@@ -140,6 +140,25 @@ describe("vhd.stream", function()
     for _, n in ipairs(sys.dir(OUT)) do assert.is_nil(n:find("salvage%-"), n) end
   end)
 
+  it("reports a chain that fails under it part-way as an error, never a short or zero-filled output", function()
+    local dir = OUT .. "/shrunk"
+    assert(sys.mkdir(dir))
+    local b = assert(vhd.create(dir .. "/base.vhd", { size = 64 << 20 }))
+    for i = 0, 31 do assert(b:write(i * (2 << 20), ("b"):rep(1 << 20))) end
+    b:close()
+    local c = assert(vhd.create(dir .. "/c.vhd", { parent = dir .. "/base.vhd" }))
+    assert(c:write(0, ("c"):rep(4096)))
+    c:close()
+    local s <close> = assert(vhd.stream(dir .. "/c.vhd"))
+    -- the parent loses its data blocks after the stream was opened and checked
+    assert(os.execute(("truncate -s %d %s"):format(8 << 20, sh(dir .. "/base.vhd"))))
+    local r, msg, code = s:write_to(dir .. "/out.vhd")
+    assert.is_nil(r)
+    assert.is_string(msg)
+    assert.is_string(code)
+    assert.is_nil(sys.stat(dir .. "/out.vhd"))
+  end)
+
   it("leaves nothing behind when write_to cannot finish", function()
     local s <close> = assert(vhd.stream(FX .. "/chain_d1/c1.vhd"))
     local r, _, code = s:write_to(OUT .. "/no/such/dir/x.vhd")
