@@ -21,6 +21,15 @@ function CLOUDSTACK(name)
   return INPUT(FIXTURES .. "/cloudstack/" .. name)
 end
 
+--- The whole content of a file, or nil when it cannot be read.
+function SLURP(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
 --- Run a shell command; returns exit code, stdout, stderr.
 function RUN(cmd)
   local tmp = os.tmpname()

@@ -28,13 +28,7 @@ local simulator = require "salvage.cloudstack.simulator"
 local estate = require "salvage.demo.estate"
 local plan = require "salvage.plan"
 
-local function slurp(p)
-  local f = io.open(p, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local slurp = SLURP
 
 local function lines(p)
   local n = 0

@@ -14,13 +14,7 @@ local plan = require "salvage.plan"
 local SCHEMA = CLOUDSTACK("schema-4.5.2.sql")
 local SEED = CLOUDSTACK("seed-4.5.2.sql")
 
-local function slurp(p)
-  local f = io.open(p, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local slurp = SLURP
 
 local DIR, PRIMARY, PLAN, VMS_RAW
 

@@ -24,13 +24,7 @@ local DIR, IMAGE, PLAN, MADE, VMS, POOL, LVS
 
 local function sh(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
-local function slurp(p)
-  local f = io.open(p, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local slurp = SLURP
 
 --- the VHD engine, but files named as LVHD's device-mapper names (so parents are linked that way)
 local function lvhd_names(dir)

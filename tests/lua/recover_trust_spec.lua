@@ -28,13 +28,7 @@ local census = dofile(TOP .. "/tests/lua/recover_census.lua")
 
 local DIR, PRIMARY, PLAN, VMS
 
-local function slurp(p)
-  local f = io.open(p, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local slurp = SLURP
 
 local function spit(p, s)
   local f = assert(io.open(p, "wb"))
