@@ -193,33 +193,7 @@ print(('zero-block pre-pass: one more read of %.2f s (stream to /dev/null) to sa
 
 # Peak work directory over a whole-estate streaming recovery (N VMs, 4 workers).
 rm -rf "$D/primary" "$D"/w-* && mkdir -p "$D/estate"
-"$SALVAGE" -e "
-local json = require 'salvage.json'
-local estate = require 'salvage.demo.estate'
-local vms = {}
-local N, SIZE = $N, 67108864
-for i = 1, N do
-  local acct = (i - 1) % 20 + 1
-  local vm = { id = 1000 + i, uuid = ('vm-%d'):format(i), name = ('vm%03d'):format(i), display_name = ('bench VM %d'):format(i),
-    state = 'Stopped', hypervisor = 'XenServer',
-    account = { id = acct, name = ('acct%02d'):format(acct), type = 0 },
-    domain = { id = acct % 4 + 2, name = ('dom%d'):format(acct % 4), path = ('/dom%d/'):format(acct % 4) },
-    offering = { name = 'Small Instance', cpu = 1, speed = 500, ram = 512 },
-    guest_os = 'Other Linux (64-bit)', template = { name = 'base', requires_hvm = true, password_enabled = false },
-    problems = {},
-    volumes = { { id = 100000 + i, name = 'ROOT-' .. i, type = 'ROOT', state = 'Ready', size = SIZE, device_id = 0,
-      format = 'VHD', path = ('root-%04d'):format(i), parent_base = ('base-%d.vhd'):format(i % 5), problems = {} } } }
-  if i % 10 == 0 then
-    table.insert(vm.volumes, { id = 200000 + i, name = 'DATA-' .. i, type = 'DATADISK', state = 'Ready', size = SIZE // 2,
-      device_id = 1, format = 'VHD', path = ('data-%04d'):format(i), problems = {} })
-  end
-  vms[#vms + 1] = vm
-end
-assert(estate.build('$D/estate', vms))
-local f = assert(io.open('$D/inventory.json', 'w'))
-f:write(json.encode(vms))
-f:close()
-"
+"$SALVAGE" bench/estate.lua "$D/estate" "$N" 67108864 "$D/inventory.json"
 "$SALVAGE" plan --inventory "$D/inventory.json" --storage "$D/estate" -o "$D/plan.json" --quiet
 mkdir -p "$D/w-estate"
 ( peak=0; while :; do
