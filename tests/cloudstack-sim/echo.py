@@ -27,6 +27,8 @@ CONN_IDS = itertools.count(1)
 
 class H(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # TCP_NODELAY: an answer written as headers then body must not wait 40 ms for a delayed ACK
+    disable_nagle_algorithm = True
 
     def log_message(self, *a):
         pass
