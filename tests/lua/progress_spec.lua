@@ -66,6 +66,25 @@ describe("salvage.progress", function()
     assert.are.equal("", text())
   end)
 
+  it("writes bytes, rate and ETA in each --log-json record", function()
+    local log, json = require "salvage.log", require "salvage.json"
+    local lines, saved = {}, log.get()
+    log.configure { json = true, quiet = false, sink = function(line) lines[#lines + 1] = line end }
+    local ok, err = pcall(function()
+      local p, at = rig({ label = "upload vm-1", total = 1000, unit = "bytes", tty = false, interval = 5 })
+      at(10) p:update(250)
+      at(20) p:finish()
+    end)
+    log.configure(saved)
+    log.configure { sink = false }
+    assert(ok, err)
+    assert.are.equal(2, #lines)
+    local first, last = json.decode(lines[1]), json.decode(lines[2])
+    assert.are.same({ "upload vm-1", 250, 1000, "bytes", 25, 30 },
+      { first.label, first.done, first.total, first.unit, first.rate, first.eta_s })
+    assert.are.same({ 1000, 50, 0, true }, { last.done, last.rate, last.eta_s, last.final })
+  end)
+
   it("gives C code a callback that answers true", function()
     local p, at = rig({ total = 10, tty = false, interval = 100 })
     local cb = p:callback()

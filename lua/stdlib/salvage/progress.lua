@@ -109,8 +109,10 @@ function Progress:draw(final)
   if not final and now - self.last_draw < self.interval then return end
   self.last_draw = now
   if self.json then
+    local eta = self:eta()
     log.info("progress", { label = self.label, done = self.done, total = self.total, unit = self.unit,
-      rate = math.floor(self:rate()), final = final or nil })
+      rate = math.floor(self:rate()), eta_s = eta and eta == eta and eta < math.huge and math.ceil(eta) or nil,
+      final = final or nil })
   elseif self.tty then
     local line = self:line()
     local width = sys.terminal_width(2) - 1
