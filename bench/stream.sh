@@ -6,8 +6,9 @@
 #   stream   salvage recover (default: each disk streamed from its chain)
 #   flatten  salvage vhd flatten LEAF -o FILE (the old first half)
 #   upload   the upload of that file alone (api client upload_template)
-#   null     the stream written to /dev/null (reading and building alone),
-#            without and with the zero-block pre-pass (drop_zero)
+#   null     the stream written to /dev/null (reading, building and the sha256
+#            that every upload computes), without and with the zero-block
+#            pre-pass (drop_zero)
 #   scratch  salvage recover --scratch (flatten + check + upload of the file)
 # the ratios (flatten + upload) / stream (target >= 1.5) and
 # stream / max(null, upload) (target <= 1.15), the client's peak RSS while
@@ -172,7 +173,7 @@ print(('stream   salvage recover (streaming): %.2f s, %d bytes sent, %.0f MB/s; 
   :format(ts, len, len / ts / MB, rss, rss <= 64 and 'met' or 'NOT met'))
 print(('flatten  vhd flatten to a file:        %.2f s, %d bytes, %.0f MB/s'):format(tf, flat, flat / tf / MB))
 print(('upload   that file alone:              %.2f s, %.0f MB/s'):format(tu, flat / tu / MB))
-print(('null     stream to /dev/null:          %.2f s, %.0f MB/s'):format(tn, len / tn / MB))
+print(('null     stream to /dev/null (+sha256): %.2f s, %.0f MB/s'):format(tn, len / tn / MB))
 print(('null+dz  with the zero-block pre-pass: %.2f s (%d bytes: %d fewer, %.1f%%)')
   :format(tnz, lenz, len - lenz, (len - lenz) * 100 / len))
 print(('scratch  recover --scratch (flatten, check, upload): %.2f s'):format(tsc))

@@ -65,7 +65,7 @@ function M.build(self, vms, status, elapsed)
   end
   r.scratch_peak_bytes = math.max(peak, self.scratch_peak or 0)
   -- Where the time went, per VM recovered in this run (machine steps; owners are estate-wide).
-  local n, sum, maxe, api, flat, proc, nproc, jr = 0, 0, 0, 0, 0, 0, 0, 0
+  local n, sum, maxe, api, flat, proc, nproc, jr, str = 0, 0, 0, 0, 0, 0, 0, 0, 0
   for _, vm in ipairs(vms) do
     local done = not self.dry and j:get(vm.id, "done")
     local t = done and done.timing
@@ -75,6 +75,7 @@ function M.build(self, vms, status, elapsed)
       maxe = math.max(maxe, t.engine)
       api = api + (t.api or 0)
       flat = flat + (t.flatten or 0)
+      str = str + (t.stream or 0)
       jr = jr + (t.journal or 0)
       local wall = self.worker_wall and self.worker_wall[vm.id]
       if wall then
@@ -85,7 +86,8 @@ function M.build(self, vms, status, elapsed)
   end
   if n > 0 then
     r.timing = { vms = n, engine_ms_mean = sum / n * 1000, engine_ms_max = maxe * 1000,
-      api_ms_mean = api / n * 1000, flatten_ms_mean = flat / n * 1000, journal_ms_mean = jr / n * 1000,
+      api_ms_mean = api / n * 1000, flatten_ms_mean = flat / n * 1000, stream_ms_mean = str / n * 1000,
+      journal_ms_mean = jr / n * 1000,
       owners_ms = (self.owners_time or 0) * 1000,
       worker_process_ms_mean = nproc > 0 and proc / nproc * 1000 or nil }
   end
