@@ -20,6 +20,8 @@
  * fresh = true: a new connection, closed after the request (CURLOPT_FRESH_CONNECT
  * and CURLOPT_FORBID_REUSE), so that a state-changing POST is never sent on a
  * kept-alive connection the server may already have closed (curl would re-send it).
+ * A stop signal (Ctrl-C, SIGTERM) seen by the host aborts a transfer within a
+ * second, progress function or not: nil, "http: URL: interrupted", "EINTR".
  *
  * Three steps: every option is read from Lua into a Request (strings anchored
  * on the stack; unknown options raise), then curl is set up, performed and
@@ -104,6 +106,7 @@ typedef struct {
 	int progress_idx;      /* stack index of the progress function, 0 if none */
 	int progress_failed;   /* the callback raised: error object on the stack top */
 	int cancelled;         /* the callback returned false */
+	int interrupted;       /* Ctrl-C (SIGINT) or SIGTERM arrived during the transfer */
 	curl_off_t last[4];
 	Buf body, headers;
 	FILE *out;             /* output_file, or NULL: body into memory */
@@ -179,6 +182,11 @@ static int call_progress(lua_State *L)
 static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow)
 {
 	Transfer *t = ud;
+	/* curl calls this at least once a second, even while it waits for an answer */
+	if (lu_interrupted()) {
+		t->interrupted = 1;
+		return 1;
+	}
 	if (!t->progress_idx)
 		return 0;
 	if (t->last[0] == dltotal && t->last[1] == dlnow && t->last[2] == ultotal && t->last[3] == ulnow)
@@ -454,7 +462,7 @@ static void set_common(CURL *curl, const Request *r, Transfer *t, Outcome *o)
 	curl_easy_setopt(curl, CURLOPT_WRITEDATA, t);
 	curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, on_header);
 	curl_easy_setopt(curl, CURLOPT_HEADERDATA, t);
-	curl_easy_setopt(curl, CURLOPT_NOPROGRESS, r->progress_idx ? 0L : 1L);
+	curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);   /* on_progress also watches for Ctrl-C */
 	curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, on_progress);
 	curl_easy_setopt(curl, CURLOPT_XFERINFODATA, t);
 	curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, r->verify ? 1L : 0L);
@@ -626,7 +634,10 @@ static int push_failure(lua_State *L, const Request *r, const Transfer *t, const
 	}
 	const char *why = o->errbuf[0] ? o->errbuf : curl_easy_strerror(o->rc);
 	const char *code = curl_code_name(o->rc);
-	if (t->cancelled) {
+	if (t->interrupted) {
+		why = "interrupted";
+		code = "EINTR";
+	} else if (t->cancelled) {
 		why = "cancelled by the progress callback";
 	} else if (t->stream_failed) {
 		why = t->stream->err.msg;

@@ -473,14 +473,10 @@ static int sys_flock(lua_State *L)
 	return 1;
 }
 
-/* Provided by the salvage host (host.c); absent when this module is loaded
- * into a stock Lua interpreter. */
-int salvage_interrupted(void) __attribute__((weak));
-
 /* interrupted() -> "SIGINT" | "SIGTERM" | nil: the stop signal the host saw */
 static int sys_interrupted(lua_State *L)
 {
-	int sig = salvage_interrupted ? salvage_interrupted() : 0;
+	int sig = lu_interrupted();
 	if (sig == SIGINT)
 		lua_pushliteral(L, "SIGINT");
 	else if (sig == SIGTERM)

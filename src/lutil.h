@@ -46,4 +46,11 @@ int lu_opt_type(lua_State *L, int idx, const char *k);
 void lu_new_class(lua_State *L, const char *name, const luaL_Reg *methods, lua_CFunction close,
 		  lua_CFunction tostring);
 
+/* The stop signal (SIGINT, SIGTERM) the salvage host saw, or 0. Weak: absent
+ * (NULL) when a module is loaded into a stock Lua; call lu_interrupted(). A
+ * binding whose C loop runs long without calling Lua (a transfer, a copy)
+ * checks it, so that Ctrl-C does not wait for the loop to end. */
+int salvage_interrupted(void) __attribute__((weak));
+static inline int lu_interrupted(void) { return salvage_interrupted ? salvage_interrupted() : 0; }
+
 #endif

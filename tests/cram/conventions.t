@@ -81,21 +81,22 @@ fatal errors included.
   $ curl -s -X POST "$(cat ready)/_sim/shutdown"
   {"stopping": true} (no-eol)
 
-Ctrl-C: one line, exit 130, no traceback (here: a server that never answers).
+Ctrl-C: one line, exit 130, no traceback (here: a server that never answers). The
+call does not wait for its 60 s timeout: `timeout 20` would end it with 124.
 
   $ cat > hole.py <<'PY'
   > import socket, sys, time
   > s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(5); s.settimeout(0.5)
   > open(sys.argv[1] + ".tmp", "w").write(str(s.getsockname()[1]))
   > import os; os.rename(sys.argv[1] + ".tmp", sys.argv[1])
-  > conns, end = [], time.time() + 20
+  > conns, end = [], time.time() + 40
   > while time.time() < end:
   >     try: conns.append(s.accept()[0])
   >     except socket.timeout: pass
   > PY
   $ python3 hole.py port & HOLE=$!
   $ for i in $(seq 100); do [ -f port ] && break; sleep 0.1; done
-  $ SALVAGE_API_URL=http://127.0.0.1:$(cat port)/client/api "$S" api listZones --timeout 5 > out 2> err & P=$!
+  $ SALVAGE_API_URL=http://127.0.0.1:$(cat port)/client/api timeout 20 "$S" api listZones --timeout 60 > out 2> err & P=$!
   $ sleep 1; kill -INT $P; wait $P; echo "exit $?"
   exit 130
   $ cat err
