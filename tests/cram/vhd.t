@@ -148,6 +148,8 @@ qemu-img reads it back, and the raw form has the fixtures' expected virtual hash
   1
   $ qemu-img convert -f vpc -O raw piped.vhd piped.raw && sha256sum piped.raw | grep -c "$(grep chain_d2/c2.vhd EXPECTED_VIRTUAL.sha256 | cut -c1-64)"
   1
+  $ "$SALVAGE" --log-json vhd flatten chain_d2/c2.vhd -o - --json 2>&1 >/dev/null | sed 's/"sha256":"[0-9a-f]*"/"sha256":"..."/'
+  {"bytes_written":16814080,"format":"vhd","path":"-","sha256":"..."}
   $ "$SALVAGE" vhd flatten -q chain_d2/c2.vhd -o - --format raw | sha256sum | grep -c "$(grep chain_d2/c2.vhd EXPECTED_VIRTUAL.sha256 | cut -c1-64)"
   1
   $ "$SALVAGE" vhd flatten -q damaged/parent_missing/c1.vhd -o - | wc -c

@@ -286,7 +286,9 @@ local function flatten_to_stdout(opts)
   s:close()
   if not r then cli.fail(1, ("flatten: %s (%s)"):format(msg, code)) end
   if opts.json then
-    io.stderr:write(json.pretty { path = "-", format = opts.format, bytes_written = r.bytes, sha256 = r.sha256 })
+    -- stdout is the disk: the result goes to stderr, one line under --log-json (every line a record)
+    local res = { path = "-", format = opts.format, bytes_written = r.bytes, sha256 = r.sha256 }
+    io.stderr:write(log.json_mode() and (json.encode(res) .. "\n") or json.pretty(res))
   else
     log.info(("flattened %s: %s, %d bytes to standard output"):format(opts[1], opts.format, len),
       { sha256 = r.sha256 })
