@@ -39,15 +39,6 @@ static void be64(uint8_t *p, uint64_t v)
 		p[i] = (uint8_t)v;
 }
 
-static int all_zero(const uint8_t *p, size_t n)
-{
-	const uint64_t *q = (const uint64_t *)p;
-	for (size_t i = 0; i < n / 8; i++)
-		if (q[i])
-			return 0;
-	return 1;
-}
-
 static uint64_t region_end(const qcow2_layout *l, uint32_t r)
 {
 	uint64_t end = ((uint64_t)r + 1) * QCOW2_L2_ENTRIES;
@@ -116,7 +107,7 @@ static int fill_region(q2s *s)
 		return -1;
 	for (uint64_t i = 0; i < k; i++, s->host++) {
 		uint64_t slot = (s->vc + i) % QCOW2_L2_ENTRIES;
-		if (all_zero(s->buf + i * QCOW2_CLUSTER, QCOW2_CLUSTER)) {
+		if (stream_all_zero(s->buf + i * QCOW2_CLUSTER, QCOW2_CLUSTER)) {
 			qcow2_setbit(s->freed, s->host);
 			s->zero_clusters++;
 		} else {
@@ -282,7 +273,7 @@ static int drop_zero(const disk_source *src, uint8_t *m, uint64_t nclusters, con
 		if (src->read(src->ctx, off, (size_t)len, buf, e) != 0)
 			return -1;
 		for (uint64_t i = 0; i < k; i++)
-			if (all_zero(buf + i * QCOW2_CLUSTER, QCOW2_CLUSTER))
+			if (stream_all_zero(buf + i * QCOW2_CLUSTER, QCOW2_CLUSTER))
 				qcow2_clearbit(m, c + i);
 		c += k;
 		done += k * QCOW2_CLUSTER;

@@ -47,19 +47,6 @@ static void wb_note(int fd, writeback *w, uint64_t end)
 	w->start = w->end;
 }
 
-static int all_zero(const uint8_t *p, size_t n)
-{
-	const uint64_t *q = (const uint64_t *)p;
-	size_t k = n / 8;
-	for (size_t i = 0; i < k; i++)
-		if (q[i])
-			return 0;
-	for (size_t i = k * 8; i < n; i++)
-		if (p[i])
-			return 0;
-	return 1;
-}
-
 void vhd_flatten_result_free(vhd_flatten_result *r)
 {
 	free(r->zero_filled);
@@ -127,7 +114,7 @@ static int make_temp(flat *F, vhd_err *e)
 static int put_block(flat *F, uint64_t b, size_t n, vhd_err *e)
 {
 	uint8_t *data = F->buf + F->l.bitmap_bytes;
-	if (all_zero(data, n))
+	if (stream_all_zero(data, n))
 		return 0;
 	if (F->o->raw) {
 		if (vhd_pwrite_all(F->fd, data, n, b * OUT_BLOCK) != 0)

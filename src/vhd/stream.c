@@ -135,19 +135,6 @@ static void vs_close(out_stream *s)
 	free(v);
 }
 
-static int all_zero(const uint8_t *p, size_t n)
-{
-	const uint64_t *q = (const uint64_t *)p;
-	size_t k = n / 8;
-	for (size_t i = 0; i < k; i++)
-		if (q[i])
-			return 0;
-	for (size_t i = k * 8; i < n; i++)
-		if (p[i])
-			return 0;
-	return 1;
-}
-
 /* Bytes of output block b inside the disk. */
 static size_t block_len(const vhd_layout *l, uint64_t b)
 {
@@ -217,7 +204,7 @@ static int block_wanted(vstream *v, uint64_t b, int drop_zero, vhd_err *e)
 	uint8_t *data = v->blk + l->bitmap_bytes;
 	if (v->src.read(v->src.ctx, b * l->block_size, block_len(l, b), data, &v->base.err) != 0)
 		goto fail;
-	return !all_zero(data, block_len(l, b));
+	return !stream_all_zero(data, block_len(l, b));
 fail:
 	vhd_seterr(e, v->base.err.code, "%s", v->base.err.msg);
 	return -1;

@@ -25,6 +25,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/types.h>
 
 typedef struct stream_err {
@@ -63,6 +64,18 @@ struct out_stream {
 
 static inline ssize_t out_stream_read(out_stream *s, uint8_t *buf, size_t n) { return s->ops->read(s, buf, n); }
 static inline void out_stream_close(out_stream *s) { if (s) s->ops->close(s); }
+
+/* Do these n bytes read as zeros? For the writers' zero-block and zero-cluster tests: the
+ * first 16 bytes, then memcmp of the buffer against itself shifted by 16 (libc's vectorised
+ * compare; no aligned or aliased loads, so any buffer will do). */
+static inline int stream_all_zero(const uint8_t *p, size_t n)
+{
+	size_t head = n < 16 ? n : 16;
+	for (size_t i = 0; i < head; i++)
+		if (p[i])
+			return 0;
+	return n <= 16 || memcmp(p, p + 16, n - 16) == 0;
+}
 
 /* Options every writer accepts. */
 typedef struct out_stream_opts {
