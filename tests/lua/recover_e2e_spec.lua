@@ -7,20 +7,9 @@
 local sys = require "salvage.sys"
 local json = require "salvage.json"
 
-local NEEDED = { "salvage.vhd", "salvage.db", "salvage.cloudstack.inventory", "salvage.policy",
-  "salvage.cloudstack.api", "salvage.cloudstack.simulator", "salvage.crypto" }
-local missing
-for _, m in ipairs(NEEDED) do
-  if not pcall(require, m) then missing = m; break end
-end
-local SCHEMA = CLOUDSTACK("schema-4.5.2.sql")
-local SEED = CLOUDSTACK("seed-4.5.2.sql")
-if missing then
-  describe("recovery end to end", function()
-    it("has every module it needs", function() error("this build lacks " .. missing) end)
-  end)
-  return
-end
+local rig = dofile(TOP .. "/tests/lua/recover_rig.lua")
+if not rig.needs("recovery end to end") then return end
+local SCHEMA, SEED = rig.SCHEMA, rig.SEED
 
 local crypto = require "salvage.crypto"
 local vhd = require "salvage.vhd"
@@ -37,45 +26,15 @@ local function lines(p)
 end
 
 -- The old estate, built once: storage, inventory, plan file.
-local DIR, PRIMARY, PLAN, MADE, VMS, SOURCES
+local DIR, PRIMARY, PLAN, MADE, SOURCES
 
 local function start_sim()
   return assert(simulator.start { lifetime = 180, job_polls = 1, template_polls = 1 })
 end
 
-local function env_of(s)
-  return { SALVAGE_API_URL = s.url, SALVAGE_API_KEY = s.apikey, SALVAGE_SECRET_KEY = s.secretkey,
-    SALVAGE_CONFIG = DIR .. "/no-config.lua" }
-end
+-- each upload is compared with the chain in the simulator's stored copy (check_state)
+local spawn, run, recover_args, report_of = rig.spawn, rig.run, rig.recover_args, rig.report
 
--- Start `salvage ARGS...` in the background against simulator s: pid, log path.
-local n_runs = 0
-local function spawn(s, args)
-  n_runs = n_runs + 1
-  local log = ("%s/run-%d.log"):format(DIR, n_runs)
-  local argv = { SALVAGE }
-  for _, a in ipairs(args) do argv[#argv + 1] = a end
-  argv.env = env_of(s)
-  argv.stdout, argv.stderr, argv.stdin = log, log, "/dev/null"
-  return assert(sys.spawn(argv)), log
-end
-
-local function run(s, args)
-  local pid, log = spawn(s, args)
-  local how, code = sys.wait(pid)
-  return how == "exited" and code or -code, slurp(log)
-end
-
-local function recover_args(work, extra)
-  -- each upload is compared with the chain in the simulator's stored copy (check_state)
-  local a = { "recover", PLAN, "--zone", "Zone1", "--workdir", work, "--poll-interval", "0.02", "--format", "json" }
-  for _, x in ipairs(extra or {}) do a[#a + 1] = x end
-  return a
-end
-
-local function report_of(work)
-  return assert(json.decode(assert(slurp(work .. "/report.json"))))
-end
 
 local DEAD = { NotUploaded = true, UploadError = true, UploadAbandoned = true, Inactive = true }
 
@@ -176,23 +135,12 @@ end
 
 describe("recovery end to end (MariaDB + VHD engine + simulator)", function()
   setup(function()
-    DIR = assert(sys.mkdtemp("/tmp/salvage-e2e-"))
-    PRIMARY = DIR .. "/primary"
-    local cf = assert(io.open(DIR .. "/no-config.lua", "w"))   -- no profiles: credentials from the environment
-    cf:write("return {}\n")
-    cf:close()
-    assert(sys.mkdir(PRIMARY))
-    MADE, VMS = estate.from_dump(PRIMARY, { SCHEMA, SEED })
-    assert(MADE, VMS)
-    local p = assert(plan.build(VMS, { storage = { PRIMARY }, policy = require("salvage.policy").new() }))
-    PLAN = DIR .. "/plan.json"
-    assert(plan.save(p, PLAN))
+    rig.setup("/tmp/salvage-e2e-")   -- no profiles: credentials from the environment
+    DIR, PRIMARY, PLAN, MADE = rig.dir, rig.primary, rig.plan, rig.made
     SOURCES = {}
     for _, f in ipairs(MADE.files) do SOURCES[f] = crypto.sha256_file(f) end
   end)
-  teardown(function()
-    if DIR then os.execute("rm -rf '" .. DIR .. "'") end
-  end)
+  teardown(rig.teardown)
 
   it("builds the demo storage as XenServer lays it out: base copies, deltas, the data disk", function()
     assert.equal(7, #MADE.files)

@@ -7,16 +7,15 @@
 -- luacheck: max line length 140
 local sys = require "salvage.sys"
 local json = require "salvage.json"
-local simulator = require "salvage.cloudstack.simulator"
-local estate = require "salvage.demo.estate"
-local plan = require "salvage.plan"
+local rig = dofile(TOP .. "/tests/lua/recover_rig.lua")
+if not rig.needs("recovery into a KVM zone") then return end
 
-local SCHEMA = CLOUDSTACK("schema-4.5.2.sql")
-local SEED = CLOUDSTACK("seed-4.5.2.sql")
+local simulator = require "salvage.cloudstack.simulator"
+local plan = require "salvage.plan"
 
 local slurp = SLURP
 
-local DIR, PRIMARY, PLAN, VMS_RAW
+local DIR, PRIMARY, VMS_RAW
 
 local function start_sim(pool, extra)
   local args = { "--kvm-pool", pool }
@@ -24,21 +23,13 @@ local function start_sim(pool, extra)
   return assert(simulator.start { lifetime = 240, job_polls = 1, template_polls = 1, args = args })
 end
 
+-- path: the PATH of the run (a fake virt-v2v-in-place first)
 local function run(s, args, path)
-  local log = DIR .. "/run.log"
-  local argv = { SALVAGE }
-  for _, a in ipairs(args) do argv[#argv + 1] = a end
-  argv.env = { SALVAGE_API_URL = s.url, SALVAGE_API_KEY = s.apikey, SALVAGE_SECRET_KEY = s.secretkey,
-    SALVAGE_CONFIG = DIR .. "/no-config.lua", PATH = path or os.getenv("PATH") }
-  argv.stdout, argv.stderr, argv.stdin = log, log, "/dev/null"
-  local how, code = sys.wait(assert(sys.spawn(argv)))
-  return how == "exited" and code or -code, slurp(log)
+  return rig.run(s, args, path and { env = { PATH = path } })
 end
 
 local function recover_args(work, extra)
-  local a = { "recover", PLAN, "--zone", "Zone2-KVM", "--workdir", work, "--poll-interval", "0.02", "--format", "json" }
-  for _, x in ipairs(extra or {}) do a[#a + 1] = x end
-  return a
+  return rig.recover_args(work, extra, { zone = "Zone2-KVM" })
 end
 
 local function qemu_info(path)
@@ -68,22 +59,10 @@ end
 
 describe("recovery into a KVM zone", function()
   setup(function()
-    DIR = assert(sys.mkdtemp("/tmp/salvage-kvm-e2e-"))
-    PRIMARY = DIR .. "/primary"
-    local cf = assert(io.open(DIR .. "/no-config.lua", "w"))
-    cf:write("return {}\n")
-    cf:close()
-    assert(sys.mkdir(PRIMARY))
-    local made, vms = estate.from_dump(PRIMARY, { SCHEMA, SEED })
-    assert(made, vms)
-    VMS_RAW = vms
-    local p = assert(plan.build(vms, { storage = { PRIMARY }, policy = require("salvage.policy").new() }))
-    PLAN = DIR .. "/plan.json"
-    assert(plan.save(p, PLAN))
+    rig.setup("/tmp/salvage-kvm-e2e-")
+    DIR, PRIMARY, VMS_RAW = rig.dir, rig.primary, rig.vms
   end)
-  teardown(function()
-    if DIR then os.execute("rm -rf '" .. DIR .. "'") end
-  end)
+  teardown(rig.teardown)
 
   it("by upload: the zone's hypervisor from the API, QCOW2 templates and volumes, qemu-img clean", function()
     local s = start_sim(DIR .. "/pool-up")

@@ -14,8 +14,8 @@ local plan = require "salvage.plan"
 local simulator = require "salvage.cloudstack.simulator"
 local img = dofile(TOP .. "/tests/lua/lvm2_image.lua")
 
-local SCHEMA = CLOUDSTACK("schema-4.5.2.sql")
-local SEED = CLOUDSTACK("seed-4.5.2.sql")
+local rig = dofile(TOP .. "/tests/lua/recover_rig.lua")
+local SCHEMA, SEED = rig.SCHEMA, rig.SEED
 local MIB = 1 << 20
 local SR = "3e8a1f20-5c6d-4b7e-8f90-a1b2c3d4e5f6"
 local VG = "VG_XenStorage-" .. SR
@@ -23,8 +23,6 @@ local VG = "VG_XenStorage-" .. SR
 local DIR, IMAGE, PLAN, MADE, VMS, POOL, LVS
 
 local function sh(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
-
-local slurp = SLURP
 
 --- the VHD engine, but files named as LVHD's device-mapper names (so parents are linked that way)
 local function lvhd_names(dir)
@@ -71,10 +69,8 @@ local function lay_out(vdir, raw_path)
 end
 
 setup(function()
-  DIR = assert(sys.mkdtemp("/tmp/salvage-lvme2e-"))
-  local cf = assert(io.open(DIR .. "/no-config.lua", "w"))
-  cf:write("return {}\n")
-  cf:close()
+  rig.setup("/tmp/salvage-lvme2e-", { estate = false })   -- the estate goes into LVs below
+  DIR = rig.dir
   local vdir = DIR .. "/vhds"
   assert(sys.mkdir(vdir))
   MADE, VMS = estate.from_dump(vdir, { SCHEMA, SEED }, { vhd = lvhd_names(vdir) })
@@ -107,9 +103,7 @@ setup(function()
   end
 end)
 
-teardown(function()
-  if DIR then os.execute("rm -rf " .. sh(DIR)) end
-end)
+teardown(rig.teardown)
 
 describe("recovery from an LVM-based SR (lvm2 image, MariaDB, simulator)", function()
   it("plans every disk from the LUN image", function()
@@ -137,16 +131,9 @@ describe("recovery from an LVM-based SR (lvm2 image, MariaDB, simulator)", funct
     assert(PLAN, "the plan was built")
     local s = assert(simulator.start { lifetime = 180, job_polls = 1, template_polls = 1 })
     local work = DIR .. "/work"
-    local log = DIR .. "/recover.log"
     -- --keep-disks: the flattened disks are compared with the uploads below
-    local pid = assert(sys.spawn({ SALVAGE, "recover", PLAN, "--zone", "Zone1", "--workdir", work, "--poll-interval",
-      "0.02", "--format", "json", "--keep-disks",
-      env = { SALVAGE_API_URL = s.url, SALVAGE_API_KEY = s.apikey, SALVAGE_SECRET_KEY = s.secretkey,
-        SALVAGE_CONFIG = DIR .. "/no-config.lua" },
-      stdout = log, stderr = log, stdin = "/dev/null" }))
-    local how, code = sys.wait(pid)
-    assert.equal("exited", how)
-    assert.equal(0, code, slurp(log))
+    local code, out = rig.run(s, rig.recover_args(work, { "--keep-disks" }, { plan = PLAN }))
+    assert.equal(0, code, out)
     local st = assert(s:state())
     s:stop()
     local names = {}

@@ -5,24 +5,12 @@
 local sys = require "salvage.sys"
 local json = require "salvage.json"
 
-local NEEDED = { "salvage.vhd", "salvage.db", "salvage.cloudstack.inventory", "salvage.policy",
-  "salvage.cloudstack.api", "salvage.cloudstack.simulator", "salvage.crypto" }
-local missing
-for _, m in ipairs(NEEDED) do
-  if not pcall(require, m) then missing = m; break end
-end
-local SCHEMA = CLOUDSTACK("schema-4.5.2.sql")
-local SEED = CLOUDSTACK("seed-4.5.2.sql")
-if missing then
-  describe("recovery an operator can trust", function()
-    it("has every module it needs", function() error("this build lacks " .. missing) end)
-  end)
-  return
-end
+local rig = dofile(TOP .. "/tests/lua/recover_rig.lua")
+if not rig.needs("recovery an operator can trust") then return end
+local SCHEMA, SEED = rig.SCHEMA, rig.SEED
 
 local api = require "salvage.cloudstack.api"
 local simulator = require "salvage.cloudstack.simulator"
-local estate = require "salvage.demo.estate"
 local plan = require "salvage.plan"
 local census = dofile(TOP .. "/tests/lua/recover_census.lua")
 
@@ -40,42 +28,12 @@ local function start_sim()
   return assert(simulator.start { lifetime = 240, job_polls = 1, template_polls = 1 })
 end
 
-local function env_of(s, over)
-  local e = { SALVAGE_API_URL = s.url, SALVAGE_API_KEY = s.apikey, SALVAGE_SECRET_KEY = s.secretkey,
-    SALVAGE_CONFIG = DIR .. "/no-config.lua" }
-  for k, v in pairs(over or {}) do e[k] = v end
-  return e
-end
-
-local n_runs = 0
-local function spawn(s, args, opts)
-  opts = opts or {}
-  n_runs = n_runs + 1
-  local log = ("%s/run-%d.log"):format(DIR, n_runs)
-  local argv = { SALVAGE }
-  for _, a in ipairs(args) do argv[#argv + 1] = a end
-  argv.env = env_of(s, opts.env)
-  argv.cwd = opts.cwd
-  argv.setsid = opts.setsid
-  argv.stdout, argv.stderr, argv.stdin = log, log, "/dev/null"
-  return assert(sys.spawn(argv)), log
-end
-
-local function run(s, args, opts)
-  local pid, log = spawn(s, args, opts)
-  local how, code = sys.wait(pid)
-  return how == "exited" and code or -code, slurp(log)
-end
+local spawn, run, report_of = rig.spawn, rig.run, rig.report
 
 local function recover_args(work, extra, plan_file)
-  local a = { "recover", plan_file or PLAN, "--zone", "Zone1", "--workdir", work, "--poll-interval", "0.02",
-    "--format", "json", "--keep-disks" }
+  local a = rig.recover_args(work, { "--keep-disks" }, { plan = plan_file })
   for _, x in ipairs(extra or {}) do a[#a + 1] = x end
   return a
-end
-
-local function report_of(work)
-  return assert(json.decode(assert(slurp(work .. "/report.json"))))
 end
 
 local function client_of(s)
@@ -120,20 +78,10 @@ end
 
 describe("recovery an operator can trust (issue 10)", function()
   setup(function()
-    DIR = assert(sys.mkdtemp("/tmp/salvage-trust-"))
-    PRIMARY = DIR .. "/primary"
-    spit(DIR .. "/no-config.lua", "return {}\n")
-    assert(sys.mkdir(PRIMARY))
-    local made
-    made, VMS = estate.from_dump(PRIMARY, { SCHEMA, SEED })
-    assert(made, VMS)
-    local p = assert(plan.build(VMS, { storage = { PRIMARY }, policy = require("salvage.policy").new() }))
-    PLAN = DIR .. "/plan.json"
-    assert(plan.save(p, PLAN))
+    rig.setup("/tmp/salvage-trust-")
+    DIR, PRIMARY, PLAN, VMS = rig.dir, rig.primary, rig.plan, rig.vms
   end)
-  teardown(function()
-    if DIR then os.execute("rm -rf '" .. DIR .. "'") end
-  end)
+  teardown(rig.teardown)
 
   it("1: keeps two VMs of one account with host names that normalise alike apart, by name and by tag", function()
     local vms = json.decode(json.encode(VMS))
