@@ -563,6 +563,107 @@ static int fill_below(vhd_file *f, uint64_t sec, uint64_t cnt, uint8_t *buf, vhd
 	return 0;
 }
 
+/* A fixed disk's sectors [sec, sec + cnt), inside the virtual size; a truncated file is
+ * refused, or (forced) zero-filled and reported. */
+static int read_fixed(vhd_file *f, uint64_t sec, uint64_t cnt, uint8_t *buf, vhd_rctx *c)
+{
+	uint64_t have = (f->data_limit / 512 > sec) ? f->data_limit / 512 - sec : 0;
+	uint64_t n = have < cnt ? have : cnt;
+	if (n < cnt) {
+		if (!c->force) {
+			vhd_seterr(c->e, "ETRUNCATED", "%s: fixed disk truncated: sector %llu is past the end of the file",
+				   f->path, (unsigned long long)(sec + n));
+			return -1;
+		}
+		memset(buf + n * 512, 0, (cnt - n) * 512);
+		char why[160];
+		snprintf(why, sizeof why, "%s: past the end of the truncated fixed disk", base_name(f->path));
+		add_range(c, sec + n, cnt - n, 0, why);
+	}
+	if (n && vhd_file_pread(f, buf, n * 512, sec * 512, c->e) != (ssize_t)(n * 512))
+		return short_read(c->e, "reading data", f->path);
+	return 0;
+}
+
+/* `run` sectors that block b's bitmap marks written, from file offset off (virtual sector
+ * sec); sectors past the end of a truncated file are refused, or (forced) zero-filled. */
+static int read_written(vhd_file *f, uint32_t b, uint64_t sec, uint64_t off, uint64_t run, uint8_t *dst,
+			vhd_rctx *c)
+{
+	uint64_t ok = off < f->data_limit ? (f->data_limit - off) / 512 : 0;
+	if (ok > run)
+		ok = run;
+	if (ok && vhd_file_pread(f, dst, ok * 512, off, c->e) != (ssize_t)(ok * 512))
+		return short_read(c->e, "reading data", f->path);
+	if (ok == run)
+		return 0;
+	if (!c->force) {
+		vhd_seterr(c->e, "ETRUNCATED", "%s: block %u: sector %llu is past the end of the file", f->path, b,
+			   (unsigned long long)(sec + ok));
+		return -1;
+	}
+	char why[160];
+	snprintf(why, sizeof why, "%s: block %u: written sectors past the end of the truncated file",
+		 base_name(f->path), b);
+	memset(dst + ok * 512, 0, (run - ok) * 512);
+	add_range(c, sec + ok, run - ok, 0, why);
+	return 0;
+}
+
+/* Sectors [in, in + n) of allocated block b (virtual sector sec = its first), run by run of
+ * its bitmap: written runs from this file, the others from the parent (or zeros). */
+static int read_allocated(vhd_file *f, uint32_t b, uint64_t in, uint64_t sec, uint64_t n, uint8_t *buf,
+			  vhd_rctx *c)
+{
+	uint64_t bstart = (uint64_t)f->bat[b] * 512;
+	const uint8_t *bm = NULL;
+	if (bstart + f->bitmap_bytes <= f->data_limit && (bm = vhd_block_bitmap(f, b, c->e)) == NULL)
+		return -1;
+	if (bm == NULL) {
+		/* forced, bitmap itself gone: the whole range of this block is unknown */
+		char why[160];
+		snprintf(why, sizeof why, "%s: block %u: sector bitmap lost (truncated file)", base_name(f->path), b);
+		memset(buf, 0, n * 512);
+		add_range(c, sec, n, 0, why);
+		return 0;
+	}
+	uint64_t dstart = bstart + f->bitmap_bytes;
+	for (uint64_t i = 0, j; i < n; i = j) {
+		int bit = vhd_bit(bm, in + i);
+		for (j = i + 1; j < n && vhd_bit(bm, in + j) == bit;)
+			j++;
+		int rc = bit ? read_written(f, b, sec + i, dstart + (in + i) * 512, j - i, buf + i * 512, c)
+			     : fill_below(f, sec + i, j - i, buf + i * 512, c);
+		if (rc != 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* Sectors [in, in + n) of block b of a dynamic or differencing disk; a damaged block is
+ * refused, or (forced) read as far as it can be and reported. */
+static int read_block(vhd_file *f, uint32_t b, uint64_t in, uint64_t sec, uint64_t n, uint8_t *buf, vhd_rctx *c)
+{
+	uint32_t entry = f->bat[b];
+	int bad = entry == VHD_BAT_FREE ? 0 : f->bad_block[b];
+	if (bad && !c->force) {
+		const char *why = bad == VHD_BAD_BAT ? "its BAT entry points past the end of the file or into metadata"
+						     : "its data runs past the end of the file (truncated)";
+		vhd_seterr(c->e, bad == VHD_BAD_BAT ? "EBAT" : "ETRUNCATED",
+			   "%s: block %u: %s; refusing to guess its content (use --force to %s)", f->path, b, why,
+			   bad == VHD_BAD_BAT ? "treat it as unallocated" : "zero-fill the missing sectors");
+		return -1;
+	}
+	if (entry != VHD_BAT_FREE && bad != VHD_BAD_BAT)
+		return read_allocated(f, b, in, sec, n, buf, c);
+	if (bad) {
+		char why[160];
+		snprintf(why, sizeof why, "%s: block %u: invalid BAT entry treated as unallocated", base_name(f->path), b);
+		add_range(c, sec, n, 1, why);
+	}
+	return fill_below(f, sec, n, buf, c);
+}
+
 int vhd_read_sectors_ctx(vhd_file *f, uint64_t sec, uint64_t cnt, uint8_t *buf, vhd_rctx *c)
 {
 	uint64_t total = f->footer.current_size / 512;
@@ -574,105 +675,14 @@ int vhd_read_sectors_ctx(vhd_file *f, uint64_t sec, uint64_t cnt, uint8_t *buf, 
 		memset(buf + (total - sec) * 512, 0, (sec + cnt - total) * 512);
 		cnt = total - sec;
 	}
-	if (f->footer.disk_type == VHD_FIXED) {
-		uint64_t have = (f->data_limit / 512 > sec) ? f->data_limit / 512 - sec : 0;
-		uint64_t n = have < cnt ? have : cnt;
-		if (n < cnt) {
-			if (!c->force) {
-				vhd_seterr(c->e, "ETRUNCATED", "%s: fixed disk truncated: sector %llu is past the end of the file",
-					   f->path, (unsigned long long)(sec + n));
-				return -1;
-			}
-			memset(buf + n * 512, 0, (cnt - n) * 512);
-			char why[160];
-			snprintf(why, sizeof why, "%s: past the end of the truncated fixed disk", base_name(f->path));
-			add_range(c, sec + n, cnt - n, 0, why);
-		}
-		if (n && vhd_file_pread(f, buf, n * 512, sec * 512, c->e) != (ssize_t)(n * 512))
-			return short_read(c->e, "reading data", f->path);
-		return 0;
-	}
+	if (f->footer.disk_type == VHD_FIXED)
+		return read_fixed(f, sec, cnt, buf, c);
 	while (cnt > 0) {
 		uint32_t b = (uint32_t)(sec / f->spb);
 		uint64_t in = sec % f->spb;
-		uint64_t n = f->spb - in;
-		if (n > cnt)
-			n = cnt;
-		uint32_t entry = f->bat[b];
-		int bad = entry == VHD_BAT_FREE ? 0 : f->bad_block[b];
-		if (bad && !c->force) {
-			const char *why = bad == VHD_BAD_BAT ? "its BAT entry points past the end of the file or into metadata"
-							     : "its data runs past the end of the file (truncated)";
-			vhd_seterr(c->e, bad == VHD_BAD_BAT ? "EBAT" : "ETRUNCATED",
-				   "%s: block %u: %s; refusing to guess its content (use --force to %s)", f->path, b, why,
-				   bad == VHD_BAD_BAT ? "treat it as unallocated" : "zero-fill the missing sectors");
+		uint64_t n = f->spb - in < cnt ? f->spb - in : cnt;
+		if (read_block(f, b, in, sec, n, buf, c) != 0)
 			return -1;
-		}
-		if (entry == VHD_BAT_FREE || bad == VHD_BAD_BAT) {
-			if (bad) {
-				char why[160];
-				snprintf(why, sizeof why, "%s: block %u: invalid BAT entry treated as unallocated",
-					 base_name(f->path), b);
-				add_range(c, sec, n, 1, why);
-			}
-			if (fill_below(f, sec, n, buf, c) != 0)
-				return -1;
-		} else {
-			uint64_t bstart = (uint64_t)entry * 512;
-			const uint8_t *bm = NULL;
-			if (bstart + f->bitmap_bytes <= f->data_limit) {
-				bm = vhd_block_bitmap(f, b, c->e);
-				if (bm == NULL)
-					return -1;
-			}
-			if (bm == NULL) {
-				/* forced, bitmap itself gone: the whole range of this block is unknown */
-				char why[160];
-				snprintf(why, sizeof why, "%s: block %u: sector bitmap lost (truncated file)",
-					 base_name(f->path), b);
-				memset(buf, 0, n * 512);
-				add_range(c, sec, n, 0, why);
-			} else {
-				uint64_t dstart = bstart + f->bitmap_bytes;
-				uint64_t i = 0;
-				while (i < n) {
-					int bit = vhd_bit(bm, in + i);
-					uint64_t j = i + 1;
-					while (j < n && vhd_bit(bm, in + j) == bit)
-						j++;
-					uint8_t *dst = buf + i * 512;
-					uint64_t run = j - i;
-					if (!bit) {
-						if (fill_below(f, sec + i, run, dst, c) != 0)
-							return -1;
-					} else {
-						uint64_t off = dstart + (in + i) * 512;
-						uint64_t ok = 0;
-						if (off < f->data_limit)
-							ok = (f->data_limit - off) / 512;
-						if (ok > run)
-							ok = run;
-						if (ok && vhd_file_pread(f, dst, ok * 512, off, c->e) != (ssize_t)(ok * 512))
-							return short_read(c->e, "reading data", f->path);
-						if (ok < run) {
-							if (!c->force) {
-								vhd_seterr(c->e, "ETRUNCATED",
-									   "%s: block %u: sector %llu is past the end of the file",
-									   f->path, b, (unsigned long long)(sec + i + ok));
-								return -1;
-							}
-							char why[160];
-							snprintf(why, sizeof why,
-								 "%s: block %u: written sectors past the end of the truncated file",
-								 base_name(f->path), b);
-							memset(dst + ok * 512, 0, (run - ok) * 512);
-							add_range(c, sec + i + ok, run - ok, 0, why);
-						}
-					}
-					i = j;
-				}
-			}
-		}
 		sec += n;
 		cnt -= n;
 		buf += n * 512;
