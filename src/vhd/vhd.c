@@ -127,7 +127,8 @@ static int short_read(vhd_err *e, const char *what, const char *name)
 	return -1;
 }
 
-static int open_dynamic(vhd_file *f, vhd_err *e)
+/* The dynamic header at footer.data_offset, and the block geometry it gives. */
+static int read_header(vhd_file *f, vhd_err *e)
 {
 	const char *name = f->path;
 	uint8_t hb[VHD_HEADER_SIZE];
@@ -158,7 +159,15 @@ static int open_dynamic(vhd_file *f, vhd_err *e)
 	}
 	f->spb = bs / 512;
 	f->bitmap_bytes = ((f->spb + 7) / 8 + 511) / 512 * 512;
-	uint64_t need = (f->footer.current_size + bs - 1) / bs;
+	return 0;
+}
+
+/* The BAT: as many entries as the virtual size needs, big-endian on disk. */
+static int read_bat(vhd_file *f, vhd_err *e)
+{
+	const char *name = f->path;
+	const vhd_header *h = &f->header;
+	uint64_t need = (f->footer.current_size + h->block_size - 1) / h->block_size;
 	if (need > h->max_bat_entries) {
 		vhd_seterr(e, "EFORMAT", "%s: %llu blocks needed for %llu bytes but the BAT has only %u entries", name,
 			   (unsigned long long)need, (unsigned long long)f->footer.current_size, h->max_bat_entries);
@@ -184,84 +193,98 @@ static int open_dynamic(vhd_file *f, vhd_err *e)
 		const uint8_t *p = (const uint8_t *)&f->bat[i];
 		f->bat[i] = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 	}
-	/* XenServer's batmap: right after the padded BAT. A hint only. */
+	return 0;
+}
+
+/* XenServer's batmap: right after the padded BAT. A hint only: never an error, and never
+ * used for data; a bad one is a warning. */
+static void read_batmap(vhd_file *f)
+{
+	const vhd_header *h = &f->header;
 	uint64_t bmh = h->table_offset + ((uint64_t)h->max_bat_entries * 4 + 511) / 512 * 512;
 	uint8_t bb[512];
-	if (bmh + 512 <= f->file_size && vhd_file_pread(f, bb, 512, bmh, NULL) == 512 &&
-	    vhd_batmap_header_parse(bb, &f->batmap) == 0) {
-		f->batmap.hdr_offset = bmh;
-		uint64_t len = (uint64_t)f->batmap.size_sectors * 512;
-		uint64_t want = (f->bat_entries + 7) / 8;
-		if (len < want || len > (64u << 20) || f->batmap.offset + len > f->file_size) {
-			vhd_problem_add(f, VHD_WARNING, 0, "BATMAP_INVALID", -1,
-					"%s: batmap (offset %llu, %u sectors) is unusable; ignored", base_name(name),
-					(unsigned long long)f->batmap.offset, f->batmap.size_sectors);
-			f->batmap.present = 0;
-		} else {
-			f->batmap.map = malloc(len);
-			if (f->batmap.map == NULL || vhd_file_pread(f, f->batmap.map, len, f->batmap.offset, NULL) != (ssize_t)len) {
-				free(f->batmap.map);
-				f->batmap.map = NULL;
-				f->batmap.present = 0;
-			} else {
-				uint32_t sum = 0;
-				for (uint64_t i = 0; i < len; i++)
-					sum += f->batmap.map[i];
-				f->batmap.checksum_computed = ~sum;
-				if (f->batmap.checksum_computed != f->batmap.checksum)
-					vhd_problem_add(f, VHD_WARNING, 0, "BATMAP_CHECKSUM", -1,
-							"%s: batmap checksum is bad (stored 0x%08x, computed 0x%08x); "
-							"the batmap is never used for data",
-							base_name(name), f->batmap.checksum, f->batmap.checksum_computed);
-			}
-		}
+	if (bmh + 512 > f->file_size || vhd_file_pread(f, bb, 512, bmh, NULL) != 512 ||
+	    vhd_batmap_header_parse(bb, &f->batmap) != 0)
+		return;
+	f->batmap.hdr_offset = bmh;
+	uint64_t len = (uint64_t)f->batmap.size_sectors * 512;
+	uint64_t want = (f->bat_entries + 7) / 8;
+	if (len < want || len > (64u << 20) || f->batmap.offset + len > f->file_size) {
+		vhd_problem_add(f, VHD_WARNING, 0, "BATMAP_INVALID", -1,
+				"%s: batmap (offset %llu, %u sectors) is unusable; ignored", base_name(f->path),
+				(unsigned long long)f->batmap.offset, f->batmap.size_sectors);
+		f->batmap.present = 0;
+		return;
 	}
-	/* Block bounds: what flatten must refuse (or, forced, state exactly). */
-	uint64_t regions[16][2];
-	size_t nreg = meta_regions(f, regions, 16);
-	f->data_limit = f->footer_eof_ok ? f->file_size - 512 : f->file_size;
-	for (uint32_t i = 0; i < f->bat_entries; i++) {
-		if (f->bat[i] == VHD_BAT_FREE)
-			continue;
-		uint64_t start = (uint64_t)f->bat[i] * 512;
-		uint64_t span = (uint64_t)bs;
-		uint64_t vstart = (uint64_t)i * bs;
-		if (vstart + span > f->footer.current_size)
-			span = (f->footer.current_size - vstart + 511) / 512 * 512;
-		uint64_t end = start + f->bitmap_bytes + span;
-		if (start >= f->file_size) {
-			f->bad_block[i] = VHD_BAD_BAT;
-			vhd_problem_add(f, VHD_ERROR, 1, "BAT_PAST_EOF", i,
-					"%s: block %u: BAT entry points at byte %llu, past the end of the file (%llu bytes)",
-					base_name(name), i, (unsigned long long)start, (unsigned long long)f->file_size);
-			continue;
-		}
-		int meta = 0;
-		for (size_t r = 0; r < nreg; r++)
-			if (overlaps(start, f->bitmap_bytes + span, regions[r][0], regions[r][1]))
-				meta = 1;
-		if (meta) {
+	f->batmap.map = malloc(len);
+	if (f->batmap.map == NULL || vhd_file_pread(f, f->batmap.map, len, f->batmap.offset, NULL) != (ssize_t)len) {
+		free(f->batmap.map);
+		f->batmap.map = NULL;
+		f->batmap.present = 0;
+		return;
+	}
+	uint32_t sum = 0;
+	for (uint64_t i = 0; i < len; i++)
+		sum += f->batmap.map[i];
+	f->batmap.checksum_computed = ~sum;
+	if (f->batmap.checksum_computed != f->batmap.checksum)
+		vhd_problem_add(f, VHD_WARNING, 0, "BATMAP_CHECKSUM", -1,
+				"%s: batmap checksum is bad (stored 0x%08x, computed 0x%08x); the batmap is never used for data",
+				base_name(f->path), f->batmap.checksum, f->batmap.checksum_computed);
+}
+
+/* Block i's bounds: past the end of the file, into metadata, or truncated is what flatten
+ * must refuse (or, forced, state exactly). */
+static void check_block(vhd_file *f, uint32_t i, uint64_t regions[][2], size_t nreg)
+{
+	const char *name = base_name(f->path);
+	uint64_t bs = f->header.block_size;
+	uint64_t start = (uint64_t)f->bat[i] * 512, span = bs, vstart = (uint64_t)i * bs;
+	if (vstart + span > f->footer.current_size)
+		span = (f->footer.current_size - vstart + 511) / 512 * 512;
+	uint64_t end = start + f->bitmap_bytes + span;
+	if (start >= f->file_size) {
+		f->bad_block[i] = VHD_BAD_BAT;
+		vhd_problem_add(f, VHD_ERROR, 1, "BAT_PAST_EOF", i,
+				"%s: block %u: BAT entry points at byte %llu, past the end of the file (%llu bytes)", name,
+				i, (unsigned long long)start, (unsigned long long)f->file_size);
+		return;
+	}
+	for (size_t r = 0; r < nreg; r++) {
+		if (overlaps(start, f->bitmap_bytes + span, regions[r][0], regions[r][1])) {
 			f->bad_block[i] = VHD_BAD_BAT;
 			vhd_problem_add(f, VHD_ERROR, 1, "BAT_INTO_METADATA", i,
 					"%s: block %u: BAT entry (byte %llu) overlaps the file's metadata "
 					"(footer copy, header, BAT, batmap or parent locators)",
-					base_name(name), i, (unsigned long long)start);
-			continue;
-		}
-		if (end > f->data_limit) {
-			f->bad_block[i] = VHD_BAD_TRUNC;
-			if (f->footer_eof_ok && end <= f->file_size)
-				vhd_problem_add(f, VHD_ERROR, 1, "BLOCK_CLOBBERS_FOOTER", i,
-						"%s: block %u: data (bytes %llu-%llu) overlaps the footer at the end of the file",
-						base_name(name), i, (unsigned long long)start, (unsigned long long)end);
-			else
-				vhd_problem_add(f, VHD_ERROR, 1, "BLOCK_TRUNCATED", i,
-						"%s: block %u: data (bytes %llu-%llu) runs past the end of the file (%llu "
-						"bytes): file truncated",
-						base_name(name), i, (unsigned long long)start, (unsigned long long)end,
-						(unsigned long long)f->file_size);
+					name, i, (unsigned long long)start);
+			return;
 		}
 	}
+	if (end <= f->data_limit)
+		return;
+	f->bad_block[i] = VHD_BAD_TRUNC;
+	if (f->footer_eof_ok && end <= f->file_size)
+		vhd_problem_add(f, VHD_ERROR, 1, "BLOCK_CLOBBERS_FOOTER", i,
+				"%s: block %u: data (bytes %llu-%llu) overlaps the footer at the end of the file", name, i,
+				(unsigned long long)start, (unsigned long long)end);
+	else
+		vhd_problem_add(f, VHD_ERROR, 1, "BLOCK_TRUNCATED", i,
+				"%s: block %u: data (bytes %llu-%llu) runs past the end of the file (%llu bytes): file "
+				"truncated",
+				name, i, (unsigned long long)start, (unsigned long long)end, (unsigned long long)f->file_size);
+}
+
+static int open_dynamic(vhd_file *f, vhd_err *e)
+{
+	if (read_header(f, e) != 0 || read_bat(f, e) != 0)
+		return -1;
+	read_batmap(f);
+	uint64_t regions[16][2];
+	size_t nreg = meta_regions(f, regions, 16);
+	f->data_limit = f->footer_eof_ok ? f->file_size - 512 : f->file_size;
+	for (uint32_t i = 0; i < f->bat_entries; i++)
+		if (f->bat[i] != VHD_BAT_FREE)
+			check_block(f, i, regions, nreg);
 	return 0;
 }
 

@@ -268,6 +268,7 @@ describe("vhd damage handling", function()
     assert.are.equal("ECHECKSUM", code)
     assert.matches("header checksum", msg)
     assert.is_false(exists(dir .. "/o.raw"))
+    assert.truthy(has(vhd.check(dir .. "/c1.vhd").problems, "HEADER_CHECKSUM", "error"))
     -- a parent with another UUID under the expected name
     os.execute(("cp %s/chain_d1/*.vhd %s/ && cp %s/chain_d2/base.vhd %s/base.vhd"):format(sh(FX), sh(dir), sh(FX),
       sh(dir)))
@@ -290,6 +291,9 @@ describe("vhd damage handling", function()
     -- keep the bitmap and 10 sectors of the last block's data; lose the rest and the footer
     local keep = last.offset + 512 + 10 * 512
     assert(os.execute(("truncate -s %d %s"):format(keep, sh(dir .. "/c1.vhd"))))
+    local t = has(vhd.check(dir .. "/c1.vhd").problems, "BLOCK_TRUNCATED", "error")
+    assert.truthy(t)
+    assert.are.equal(last.index, t.block)
     local r, msg, code = vhd.flatten(dir .. "/c1.vhd", dir .. "/o.raw", { format = "raw" })
     assert.is_nil(r)
     assert.are.equal("ETRUNCATED", code)
@@ -357,6 +361,36 @@ describe("vhd damage made here", function()
     assert.matches("overlaps", msg)
   end)
 
+  it("names an unusable batmap (a hint only) and still reads exactly", function()
+    poke("c1.vhd", 2048 + 16, "\0\0\0\0")   -- the batmap header's size in sectors: 0
+    local c = vhd.check(dir .. "/c1.vhd")
+    assert.are.equal("warning", codes(c).BATMAP_INVALID)
+    local r = assert(vhd.flatten(dir .. "/c1.vhd", dir .. "/o.raw", { format = "raw" }))
+    assert.are.equal(C1, fx.sha256(r.path))
+  end)
+
+  it("refuses a last block whose data the footer at the end of the file overwrote", function()
+    -- the file loses its last data sector and keeps its footer: the footer sits on the block's end
+    local h = assert(vhd.open(dir .. "/c1.vhd"))
+    local last
+    for _, b in ipairs(h:blocks()) do if not last or b.offset > last.offset then last = b end end
+    h:close()
+    local path = dir .. "/c1.vhd"
+    local f = assert(io.open(path, "rb"))
+    local body = f:read("a")
+    f:close()
+    assert.are.equal(#body - 512, last.offset + 512 + (2 << 20), "the last block ends at the footer")
+    f = assert(io.open(path, "wb"))
+    f:write(body:sub(1, #body - 1024), body:sub(-512))
+    f:close()
+    local c = vhd.check(path)
+    assert.are.equal("error", codes(c).BLOCK_CLOBBERS_FOOTER)
+    local r, msg, code = vhd.flatten(path, dir .. "/o.raw", { format = "raw" })
+    assert.is_nil(r)
+    assert.are.equal("ETRUNCATED", code, msg)
+    assert.matches("block " .. last.index, msg)
+  end)
+
   it("refuses a parent whose footers are both unreadable", function()
     poke("base.vhd", 100, "\1")
     local st = sys.stat(dir .. "/base.vhd")
@@ -415,6 +449,9 @@ describe("vhd.check and vhd.scan", function()
     end
     assert.truthy(found)
     assert.are.equal("warning", found.severity)
+    local sum
+    for _, p in ipairs(c.problems) do if p.code == "BATMAP_CHECKSUM" then sum = p.severity end end
+    assert.are.equal("warning", sum)
     local r = assert(vhd.flatten(dir .. "/c1.vhd", dir .. "/o.raw", { format = "raw" }))
     assert.are.equal(C1, fx.sha256(r.path))
   end)
