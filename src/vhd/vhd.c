@@ -829,27 +829,20 @@ static void parent_smaller(vhd_file *f, const vhd_file *p)
 			(unsigned long long)p->footer.current_size, what);
 }
 
-int vhd_resolve_parent(vhd_file *f, const vhd_open_opts *o, vhd_err *e)
+/* What the search for a parent saw, for its warnings and its refusal. */
+typedef struct {
+	char want[37];         /* the parent UUID the header names */
+	char named[1024];      /* the first candidate path */
+	char mismatch[600];    /* the first candidate with another UUID */
+	char unreadable[600];  /* why the first unreadable candidate could not be opened */
+} parent_search;
+
+/* Candidate paths (malloc'd, or NULL): locators in XenServer's order, then the header's
+ * parent name; relative to f's directory unless f reads through a reader (an LV). */
+static int parent_candidates(vhd_file *f, char *cand[10])
 {
-	if (f->footer.disk_type != VHD_DIFF || f->parent_state == 1)
-		return 0;
-	if (f->parent_state == -1) {
-		vhd_seterr(e, "EPARENT", "%s: parent could not be resolved", f->path);
-		return -1;
-	}
-	const char *bn = base_name(f->path);
-	char want[37];
-	vhd_uuid_str(f->header.parent_uuid, want);
-	if (f->header.checksum != f->header.checksum_computed) {
-		vhd_seterr(e, "ECHECKSUM", "%s: dynamic header checksum is bad: the parent reference cannot be trusted",
-			   f->path);
-		f->parent_state = -1;
-		return -1;
-	}
-	/* candidates: locators in XenServer's order, then the header's parent name */
-	char *cand[10];
-	int nc = 0;
 	static const char *order[] = { "MacX", "W2ku", "W2ru" };
+	int nc = 0;
 	for (int k = 0; k < 3; k++)
 		for (int i = 0; i < 8; i++) {
 			vhd_locator *l = &f->header.loc[i];
@@ -865,59 +858,67 @@ int vhd_resolve_parent(vhd_file *f, const vhd_open_opts *o, vhd_err *e)
 		}
 	if (f->header.parent_name[0] && nc < 10)
 		cand[nc++] = f->has_rd ? strdup(f->header.parent_name) : join_dir(f->path, f->header.parent_name);
-	char named[1024] = "";
-	char mismatch[600] = "";
-	char unreadable[600] = "";
-	vhd_file *p = NULL;
-	for (int i = 0; i < nc && !p; i++) {
+	return nc;
+}
+
+/* Open candidate `path`: the VHD, or NULL (missing: skipped silently; unreadable: noted). */
+static vhd_file *open_candidate(vhd_file *f, const char *path, parent_search *ps)
+{
+	vhd_err pe = { "", "" };
+	vhd_file *c;
+	if (f->has_rd) {
+		c = f->rd.parent ? f->rd.parent(f->rd.ctx, path, NULL, &pe) : NULL;
+		if (c == NULL && (!f->rd.parent || strcmp(pe.code, "ENOENT") == 0))
+			return NULL;
+	} else {
+		if (access(path, F_OK) != 0)
+			return NULL;
+		c = vhd_open(path, NULL, &pe);
+	}
+	if (c == NULL && !ps->unreadable[0])
+		snprintf(ps->unreadable, sizeof ps->unreadable, "%s", pe.msg);
+	return c;
+}
+
+/* The first candidate whose UUID is the one wanted (or a raw volume, which has none). */
+static vhd_file *parent_by_name(vhd_file *f, char *cand[], int nc, parent_search *ps)
+{
+	for (int i = 0; i < nc; i++) {
 		if (!cand[i])
 			continue;
-		if (!named[0])
-			snprintf(named, sizeof named, "%s", cand[i]);
-		vhd_err pe = { "", "" };
-		vhd_file *c;
-		if (f->has_rd) {
-			c = f->rd.parent ? f->rd.parent(f->rd.ctx, cand[i], NULL, &pe) : NULL;
-			if (c == NULL && (!f->rd.parent || strcmp(pe.code, "ENOENT") == 0))
-				continue;
-		} else {
-			if (access(cand[i], F_OK) != 0)
-				continue;
-			c = vhd_open(cand[i], NULL, &pe);
-		}
-		if (c == NULL) {
-			if (!unreadable[0])
-				snprintf(unreadable, sizeof unreadable, "%s", pe.msg);
+		if (!ps->named[0])
+			snprintf(ps->named, sizeof ps->named, "%s", cand[i]);
+		vhd_file *c = open_candidate(f, cand[i], ps);
+		if (c == NULL)
 			continue;
-		}
-		if (memcmp(c->footer.uuid, f->header.parent_uuid, 16) == 0) {
-			p = c;
-		} else if (c->raw) {
+		if (memcmp(c->footer.uuid, f->header.parent_uuid, 16) == 0)
+			return c;
+		if (c->raw) {
 			/* a raw volume (LVHD "LV-") has no UUID to check: used by its name, as blktap does */
-			p = c;
 			vhd_problem_add(f, VHD_WARNING, 0, "PARENT_RAW", -1,
 					"%s: parent %s is a raw volume: it has no UUID to check against %s; used by its "
-					"name, as XenServer does", bn, c->path, want);
-		} else {
-			char got[37];
-			vhd_uuid_str(c->footer.uuid, got);
-			if (!mismatch[0])
-				snprintf(mismatch, sizeof mismatch, "%s has UUID %s, not the expected %s", cand[i], got, want);
-			vhd_close(c);
+					"name, as XenServer does", base_name(f->path), c->path, ps->want);
+			return c;
 		}
+		char got[37];
+		vhd_uuid_str(c->footer.uuid, got);
+		if (!ps->mismatch[0])
+			snprintf(ps->mismatch, sizeof ps->mismatch, "%s has UUID %s, not the expected %s", cand[i], got,
+				 ps->want);
+		vhd_close(c);
 	}
-	for (int i = 0; i < nc; i++)
-		free(cand[i]);
-	if (p == NULL && f->has_rd) {
+	return NULL;
+}
+
+/* No candidate fits: the VHD with the wanted UUID, through the reader or in f's directory
+ * and the search directories; a warning says why the named one was not used. */
+static vhd_file *parent_by_uuid(vhd_file *f, const vhd_open_opts *o, const parent_search *ps)
+{
+	vhd_file *p = NULL;
+	if (f->has_rd) {
 		vhd_err pe;
 		p = f->rd.parent ? f->rd.parent(f->rd.ctx, NULL, f->header.parent_uuid, &pe) : NULL;
-		if (p)
-			vhd_problem_add(f, VHD_WARNING, 0, mismatch[0] ? "PARENT_UUID_MISMATCH" : "PARENT_FOUND_BY_UUID", -1,
-					"%s: parent %s %s; using %s, found by its UUID %s", bn,
-					named[0] ? named : "(unnamed)",
-					mismatch[0] ? "has another UUID" : unreadable[0] ? "is unreadable" : "is missing",
-					p->path, want);
-	} else if (p == NULL) {
+	} else {
 		char *dir = dir_of(f->path);
 		if (dir) {
 			p = search_uuid(dir, f->header.parent_uuid, f->path);
@@ -925,35 +926,43 @@ int vhd_resolve_parent(vhd_file *f, const vhd_open_opts *o, vhd_err *e)
 		}
 		for (size_t i = 0; !p && o && i < o->nsearch; i++)
 			p = search_uuid(o->search[i], f->header.parent_uuid, f->path);
-		if (p)
-			vhd_problem_add(f, VHD_WARNING, 0, mismatch[0] ? "PARENT_UUID_MISMATCH" : "PARENT_FOUND_BY_UUID", -1,
-					"%s: parent %s %s; using %s, found by its UUID %s", bn,
-					named[0] ? named : "(unnamed)",
-					mismatch[0] ? "has another UUID" : unreadable[0] ? "is unreadable" : "is missing",
-					p->path, want);
 	}
-	if (p == NULL) {
-		f->parent_state = -1;
-		if (unreadable[0] && !mismatch[0]) {
-			vhd_problem_add(f, VHD_ERROR, 2, "PARENT_UNREADABLE", -1,
-					"%s: parent cannot be read (%s), and no other VHD with UUID %s was found", bn,
-					unreadable, want);
-			vhd_seterr(e, "EPARENT", "%s: parent cannot be read (%s), and no other VHD with UUID %s was found",
-				   f->path, unreadable, want);
-		} else if (mismatch[0]) {
-			vhd_problem_add(f, VHD_ERROR, 2, "PARENT_UUID_MISMATCH", -1,
-					"%s: parent mismatch: %s, and no VHD with that UUID was found", bn, mismatch);
-			vhd_seterr(e, "EPARENT", "%s: parent mismatch: %s, and no VHD with that UUID was found", f->path,
-				   mismatch);
-		} else {
-			vhd_problem_add(f, VHD_ERROR, 2, "PARENT_MISSING", -1,
-					"%s: parent %s (UUID %s) is missing and no VHD with that UUID was found", bn,
-					named[0] ? named : f->header.parent_name, want);
-			vhd_seterr(e, "EPARENT", "%s: parent %s (UUID %s) is missing and no VHD with that UUID was found",
-				   f->path, named[0] ? named : f->header.parent_name, want);
-		}
-		return -1;
+	if (p)
+		vhd_problem_add(f, VHD_WARNING, 0, ps->mismatch[0] ? "PARENT_UUID_MISMATCH" : "PARENT_FOUND_BY_UUID", -1,
+				"%s: parent %s %s; using %s, found by its UUID %s", base_name(f->path),
+				ps->named[0] ? ps->named : "(unnamed)",
+				ps->mismatch[0] ? "has another UUID" : ps->unreadable[0] ? "is unreadable" : "is missing",
+				p->path, ps->want);
+	return p;
+}
+
+/* No parent at all: the finding (file's base name) and the error (its path), saying why. */
+static int parent_not_found(vhd_file *f, const parent_search *ps, vhd_err *e)
+{
+	const char *code;
+	char why[2200];
+	if (ps->unreadable[0] && !ps->mismatch[0]) {
+		code = "PARENT_UNREADABLE";
+		snprintf(why, sizeof why, "parent cannot be read (%s), and no other VHD with UUID %s was found",
+			 ps->unreadable, ps->want);
+	} else if (ps->mismatch[0]) {
+		code = "PARENT_UUID_MISMATCH";
+		snprintf(why, sizeof why, "parent mismatch: %s, and no VHD with that UUID was found", ps->mismatch);
+	} else {
+		code = "PARENT_MISSING";
+		snprintf(why, sizeof why, "parent %s (UUID %s) is missing and no VHD with that UUID was found",
+			 ps->named[0] ? ps->named : f->header.parent_name, ps->want);
 	}
+	f->parent_state = -1;
+	vhd_problem_add(f, VHD_ERROR, 2, code, -1, "%s: %s", base_name(f->path), why);
+	vhd_seterr(e, "EPARENT", "%s: %s", f->path, why);
+	return -1;
+}
+
+/* Notes on a parent found: a timestamp that differs (info only), a resized disk. */
+static void parent_notes(vhd_file *f, vhd_file *p)
+{
+	const char *bn = base_name(f->path);
 	struct stat st;
 	if (!p->has_rd && fstat(p->fd, &st) == 0 && (int64_t)st.st_mtime - VHD_EPOCH != (int64_t)f->header.parent_timestamp)
 		vhd_problem_add(f, VHD_INFO, 0, "PARENT_TIMESTAMP", -1,
@@ -966,6 +975,32 @@ int vhd_resolve_parent(vhd_file *f, const vhd_open_opts *o, vhd_err *e)
 				(unsigned long long)f->footer.current_size, (unsigned long long)p->footer.current_size);
 	else if (p->footer.current_size < f->footer.current_size)
 		parent_smaller(f, p);
+}
+
+int vhd_resolve_parent(vhd_file *f, const vhd_open_opts *o, vhd_err *e)
+{
+	if (f->footer.disk_type != VHD_DIFF || f->parent_state == 1)
+		return 0;
+	if (f->parent_state == -1) {
+		vhd_seterr(e, "EPARENT", "%s: parent could not be resolved", f->path);
+		return -1;
+	}
+	if (f->header.checksum != f->header.checksum_computed) {
+		vhd_seterr(e, "ECHECKSUM", "%s: dynamic header checksum is bad: the parent reference cannot be trusted",
+			   f->path);
+		f->parent_state = -1;
+		return -1;
+	}
+	parent_search ps = { "", "", "", "" };
+	vhd_uuid_str(f->header.parent_uuid, ps.want);
+	char *cand[10];
+	int nc = parent_candidates(f, cand);
+	vhd_file *p = parent_by_name(f, cand, nc, &ps);
+	for (int i = 0; i < nc; i++)
+		free(cand[i]);
+	if (p == NULL && (p = parent_by_uuid(f, o, &ps)) == NULL)
+		return parent_not_found(f, &ps, e);
+	parent_notes(f, p);
 	f->parent = p;
 	f->parent_state = 1;
 	return 0;
