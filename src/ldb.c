@@ -819,6 +819,91 @@ static int db_parse_url(lua_State *L)
 	return 1;
 }
 
+/* What connect was asked, read from Lua before any MariaDB handle exists (strings anchored
+ * in the options table at stack index 2). */
+typedef struct {
+	const char *host, *user, *password, *database, *socket, *option_file, *option_group, *charset;
+	lua_Integer port, connect_timeout, read_timeout, write_timeout;
+	int tls, tls_verify;
+	const char *ca, *capath, *cert, *key, *cipher;
+} ConnOpts;
+
+/* The tls option: true, or a table {ca, capath, cert, key, cipher, verify}. Raises on misuse. */
+static void read_tls(lua_State *L, ConnOpts *o)
+{
+	int tls_type = lua_getfield(L, 2, "tls");
+	if (tls_type == LUA_TBOOLEAN) {
+		o->tls = lua_toboolean(L, -1);
+	} else if (tls_type == LUA_TTABLE) {
+		int t = lua_gettop(L);
+		lu_check_options(L, t, "connect: tls", tls_options);
+		o->tls = 1;
+		o->ca = opt_string(L, t, "ca");
+		o->capath = opt_string(L, t, "capath");
+		o->cert = opt_string(L, t, "cert");
+		o->key = opt_string(L, t, "key");
+		o->cipher = opt_string(L, t, "cipher");
+		o->tls_verify = lu_opt_boolean(L, t, "connect: tls", "verify", o->ca || o->capath);
+	} else if (tls_type != LUA_TNIL) {
+		luaL_error(L, "connect: option 'tls' must be a boolean or a table");
+	}
+	lua_pop(L, 1);  /* the table stays anchored in the options */
+}
+
+static void read_connect_opts(lua_State *L, ConnOpts *o)
+{
+	memset(o, 0, sizeof *o);
+	o->host = opt_string(L, 2, "host");
+	o->user = opt_string(L, 2, "user");
+	o->password = opt_string(L, 2, "password");
+	o->database = opt_string(L, 2, "database");
+	o->socket = opt_string(L, 2, "socket");
+	o->option_file = opt_string(L, 2, "option_file");
+	o->option_group = opt_string(L, 2, "option_group");
+	o->charset = opt_string(L, 2, "charset");
+	o->port = opt_int(L, 2, "port", 0);
+	o->connect_timeout = opt_int(L, 2, "connect_timeout", 10);
+	o->read_timeout = opt_int(L, 2, "read_timeout", 0);
+	o->write_timeout = opt_int(L, 2, "write_timeout", 0);
+	if (o->port < 0 || o->port > 65535)
+		luaL_error(L, "connect: port out of range");
+	if (!o->password)
+		o->password = getenv("SALVAGE_DB_PASSWORD");
+	if (o->password && !*o->password)
+		o->password = NULL;
+	read_tls(L, o);
+}
+
+static void set_mysql_options(MYSQL *my, const ConnOpts *o)
+{
+	unsigned int ct = (unsigned int)o->connect_timeout;
+	mysql_optionsv(my, MYSQL_OPT_CONNECT_TIMEOUT, &ct);
+	if (o->read_timeout > 0) {
+		unsigned int rt = (unsigned int)o->read_timeout;
+		mysql_optionsv(my, MYSQL_OPT_READ_TIMEOUT, &rt);
+	}
+	if (o->write_timeout > 0) {
+		unsigned int wt = (unsigned int)o->write_timeout;
+		mysql_optionsv(my, MYSQL_OPT_WRITE_TIMEOUT, &wt);
+	}
+	if (o->option_file) {
+		mysql_optionsv(my, MYSQL_READ_DEFAULT_FILE, o->option_file);
+		mysql_optionsv(my, MYSQL_READ_DEFAULT_GROUP, o->option_group ? o->option_group : "client");
+	} else if (o->option_group) {
+		mysql_optionsv(my, MYSQL_READ_DEFAULT_GROUP, o->option_group);
+	}
+	mysql_optionsv(my, MYSQL_SET_CHARSET_NAME, o->charset ? o->charset : "utf8mb4");
+	if (o->tls) {
+		my_bool on = 1;
+		mysql_ssl_set(my, o->key, o->cert, o->ca, o->capath, o->cipher);
+		mysql_optionsv(my, MYSQL_OPT_SSL_ENFORCE, &on);
+		my_bool v = (my_bool)o->tls_verify;
+		mysql_optionsv(my, MYSQL_OPT_SSL_VERIFY_SERVER_CERT, &v);
+	}
+}
+
+/* connect(url | {url=, host=, ...}): options (URL parts fill what the caller did not set),
+ * then the handle, owned by its userdata before anything can fail. */
 static int db_connect(lua_State *L)
 {
 	if (lua_type(L, 1) == LUA_TSTRING) {
@@ -829,8 +914,7 @@ static int db_connect(lua_State *L)
 	}
 	lu_check_options(L, 1, "connect", connect_options);
 	lua_settop(L, 1);
-	/* work on a copy: URL parts fill what the caller did not set */
-	lua_newtable(L);
+	lua_newtable(L);  /* work on a copy at index 2 */
 	lua_pushnil(L);
 	while (lua_next(L, 1)) {
 		lua_pushvalue(L, -2);
@@ -843,93 +927,33 @@ static int db_connect(lua_State *L)
 		if (n)
 			return n;
 	}
-	const char *host = opt_string(L, 2, "host");
-	const char *user = opt_string(L, 2, "user");
-	const char *password = opt_string(L, 2, "password");
-	const char *database = opt_string(L, 2, "database");
-	const char *socket = opt_string(L, 2, "socket");
-	const char *option_file = opt_string(L, 2, "option_file");
-	const char *option_group = opt_string(L, 2, "option_group");
-	const char *charset = opt_string(L, 2, "charset");
-	lua_Integer port = opt_int(L, 2, "port", 0);
-	lua_Integer connect_timeout = opt_int(L, 2, "connect_timeout", 10);
-	lua_Integer read_timeout = opt_int(L, 2, "read_timeout", 0);
-	lua_Integer write_timeout = opt_int(L, 2, "write_timeout", 0);
-	if (port < 0 || port > 65535)
-		return luaL_error(L, "connect: port out of range");
-	if (!password)
-		password = getenv("SALVAGE_DB_PASSWORD");
-	if (password && !*password)
-		password = NULL;
-
+	ConnOpts o;
+	read_connect_opts(L, &o);
 	Conn *c = lua_newuserdatauv(L, sizeof *c, 2);
 	memset(c, 0, sizeof *c);
 	luaL_setmetatable(L, CONN_MT);
 	int conn_idx = lua_gettop(L);
 	lua_newtable(L);
 	lua_setiuservalue(L, conn_idx, 1);
-
-	/* TLS options are read before the handle exists: no raise may leave it open */
-	int tls_type = lua_getfield(L, 2, "tls");
-	int tls = 0, tls_verify = 0;
-	const char *ca = NULL, *capath = NULL, *cert = NULL, *key = NULL, *cipher = NULL;
-	if (tls_type == LUA_TBOOLEAN) {
-		tls = lua_toboolean(L, -1);
-	} else if (tls_type == LUA_TTABLE) {
-		int t = lua_gettop(L);
-		lu_check_options(L, t, "connect: tls", tls_options);
-		tls = 1;
-		ca = opt_string(L, t, "ca");
-		capath = opt_string(L, t, "capath");
-		cert = opt_string(L, t, "cert");
-		key = opt_string(L, t, "key");
-		cipher = opt_string(L, t, "cipher");
-		tls_verify = lu_opt_boolean(L, t, "connect: tls", "verify", ca || capath);
-	} else if (tls_type != LUA_TNIL) {
-		return luaL_error(L, "connect: option 'tls' must be a boolean or a table");
-	}
-
 	c->my = mysql_init(NULL);
 	if (!c->my)
 		return luaL_error(L, "connect: out of memory");
-	unsigned int ct = (unsigned int)connect_timeout;
-	mysql_optionsv(c->my, MYSQL_OPT_CONNECT_TIMEOUT, &ct);
-	if (read_timeout > 0) {
-		unsigned int rt = (unsigned int)read_timeout;
-		mysql_optionsv(c->my, MYSQL_OPT_READ_TIMEOUT, &rt);
-	}
-	if (write_timeout > 0) {
-		unsigned int wt = (unsigned int)write_timeout;
-		mysql_optionsv(c->my, MYSQL_OPT_WRITE_TIMEOUT, &wt);
-	}
-	if (option_file) {
-		mysql_optionsv(c->my, MYSQL_READ_DEFAULT_FILE, option_file);
-		mysql_optionsv(c->my, MYSQL_READ_DEFAULT_GROUP, option_group ? option_group : "client");
-	} else if (option_group) {
-		mysql_optionsv(c->my, MYSQL_READ_DEFAULT_GROUP, option_group);
-	}
-	mysql_optionsv(c->my, MYSQL_SET_CHARSET_NAME, charset ? charset : "utf8mb4");
-	if (tls) {
-		my_bool on = 1;
-		mysql_ssl_set(c->my, key, cert, ca, capath, cipher);
-		mysql_optionsv(c->my, MYSQL_OPT_SSL_ENFORCE, &on);
-		my_bool v = (my_bool)tls_verify;
-		mysql_optionsv(c->my, MYSQL_OPT_SSL_VERIFY_SERVER_CERT, &v);
-	}
-	if (!mysql_real_connect(c->my, host, user, password, database, (unsigned int)port, socket,
+	set_mysql_options(c->my, &o);
+	if (!mysql_real_connect(c->my, o.host, o.user, o.password, o.database, (unsigned int)o.port, o.socket,
 				CLIENT_FOUND_ROWS)) {
 		char what[300];
-		if (socket)
-			snprintf(what, sizeof what, "connect to %s", socket);
+		if (o.socket)
+			snprintf(what, sizeof what, "connect to %s", o.socket);
 		else
-			snprintf(what, sizeof what, "connect to %s:%d", host ? host : "localhost", port ? (int)port : 3306);
+			snprintf(what, sizeof what, "connect to %s:%d", o.host ? o.host : "localhost",
+				 o.port ? (int)o.port : 3306);
 		int n = conn_error(L, c, what);
 		mysql_close(c->my);
 		c->my = NULL;
 		return n;
 	}
-	snprintf(c->desc, sizeof c->desc, "%s@%s/%s", user ? user : "", socket ? socket : host ? host : "localhost",
-		 database ? database : "");
+	snprintf(c->desc, sizeof c->desc, "%s@%s/%s", o.user ? o.user : "",
+		 o.socket ? o.socket : o.host ? o.host : "localhost", o.database ? o.database : "");
 	lua_pushvalue(L, conn_idx);
 	return 1;
 }
