@@ -364,16 +364,11 @@ static void push_problems(lua_State *L, vhd_file *f, int *n)
 	}
 }
 
-static void push_info(lua_State *L, handle *h)
+/* info().footer: every field, with checksums stored and computed, and which copy was used. */
+static void push_footer(lua_State *L, const vhd_file *f)
 {
-	vhd_file *f = h->f;
-	vhd_footer *ft = &f->footer;
+	const vhd_footer *ft = &f->footer;
 	char buf[64];
-	lua_createtable(L, 0, 8);
-	set_str(L, "path", f->path);
-	set_int(L, "file_size", (lua_Integer)f->file_size);
-	if (f->raw)
-		set_bool(L, "raw", 1);
 	lua_createtable(L, 0, 24);
 	set_str(L, "disk_type", vhd_type_name(ft->disk_type));
 	set_int(L, "current_size", (lua_Integer)ft->current_size);
@@ -412,53 +407,75 @@ static void push_info(lua_State *L, handle *h)
 	set_str(L, "source", f->footer_from_copy ? "copy" : "end");
 	set_bool(L, "end_ok", f->footer_eof_ok);
 	set_bool(L, "copy_ok", f->footer_copy_ok);
+}
+
+/* info().header.locators: each used entry, with the path it decodes to when it can be read. */
+static void push_locators(lua_State *L, vhd_file *f)
+{
+	lua_newtable(L);
+	int n = 0;
+	for (int i = 0; i < 8; i++) {
+		const vhd_locator *l = &f->header.loc[i];
+		if (l->code[0] == 0)
+			continue;
+		lua_createtable(L, 0, 5);
+		set_str(L, "code", l->code);
+		set_int(L, "data_space", l->data_space);
+		set_int(L, "data_length", l->data_length);
+		set_int(L, "data_offset", (lua_Integer)l->data_offset);
+		if (l->data_length > 0 && l->data_length <= 4096 && l->data_offset + l->data_length <= f->file_size) {
+			uint8_t d[4096];
+			char out[2048];
+			if (vhd_file_pread(f, d, l->data_length, l->data_offset, NULL) == (ssize_t)l->data_length &&
+			    vhd_locator_decode(l->code, d, l->data_length, out, sizeof out) == 0)
+				set_str(L, "path", out);
+		}
+		lua_rawseti(L, -2, ++n);
+	}
+}
+
+/* info().header: the dynamic header of a dynamic or differencing disk. */
+static void push_header(lua_State *L, vhd_file *f)
+{
+	const vhd_header *hd = &f->header;
+	char buf[64];
+	lua_createtable(L, 0, 12);
+	set_int(L, "block_size", hd->block_size);
+	set_int(L, "max_bat_entries", hd->max_bat_entries);
+	set_int(L, "bat_entries", f->bat_entries);
+	set_int(L, "table_offset", (lua_Integer)hd->table_offset);
+	snprintf(buf, sizeof buf, "%u.%u", hd->version >> 16, hd->version & 0xFFFF);
+	set_str(L, "version", buf);
+	set_bool(L, "checksum_ok", hd->checksum == hd->checksum_computed);
+	set_int(L, "checksum", hd->checksum);
+	set_int(L, "checksum_computed", hd->checksum_computed);
+	set_int(L, "bitmap_bytes", f->bitmap_bytes);
+	if (f->footer.disk_type == VHD_DIFF || !vhd_uuid_is_null(hd->parent_uuid)) {
+		set_str(L, "parent_name", hd->parent_name);
+		push_uuid(L, hd->parent_uuid);
+		lua_setfield(L, -2, "parent_uuid");
+		set_int(L, "parent_timestamp", hd->parent_timestamp);
+	}
+	push_locators(L, f);
+	lua_setfield(L, -2, "locators");
+	set_bool(L, "batmap", f->batmap.present);
+}
+
+static void push_info(lua_State *L, handle *h)
+{
+	vhd_file *f = h->f;
+	lua_createtable(L, 0, 8);
+	set_str(L, "path", f->path);
+	set_int(L, "file_size", (lua_Integer)f->file_size);
+	if (f->raw)
+		set_bool(L, "raw", 1);
+	push_footer(L, f);
 	lua_setfield(L, -2, "footer");
 	if (f->has_header) {
-		vhd_header *hd = &f->header;
-		lua_createtable(L, 0, 12);
-		set_int(L, "block_size", hd->block_size);
-		set_int(L, "max_bat_entries", hd->max_bat_entries);
-		set_int(L, "bat_entries", f->bat_entries);
-		set_int(L, "table_offset", (lua_Integer)hd->table_offset);
-		snprintf(buf, sizeof buf, "%u.%u", hd->version >> 16, hd->version & 0xFFFF);
-		set_str(L, "version", buf);
-		set_bool(L, "checksum_ok", hd->checksum == hd->checksum_computed);
-		set_int(L, "checksum", hd->checksum);
-		set_int(L, "checksum_computed", hd->checksum_computed);
-		set_int(L, "bitmap_bytes", f->bitmap_bytes);
-		if (ft->disk_type == VHD_DIFF || !vhd_uuid_is_null(hd->parent_uuid)) {
-			set_str(L, "parent_name", hd->parent_name);
-			push_uuid(L, hd->parent_uuid);
-			lua_setfield(L, -2, "parent_uuid");
-			set_int(L, "parent_timestamp", hd->parent_timestamp);
-		}
-		lua_newtable(L);
-		int n = 0;
-		for (int i = 0; i < 8; i++) {
-			vhd_locator *l = &hd->loc[i];
-			if (l->code[0] == 0)
-				continue;
-			lua_createtable(L, 0, 5);
-			set_str(L, "code", l->code);
-			set_int(L, "data_space", l->data_space);
-			set_int(L, "data_length", l->data_length);
-			set_int(L, "data_offset", (lua_Integer)l->data_offset);
-			if (l->data_length > 0 && l->data_length <= 4096 && l->data_offset + l->data_length <= f->file_size) {
-				uint8_t d[4096];
-				char out[2048];
-				if (vhd_file_pread(f, d, l->data_length, l->data_offset, NULL) == (ssize_t)l->data_length &&
-				    vhd_locator_decode(l->code, d, l->data_length, out, sizeof out) == 0)
-					set_str(L, "path", out);
-			}
-			lua_rawseti(L, -2, ++n);
-		}
-		lua_setfield(L, -2, "locators");
-		set_bool(L, "batmap", f->batmap.present);
+		push_header(L, f);
 		lua_setfield(L, -2, "header");
-		set_int(L, "allocated_blocks", vhd_allocated_blocks(f));
-	} else {
-		set_int(L, "allocated_blocks", 0);
 	}
+	set_int(L, "allocated_blocks", f->has_header ? vhd_allocated_blocks(f) : 0);
 	lua_newtable(L);
 	int n = 0;
 	push_problems(L, f, &n);
