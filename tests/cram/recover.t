@@ -2,7 +2,7 @@ salvage recover: usage and refusals (the recovery itself is tested end to end in
 
   $ S="$SALVAGE"
   $ $S recover --help | head -3
-  usage: salvage recover PLAN.json --zone ZONE --workdir DIR [--profile NAME] [--workers N] [--scratch DIR] [--keep-disks] [--dry-run] [--only VM]... [--format table|json|csv] [--hypervisor kvm|xenserver] [--kvm-primary POOL=DIR]
+  usage: salvage recover PLAN.json --zone ZONE --workdir DIR [--profile NAME] [--workers N] [--scratch DIR] [--keep-disks] [--skip-unreadable] [--dry-run] [--only VM]... [--format table|json|csv] [--hypervisor kvm|xenserver] [--kvm-primary POOL=DIR]
   
   recover the VMs of a plan into the new cloud (resumable)
   $ $S recover --help | grep -c -- '--dry-run\|--workers\|--only\|--workdir'
@@ -11,7 +11,7 @@ salvage recover: usage and refusals (the recovery itself is tested end to end in
   salvage: recover: missing required option --zone
   exit 2
   $ $S recover --zone Z --workdir w; echo "exit $?"
-  salvage: recover: missing argument: salvage recover PLAN.json --zone ZONE --workdir DIR [--profile NAME] [--workers N] [--scratch DIR] [--keep-disks] [--dry-run] [--only VM]... [--format table|json|csv] [--hypervisor kvm|xenserver] [--kvm-primary POOL=DIR]
+  salvage: recover: missing argument: salvage recover PLAN.json --zone ZONE --workdir DIR [--profile NAME] [--workers N] [--scratch DIR] [--keep-disks] [--skip-unreadable] [--dry-run] [--only VM]... [--format table|json|csv] [--hypervisor kvm|xenserver] [--kvm-primary POOL=DIR]
   exit 2
   $ $S recover plan.json --zone Z --workdir w --workers 0; echo "exit $?"
   salvage: recover: --workers must be 1..64

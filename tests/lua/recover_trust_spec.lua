@@ -330,6 +330,38 @@ describe("recovery an operator can trust (issue 10)", function()
     s:stop()
   end)
 
+  it("10: --skip-unreadable recovers the VMs it can read and fails the others, each named", function()
+    local s = start_sim()
+    local work = DIR .. "/work-skip"
+    local lost = PRIMARY .. "/b9a51f4a-3eb4-4d17-a36d-5359333a5d71.vhd"   -- ppvm2's data disk only
+    assert(os.execute(("mv %q %q"):format(lost, lost .. ".away")))
+    local code, out = run(s, recover_args(work))
+    assert.equal(1, code)
+    assert.truthy(out:find("1 planned disk file(s) cannot be read: " .. lost, 1, true), out)
+    assert.truthy(out:find("--skip-unreadable recovers the other VMs", 1, true), out)
+    assert.equal(0, #assert(s:state()).vms)
+    code, out = run(s, recover_args(work, { "--skip-unreadable" }))
+    assert(os.execute(("mv %q %q"):format(lost .. ".away", lost)))
+    assert.equal(1, code, out)
+    local r = report_of(work)
+    assert.equal(2, #r.recovered)
+    assert.equal(1, #r.failed)
+    assert.same({ "ppvm2", "preflight" }, { r.failed[1].name, r.failed[1].step })
+    assert.truthy(r.failed[1].error:find(lost, 1, true), r.failed[1].error)
+    assert.truthy(table.concat(r.warnings, "\n"):find("ppvm2: not recovered", 1, true))
+    local st = assert(s:state())
+    local names = {}
+    for _, v in ipairs(st.vms) do names[#names + 1] = v.name end
+    table.sort(names)
+    assert.same({ "ppvm3", "rootvm1" }, names)
+    for _, t in ipairs(st.templates) do assert.not_equal("recovered-ppvm2-root", t.name) end
+    -- the disk is back: the next run recovers ppvm2 alone, and nothing twice
+    code, out = run(s, recover_args(work))
+    assert.equal(0, code, out)
+    assert_clean(s, work)
+    s:stop()
+  end)
+
   it("10: summarises an HTML error page by its status and title", function()
     local text = api.summarize_body { status = 502, headers = { ["content-type"] = "text/html" },
       body = "<html><head><title>502 Bad Gateway</title></head><body><h1>Bad Gateway</h1>" .. ("x"):rep(5000) }

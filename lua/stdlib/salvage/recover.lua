@@ -739,8 +739,19 @@ function Engine:prepare(vms)
   for _, vm in ipairs(vms) do done = done or (vm.recoverable and self.journal:get(vm.id, "done") ~= nil) end
   -- nothing to do and nothing to check in the new cloud: no need to reach it
   if #todo == 0 and not done then return nil end
-  local perr = self:preflight(todo)
-  if perr then return perr end
+  local perr, unreadable = self:preflight(todo)
+  if perr and not (unreadable and self.opts.skip_unreadable) then
+    return perr .. (unreadable and "; --skip-unreadable recovers the other VMs" or "")
+  end
+  -- asked for: the VMs with a disk that cannot be read fail, each by name, before anything is made
+  self.unreadable = unreadable or {}
+  for _, vm in ipairs(todo) do
+    if self.unreadable[vm.id] then
+      local w = ("%s: not recovered, disk file(s) cannot be read: %s"):format(vm.name, self.unreadable[vm.id])
+      log.warn(w, { vm = vm.name })
+      self.warnings[#self.warnings + 1] = w
+    end
+  end
   return self:check_cloud()
 end
 
@@ -778,6 +789,9 @@ function Engine:ensure_all(vms, status, tick)
       tick(vm, "not recoverable")
     elseif not self.dry and self:still_done(vm) then
       tick(vm, "already recovered")
+    elseif self.unreadable and self.unreadable[vm.id] then
+      status[vm.id] = { step = "preflight", error = "disk file(s) cannot be read: " .. self.unreadable[vm.id] }
+      tick(vm, "FAILED at preflight")
     else
       local t0 = sys.clock()
       local ok, err = attempt("owners", function() owners[vm.id] = self:owners(vm) end)

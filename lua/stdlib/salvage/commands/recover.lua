@@ -9,7 +9,7 @@ local recover = require "salvage.recover"
 
 local spec = {
   usage = "salvage recover PLAN.json --zone ZONE --workdir DIR [--profile NAME] [--workers N] "
-    .. "[--scratch DIR] [--keep-disks] [--dry-run] [--only VM]... [--format table|json|csv] "
+    .. "[--scratch DIR] [--keep-disks] [--skip-unreadable] [--dry-run] [--only VM]... [--format table|json|csv] "
     .. "[--hypervisor kvm|xenserver] [--kvm-primary POOL=DIR]",
   summary = "recover the VMs of a plan into the new cloud (resumable)",
   description = [[
@@ -29,7 +29,9 @@ mounted at DIR here) writes each disk as qcow2 into the pool root instead and ad
 it with importVm / importVolume (CloudStack 4.19+): no upload, no copy.
 Every template, VM and volume made is tagged salvage-source=<old UUID> and found
 again by that tag; journaled ids are checked in the new cloud on every run.
-Before creating anything, the credentials, the zone and every disk are checked.
+Before creating anything, the credentials, the zone and every disk are checked: a disk
+file that cannot be read stops the run, unless --skip-unreadable (then each VM with such a
+disk fails at "preflight", named with its files, and the others are recovered).
 SIGINT or SIGTERM stops the whole run (exit 130 or 143); run again to resume.
 The policy is the plan's (recorded with its hash); another needs --policy-changed.
 Credentials: --profile NAME (salvage config; ~/.config/salvage/config.lua) or SALVAGE_API_URL,
@@ -51,6 +53,7 @@ SALVAGE_API_KEY, SALVAGE_SECRET_KEY.]],
       help = "the target zone's hypervisor (default: asked from the API)" },
     { "kvm-primary", value = "POOL=DIR", help = "zero-copy: write qcow2 into this NFS pool, mounted at DIR" },
     { "keep-disks", help = "keep a copy of every disk sent, in SCRATCH (or DIR)/disks (written while streaming)" },
+    { "skip-unreadable", help = "recover the VMs whose disks can be read; the others fail, each named" },
     { "switch-cloud", help = "use a workdir made against another cloud (every id is checked again)" },
     { "policy-changed", help = "use a policy other than the one the plan was made with" },
     { "worker-vm", value = "ID", help = "(internal) run one VM as a worker process" },
@@ -105,7 +108,7 @@ function M.run(argv)
   local run_opts = {
     client = client, zone = opts.zone, workdir = workdir, workers = opts.workers,
     dry_run = opts.dry_run, only = opts.only, policy = policy, keep_disks = opts.keep_disks, scratch = scratch,
-    switch_cloud = opts.switch_cloud,
+    switch_cloud = opts.switch_cloud, skip_unreadable = opts.skip_unreadable,
     worker_vm = opts.worker_vm, parent_pid = opts.parent_pid, poll_interval = opts.poll_interval,
     hypervisor = opts.hypervisor, kvm_primary = kvm_primary,
     worker_argv = recover.worker_argv { plan = sys.realpath(opts[1]) or opts[1], zone = opts.zone,

@@ -623,29 +623,35 @@ local function unreachable(client, err)
   return ("the new cloud at %s: %s"):format(url, M.errtext(err))
 end
 
---- preflight(vms) -> nil | message: what concerns every VM, checked before
--- anything is created: the API answers with these credentials, the zone exists,
--- every planned disk file is readable.
+--- preflight(vms) -> nil | message [, unreadable]: what concerns every VM, checked
+-- before anything is created: the API answers with these credentials, the zone exists,
+-- every planned disk file is readable. unreadable (only when that is all that is wrong):
+-- vm.id -> "FILE (why); ..." for each VM with a disk file that cannot be read.
 function Engine:preflight(vms)
   local zones, err = self.client:list("listZones", {}, { retries = 1 })
   if not zones then return unreachable(self.client, err) end
   local ok, zerr = pcall(self.zone_id, self)
   if not ok then return type(zerr) == "table" and zerr.message or tostring(zerr) end
-  local bad, vgs = {}, {}
+  local bad, by_vm, vgs = {}, {}, {}
   for _, vm in ipairs(vms) do
+    local mine = {}
     for _, d in ipairs(vm.disks or {}) do
       if d.recoverable ~= false then
         for _, f in ipairs((d.chain and #d.chain > 0) and d.chain or { d.file }) do
           local why = M.unreadable(f, vgs)
-          if why then bad[#bad + 1] = ("%s (%s)"):format(tostring(f), why) end
+          if why then mine[#mine + 1] = ("%s (%s)"):format(tostring(f), why) end
         end
       end
+    end
+    if #mine > 0 then
+      by_vm[vm.id] = table.concat(mine, "; ")
+      table.move(mine, 1, #mine, #bad + 1, bad)
     end
   end
   if #bad > 0 then
     local more = #bad > 5 and (" and %d more"):format(#bad - 5) or ""
     return ("%d planned disk file(s) cannot be read: %s%s"):format(#bad, table.concat(bad, "; ", 1,
-      math.min(5, #bad)), more)
+      math.min(5, #bad)), more), by_vm
   end
 end
 
