@@ -51,7 +51,7 @@ describe("salvage.log", function()
     assert.are.equal(7, rec.volume)
     assert.are.equal("***", rec.apikey)
     assert.are.equal("***", rec.deep.password)
-    assert.matches("^%d%d%d%d%-%d%d%-%d%dT", rec.time)
+    assert.matches("^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d%.%d%d%dZ$", rec.time)
   end)
 
   it("redacts JSON-looking text and leaves other keys alone", function()

@@ -9,6 +9,14 @@ M.LEVELS = LEVELS
 
 local state = { level = LEVELS.info, json = false, quiet = false, sink = nil }
 
+-- RFC 3339 UTC with milliseconds: records of one second (a retry, its answer) stay in order.
+local ok_sys, sys = pcall(require, "salvage.sys")
+local function now()
+  local t = ok_sys and sys.time() or os.time()
+  local sec = math.floor(t)
+  return os.date("!%Y-%m-%dT%H:%M:%S", sec) .. (".%03dZ"):format(math.min(999, math.floor((t - sec) * 1000)))
+end
+
 local SECRET_NAMES = {
   "password", "secretkey", "secret_key", "apikey", "api_key", "signature", "passwd", "x-signature",
 }
@@ -118,7 +126,7 @@ function M.log(level, msg, fields)
     local rec = fields and M.redact(fields) or {}
     rec.level = level
     rec.msg = msg
-    rec.time = os.date("!%Y-%m-%dT%H:%M:%SZ")
+    rec.time = now()
     emit(json.encode(rec))
   else
     local line = level .. ": " .. msg
@@ -139,7 +147,7 @@ function M.line(text, fields)
     for k, v in pairs(fields and M.redact(fields) or {}) do rec[k] = v end
     rec.level = level
     rec.msg = M.scrub(tostring(text))
-    rec.time = os.date("!%Y-%m-%dT%H:%M:%SZ")
+    rec.time = now()
     emit(json.encode(rec))
   else
     emit(M.scrub(tostring(text)))
