@@ -3,7 +3,8 @@
  * opened read-only, labels and metadata areas read, the newest metadata copy
  * whose checksums hold is parsed (the highest seqno over all devices). When
  * no current copy is good, older copies left in the circular buffers are
- * tried (with a warning naming the copy); when none parses, the open is
+ * tried, one that wraps around the buffer's end included (with a warning
+ * naming the copy); when none parses, the open is
  * refused with the reason. LVs are then checked against the devices: an LV
  * on a PV that was not given, or whose extents lie past the end of its
  * device, is marked unreadable with the reason.
@@ -101,6 +102,33 @@ static int area_current(lvm_pvdev *d, const lvm_area *a, lvm_vg *vg, uint64_t *c
 	return rc;
 }
 
+/* The text of the older copy at byte o of a metadata area read into buf (n bytes): up to
+ * its NUL. A copy that runs into the end of the circular buffer goes on after the area's
+ * header sector, as lvm2 writes it (whole: the whole area was read); *joined is then the
+ * malloc'd text, to free. NULL when the copy has no end. */
+static const char *old_copy(const char *buf, uint64_t n, uint64_t o, int whole, char **joined, size_t *len)
+{
+	const char *s = buf + o;
+	const char *nul = memchr(s, 0, (size_t)(n - o));
+	*joined = NULL;
+	if (nul) {
+		*len = (size_t)(nul - s);
+		return s;
+	}
+	const char *rest = buf + LVM_SECTOR;
+	const char *end = whole && o > LVM_SECTOR ? memchr(rest, 0, (size_t)(o - LVM_SECTOR)) : NULL;
+	if (end == NULL)
+		return NULL;
+	size_t head = (size_t)(n - o), tail = (size_t)(end - rest);
+	if ((*joined = malloc(head + tail + 1)) == NULL)
+		return NULL;
+	memcpy(*joined, s, head);
+	memcpy(*joined + head, rest, tail);
+	(*joined)[head + tail] = 0;
+	*len = head + tail;
+	return *joined;
+}
+
 /* Older copies stay in the circular buffer, 512-aligned: the newest that parses. */
 static int area_scan(lvm_pvdev *d, const lvm_area *a, const uint64_t *bad, size_t nbad, lvm_vg *best, uint64_t *at)
 {
@@ -115,6 +143,7 @@ static int area_scan(lvm_pvdev *d, const lvm_area *a, const uint64_t *bad, size_
 	if (!buf)
 		return -1;
 	ssize_t n = pread_all(d->fd, buf, size, a->offset);
+	int whole = n > 0 && (uint64_t)n == a->size;
 	int found = -1;
 	for (uint64_t o = LVM_SECTOR; n > 0 && o + 16 < (uint64_t)n; o += LVM_SECTOR) {
 		const char *s = buf + o;
@@ -125,13 +154,16 @@ static int area_scan(lvm_pvdev *d, const lvm_area *a, const uint64_t *bad, size_
 			continue;
 		if (!(s[0] == '_' || (s[0] >= 'A' && s[0] <= 'Z') || (s[0] >= 'a' && s[0] <= 'z')))
 			continue;
-		const char *brace = memchr(s, '{', (size_t)n - o < 200 ? (size_t)n - o : 200);
-		const char *nul = memchr(s, 0, (size_t)n - o);
-		if (!brace || !nul)
+		if (!memchr(s, '{', (size_t)n - o < 200 ? (size_t)n - o : 200))
 			continue;
+		char *joined;
+		size_t len;
+		const char *text = old_copy(buf, (uint64_t)n, o, whole, &joined, &len);
 		lvm_vg vg;
 		lvm_err e;
-		if (lvm_vg_parse(s, (size_t)(nul - s), &vg, &e) != 0)
+		int rc = text ? lvm_vg_parse(text, len, &vg, &e) : -1;
+		free(joined);
+		if (rc != 0)
 			continue;
 		if (found != 0 || vg.seqno > best->seqno) {
 			if (found == 0)

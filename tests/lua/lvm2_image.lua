@@ -56,8 +56,9 @@ end
 --- Make image (size bytes; or a list of images, PVs pv0, pv1, ...) a PV of VG vg holding the LVs
 -- of layout ({name, id, status, segments}); returns lvm2's view {pe_start, extent,
 -- segs = {lv = {{le, n, pe, image}...}}}. after(lvm) may run more lvm2 commands
--- (lvm("lvchange ...")) while the loop devices are there.
-function M.build(dir, image, size, vg, layout, after)
+-- (lvm("lvchange ...")) while the loop devices are there. mda: the metadata area size
+-- (lvm2's --metadatasize; default 10M, lvm2 makes no smaller than about 1 MiB).
+function M.build(dir, image, size, vg, layout, after, mda)
   assert(M.have_lvm2(), "lvm2 is not installed: run tools/deps.sh")
   local conf = write_conf(dir)
   local images = type(image) == "table" and image or { image }
@@ -74,8 +75,8 @@ function M.build(dir, image, size, vg, layout, after)
   end
   local all = table.concat(loops, " ")
   local ok, res = pcall(function()
-    lvm(conf, ("pvcreate -ff -y --metadatasize 10M %s"):format(all))
-    lvm(conf, ("vgcreate --metadatasize 10M %s %s"):format(vg, all))
+    lvm(conf, ("pvcreate -ff -y --metadatasize %s %s"):format(mda or "10M", all))
+    lvm(conf, ("vgcreate --metadatasize %s %s %s"):format(mda or "10M", vg, all))
     local backup = dir .. "/vg-backup.txt"
     lvm(conf, ("vgcfgbackup -f %s %s"):format(sh(backup), vg))
     local f = assert(io.open(backup))

@@ -139,6 +139,47 @@ describe("LVHD images made with lvm2's tools", function()
     assert.equal("LVM_OLD_METADATA", c.problems[1].code)
   end)
 
+  it("an older copy that wraps around the end of the metadata buffer is found and used", function()
+    local image = dir .. "/lun-wrap.img"
+    -- 150 more LVs make a text of ~40 KiB: lvm2's own commits (VG tags) fill the 1 MiB buffer
+    -- until the current copy wraps; one more commit, then that copy is the newest older one
+    local layout = { LAYOUT[1], LAYOUT[2], LAYOUT[3], LAYOUT[4] }
+    for i = 1, 150 do
+      layout[#layout + 1] = { ("LV-filler-%03d"):format(i), img.lv_id(1000 + i), '"READ"', { { 0, 1, 10 + i } } }
+    end
+    local function mda()
+      local fh = assert(io.open(image, "rb"))
+      fh:seek("set", 4096)
+      local hdr = fh:read(512)
+      fh:close()
+      local size, off, len = string.unpack("<I8", hdr, 33), string.unpack("<I8", hdr, 41), string.unpack("<I8", hdr, 49)
+      return size, off, len
+    end
+    local commits, wrapped = 0, false
+    img.build(dir, image, 1024 * MIB, VG, layout, function(run)
+      while commits < 200 do
+        commits = commits + 1
+        run(("vgchange --addtag w%d %s"):format(commits, VG))
+        if wrapped then break end
+        local size, off, len = mda()
+        wrapped = off + len > size
+      end
+    end, "1M")
+    assert.is_true(wrapped, "lvm2 never wrapped its metadata after " .. commits .. " commits")
+    local size, off = mda()
+    assert.is_true(off < size // 2, "the current copy starts again near the buffer's start")
+    local seqno = assert(lvm.read(image)).seqno
+    local f = assert(io.open(image, "r+b"))
+    f:seek("set", 4096 + off + 20)
+    f:write("#")
+    f:close()
+    local vg = assert(lvm.read(image))
+    assert.is_true(vg.from_old_copy)
+    assert.equal(seqno - 1, vg.seqno)
+    assert.matches("bad checksum", vg.warnings[1])
+    assert.equal(154, #vg.lvs)
+  end)
+
   it("a VG on two LUNs: LVs across both read with both; with one, the others are refused by name", function()
     local a, b = dir .. "/lun-a.img", dir .. "/lun-b.img"
     local SPAN, ONB = "LV-5a5a5a5a-4444-4555-8666-c77788899900", "LV-6b6b6b6b-5555-4666-8777-d88899900011"
