@@ -237,6 +237,20 @@ describe("recovery end to end (MariaDB + VHD engine + simulator)", function()
       assert.is_truthy(({ ["journal.jsonl"] = true, ["report.json"] = true, lock = true, locks = true,
         workers = true, logs = true })[n], n)
     end
+    -- where each VM's time went: a streamed upload is its own category, nothing counted twice
+    local timed = 0
+    for line in io.lines(work .. "/journal.jsonl") do
+      local e = json.decode(line)
+      if e.step == "done" then
+        local t = e.data.timing
+        assert.is_true(t.stream > 0, line)
+        assert.are.equal(0, t.flatten)
+        assert.is_true(t.api + t.stream + t.journal <= t.total + 1e-6, line)
+        timed = timed + 1
+      end
+    end
+    assert.equal(3, timed)
+    assert.is_true(rep.timing.stream_ms_mean > 0)
     local tpl_of = {}
     for _, t in ipairs(st.templates) do if t.isready then tpl_of[t.id] = t end end
     for _, r in ipairs(rep.recovered) do
