@@ -369,8 +369,8 @@ function Engine:upload(kind, vm, own, d, name, source, params)
   local t0, api0, jr0 = sys.clock(), self.timing.api, self.timing.journal
   local r, err = fn(raw, flat.open or flat.file, params, { progress = p:callback(), overwrite = true,
     filename = name .. "." .. self:disk_format(), on_created = function(id) return self:tag(kind, id, source) end })
-  local own = (sys.clock() - t0) - (self.timing.api - api0) - (self.timing.journal - jr0)
-  if flat.open then self.timing.stream = self.timing.stream + own else self.timing.api = self.timing.api + own end
+  local spent = (sys.clock() - t0) - (self.timing.api - api0) - (self.timing.journal - jr0)
+  if flat.open then self.timing.stream = self.timing.stream + spent else self.timing.api = self.timing.api + spent end
   p:finish()
   if r then
     if not flat.open then self:drop_disk(flat.file) end   -- a --keep-disks copy of a stream stays
