@@ -309,8 +309,12 @@ static int redirect(const char *path, int fd, int flags)
 	return 0;
 }
 
-/* spawn{argv..., stdin=, stdout=, stderr=, env={K=V}, cwd=, setsid=} -> pid */
-static const char *const spawn_options[] = {"#", "stdin", "stdout", "stderr", "env", "cwd", "setsid", NULL};
+/* spawn{argv..., stdin=, stdout=, stderr=, env={K=V}, cwd=, setsid=, track=} -> pid
+ * track = a table: track[pid] = true is set before spawn returns, with no Lua instruction in
+ * between, so a Ctrl-C that raises just after the call can never lose the child (the caller's
+ * cleanup finds it there). */
+static const char *const spawn_options[] = {"#", "stdin", "stdout", "stderr", "env", "cwd", "setsid", "track",
+					     NULL};
 
 static int sys_spawn(lua_State *L)
 {
@@ -330,6 +334,8 @@ static int sys_spawn(lua_State *L)
 	const char *err = lu_opt_string(L, 1, "spawn", "stderr", NULL);
 	const char *cwd = lu_opt_string(L, 1, "spawn", "cwd", NULL);
 	int new_session = lu_opt_boolean(L, 1, "spawn", "setsid", 0);
+	int track = lu_opt_type(L, 1, "track");
+	luaL_argcheck(L, track == LUA_TNIL || track == LUA_TTABLE, 1, "spawn: option 'track' must be a table");
 	/* environment additions, resolved before fork */
 	int nenv = 0;
 	const char *envk[64], *envv[64];
@@ -365,6 +371,13 @@ static int sys_spawn(lua_State *L)
 		}
 		execvp(argv[0], (char *const *)argv);
 		_exit(127);
+	}
+	if (track == LUA_TTABLE) {
+		lua_getfield(L, 1, "track");
+		lua_pushinteger(L, (lua_Integer)pid);
+		lua_pushboolean(L, 1);
+		lua_rawset(L, -3);
+		lua_pop(L, 1);
 	}
 	lua_pushinteger(L, (lua_Integer)pid);
 	return 1;

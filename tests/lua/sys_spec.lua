@@ -72,10 +72,20 @@ describe("salvage.sys", function()
     -- a misspelt option is named, never ignored
     local ok, err = pcall(sys.spawn, { "true", stdot = "/dev/null" })
     assert.is_false(ok)
-    assert.matches("spawn: unknown option 'stdot' %(known: stdin, stdout, stderr, env, cwd, setsid%)", err)
+    assert.matches("spawn: unknown option 'stdot' %(known: stdin, stdout, stderr, env, cwd, setsid, track%)", err)
     ok, err = pcall(sys.spawn, { "true", setsid = "yes" })
     assert.is_false(ok)
     assert.matches("option 'setsid' must be a boolean, got string", err)
+    ok, err = pcall(sys.spawn, { "true", track = "running" })
+    assert.is_false(ok)
+    assert.matches("option 'track' must be a table", err)
+  end)
+
+  it("records a child in the track table before spawn returns", function()
+    local running = {}
+    local pid = assert(sys.spawn({ "true", track = running }))
+    assert.same({ [pid] = true }, running)
+    assert.equal("exited", (sys.wait(pid)))
   end)
 
   it("names every errno, never a wrong EIO", function()

@@ -169,6 +169,9 @@ function Engine:run_pool(queue, status, on_done)
       local argv = self.opts.worker_argv(vm.id)
       argv.stdout = ("%s/logs/vm-%s.log"):format(self.workdir, tostring(vm.id))
       argv.stderr = argv.stdout
+      -- the pid is in `running` before spawn returns: a stop raised right after it still
+      -- finds this worker in stop_workers
+      argv.track = running
       local pid, err = sys.spawn(argv)
       if not pid then
         status[vm.id] = { step = "worker", error = tostring(err) }
