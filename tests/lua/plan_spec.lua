@@ -52,6 +52,23 @@ describe("salvage.plan", function()
     assert.equal(p.vms[3].template.name, again.vms[3].template.name)
   end)
 
+  it("keeps host names unique in a network the policy maps VMs of several accounts to", function()
+    local inv = fake.inventory()
+    inv[1].name, inv[2].name, inv[3].name = "web", "web", "db"   -- rootvm1 (admin), ppvm2 (peterparker)
+    local policy = require("salvage.policy").new()
+    policy.network_for = function(vm) return vm.name == "db" and "net-private" or "net-shared" end
+    local p = assert(plan.build(inv, { storage = { dir }, vhd = fake.vhd(), policy = policy }))
+    assert.equal("web", p.vms[1].hostname)
+    assert.equal("web-" .. p.vms[2].id, p.vms[2].hostname)
+    local last = p.vms[2].problems[#p.vms[2].problems]
+    assert.equal("ENAME", last.code)
+    assert.matches("host name 'web' is also another's in network net%-shared", last.message)
+    assert.equal("db", p.vms[3].hostname)
+    -- without a network in common (each account's own default network) both keep 'web'
+    local q = assert(plan.build(inv, { storage = { dir }, vhd = fake.vhd() }))
+    assert.same({ "web", "web" }, { q.vms[1].hostname, q.vms[2].hostname })
+  end)
+
   it("uses POOL_UUID=DIR mappings before plain roots", function()
     local other = assert(sys.mkdtemp("/tmp/salvage-plan-pool-"))
     fake.write_disk(other .. "/root24.vhd", 1000, "from the mapped pool")

@@ -470,28 +470,33 @@ function M.hostname(name)
   return h
 end
 
--- Make `name` unique among `taken` (a set of lower-cased names) by appending
--- "-<id>" (host names stay within 63 characters); returns the name, renamed?.
-local function unique(taken, name, id, limit)
+-- Make `name` unique among `taken` (a set of lower-cased names; `also`, another set the
+-- name must be unique in too, or nil) by appending "-<id>" (host names stay within 63
+-- characters); returns the name, renamed?.
+local function unique(taken, name, id, limit, also)
+  local function used(n) return taken[n:lower()] or (also and also[n:lower()]) end
   local n = name
-  if taken[n:lower()] then
+  if used(n) then
     local suffix = "-" .. tostring(id)
     n = (limit and #name + #suffix > limit) and (name:sub(1, limit - #suffix) .. suffix) or (name .. suffix)
     local i = 2
-    while taken[n:lower()] do
+    while used(n) do
       n = name .. suffix .. "-" .. i
       i = i + 1
     end
   end
   taken[n:lower()] = true
+  if also then also[n:lower()] = true end
   return n, n ~= name
 end
 
 --- assign_names(plan): every VM, template and volume gets a name unique in its
 -- account (new owner), stable across runs: the old host name (template and
 -- volume names from the policy), the old id appended only on a collision, which
--- is reported as a warning on the VM. Names a plan already has are kept when
--- unique (an edited plan keeps its edits). Returns the plan.
+-- is reported as a warning on the VM. CloudStack wants a host name unique in its
+-- network too: VMs the policy put on one network (vm.network, a shared network of
+-- several accounts) get host names unique there as well. Names a plan already has
+-- are kept when unique (an edited plan keeps its edits). Returns the plan.
 function M.assign_names(p)
   local taken = {}
   local function scope(vm, kind)
@@ -499,14 +504,25 @@ function M.assign_names(p)
     taken[k] = taken[k] or {}
     return taken[k]
   end
-  local function note(vm, what, old, new)
+  local function note(vm, what, old, new, where)
     vm.problems[#vm.problems + 1] = problem("ENAME", "warning",
-      ("%s '%s' is also another's in account %s: named '%s'"):format(what, old, M.owner_text(vm.owner), new))
+      ("%s '%s' is also another's in %s: named '%s'"):format(what, old,
+        where or ("account " .. M.owner_text(vm.owner)), new))
   end
+  local on_network = {}
   for _, vm in ipairs(p.vms) do
     local want = vm.hostname or M.hostname(vm.name)
-    local h, renamed = unique(scope(vm, "vm"), want, vm.id, 63)
-    if renamed then note(vm, "host name", want, h) end
+    local net
+    if vm.network ~= nil then
+      net = on_network[tostring(vm.network)] or {}
+      on_network[tostring(vm.network)] = net
+    end
+    local mine = scope(vm, "vm")
+    local clash_here = mine[want:lower()]
+    local h, renamed = unique(mine, want, vm.id, 63, net)
+    if renamed then
+      note(vm, "host name", want, h, not clash_here and ("network " .. tostring(vm.network)) or nil)
+    end
     vm.hostname = h
     if type(vm.template) == "table" and vm.template.name then
       local t, tr = unique(scope(vm, "template"), vm.template.name, vm.id)
