@@ -374,6 +374,64 @@ static int batmap_update(vhd_file *f, uint32_t b, const uint8_t *bitmap, vhd_err
 	return 0;
 }
 
+/* n bytes at byte bo of block b as whole sectors: data itself when it is sector-aligned, or a
+ * malloc'd copy (*tmp) holding the edge sectors' current content (through the chain) around it. */
+static const uint8_t *whole_sectors(vhd_file *f, uint32_t b, uint64_t bo, const uint8_t *data, uint64_t n,
+				    uint8_t **tmp, vhd_err *e)
+{
+	uint64_t s0 = bo / 512, nsec = (bo + n - 1) / 512 - s0 + 1;
+	uint64_t vsec0 = (uint64_t)b * f->spb + s0;
+	*tmp = NULL;
+	if (bo % 512 == 0 && (bo + n) % 512 == 0)
+		return data;
+	if ((*tmp = malloc(nsec * 512)) == NULL) {
+		vhd_seterr(e, "ENOMEM", "out of memory");
+		return NULL;
+	}
+	if (vhd_read_sectors(f, vsec0, 1, *tmp, e) != 0 ||
+	    (nsec > 1 && vhd_read_sectors(f, vsec0 + nsec - 1, 1, *tmp + (nsec - 1) * 512, e) != 0)) {
+		free(*tmp);
+		*tmp = NULL;
+		return NULL;
+	}
+	memcpy(*tmp + (bo - s0 * 512), data, n);
+	return *tmp;
+}
+
+/* n bytes at byte bo of block b (inside it): allocate the block if need be, write the data,
+ * then set the bitmap bits and the batmap bit, in that order (a crash leaves data unmarked,
+ * never marked data that was not written). */
+static int write_in_block(vhd_file *f, uint32_t b, uint64_t bo, const uint8_t *data, uint64_t n, vhd_err *e)
+{
+	if (f->bad_block[b]) {
+		vhd_seterr(e, "EBAT", "%s: block %u is damaged; refusing to write into it", f->path, b);
+		return -1;
+	}
+	uint64_t s0 = bo / 512, s1 = (bo + n - 1) / 512;
+	uint8_t *tmp;
+	const uint8_t *src = whole_sectors(f, b, bo, data, n, &tmp, e);
+	if (src == NULL)
+		return -1;
+	if (f->bat[b] == VHD_BAT_FREE && alloc_block(f, b, e) != 0) {
+		free(tmp);
+		return -1;
+	}
+	uint64_t bstart = (uint64_t)f->bat[b] * 512;
+	int rc = vhd_pwrite_all(f->fd, src, (s1 - s0 + 1) * 512, bstart + f->bitmap_bytes + s0 * 512);
+	free(tmp);
+	if (rc != 0)
+		return vhd_syserr(e, "writing data", f->path);
+	if (vhd_block_bitmap(f, b, e) == NULL)
+		return -1;
+	uint8_t *bm = f->cached_bitmap;
+	uint64_t lo = s0 / 8, hi = s1 / 8;
+	for (uint64_t s = s0; s <= s1; s++)
+		vhd_setbit(bm, s);
+	if (vhd_pwrite_all(f->fd, bm + lo, hi - lo + 1, bstart + lo) != 0)
+		return vhd_syserr(e, "writing bitmap", f->path);
+	return batmap_update(f, b, bm, e);
+}
+
 int vhd_write(vhd_file *f, uint64_t off, const uint8_t *data, uint64_t len, vhd_err *e)
 {
 	if (!f->writable) {
@@ -387,62 +445,13 @@ int vhd_write(vhd_file *f, uint64_t off, const uint8_t *data, uint64_t len, vhd_
 	}
 	if (len == 0)
 		return 0;
-	if (f->footer.disk_type == VHD_FIXED) {
-		if (vhd_pwrite_all(f->fd, data, (size_t)len, off) != 0)
-			return vhd_syserr(e, "writing", f->path);
-		return 0;
-	}
+	if (f->footer.disk_type == VHD_FIXED)
+		return vhd_pwrite_all(f->fd, data, (size_t)len, off) != 0 ? vhd_syserr(e, "writing", f->path) : 0;
 	writer_init(f);
 	uint64_t bs = f->header.block_size;
 	while (len > 0) {
-		uint32_t b = (uint32_t)(off / bs);
-		uint64_t bo = off % bs;
-		uint64_t n = bs - bo;
-		if (n > len)
-			n = len;
-		if (f->bad_block[b]) {
-			vhd_seterr(e, "EBAT", "%s: block %u is damaged; refusing to write into it", f->path, b);
-			return -1;
-		}
-		uint64_t s0 = bo / 512, s1 = (bo + n - 1) / 512;
-		uint64_t nsec = s1 - s0 + 1;
-		uint64_t vsec0 = (uint64_t)b * f->spb + s0;
-		const uint8_t *src = data;
-		uint8_t *tmp = NULL;
-		if (bo % 512 != 0 || (bo + n) % 512 != 0) {
-			tmp = malloc(nsec * 512);
-			if (tmp == NULL) {
-				vhd_seterr(e, "ENOMEM", "out of memory");
-				return -1;
-			}
-			/* current content of the partial edge sectors, through the chain */
-			if (vhd_read_sectors(f, vsec0, 1, tmp, e) != 0 ||
-			    (nsec > 1 && vhd_read_sectors(f, vsec0 + nsec - 1, 1, tmp + (nsec - 1) * 512, e) != 0)) {
-				free(tmp);
-				return -1;
-			}
-			memcpy(tmp + (bo - s0 * 512), data, n);
-			src = tmp;
-		}
-		if (f->bat[b] == VHD_BAT_FREE && alloc_block(f, b, e) != 0) {
-			free(tmp);
-			return -1;
-		}
-		uint64_t bstart = (uint64_t)f->bat[b] * 512;
-		int rc = vhd_pwrite_all(f->fd, src, nsec * 512, bstart + f->bitmap_bytes + s0 * 512);
-		free(tmp);
-		if (rc != 0)
-			return vhd_syserr(e, "writing data", f->path);
-		const uint8_t *cur = vhd_block_bitmap(f, b, e);
-		if (cur == NULL)
-			return -1;
-		uint8_t *bm = f->cached_bitmap;
-		uint64_t lo = s0 / 8, hi = s1 / 8;
-		for (uint64_t s = s0; s <= s1; s++)
-			vhd_setbit(bm, s);
-		if (vhd_pwrite_all(f->fd, bm + lo, hi - lo + 1, bstart + lo) != 0)
-			return vhd_syserr(e, "writing bitmap", f->path);
-		if (batmap_update(f, b, bm, e) != 0)
+		uint64_t bo = off % bs, n = bs - bo < len ? bs - bo : len;
+		if (write_in_block(f, (uint32_t)(off / bs), bo, data, n, e) != 0)
 			return -1;
 		off += n;
 		data += n;
