@@ -451,13 +451,10 @@ static int cmp(const void *a, const void *b)
 }
 
 /* Deeper checks than open: overlaps, alignment, batmap against bitmaps. */
-void vhd_validate(vhd_file *f)
+/* Blocks whose data overlap: which of two entries is right cannot be known, so both are
+ * unusable (an error each pair). */
+static void check_overlaps(vhd_file *f, const char *bn)
 {
-	if (!f->has_header || f->validated)
-		return;
-	f->validated = 1;
-	const char *bn = base_name(f->path);
-	/* overlaps: sort allocated block offsets */
 	uint32_t n = 0;
 	uint64_t *offs = malloc(((size_t)f->bat_entries + 1) * sizeof *offs);
 	if (offs == NULL)
@@ -469,19 +466,21 @@ void vhd_validate(vhd_file *f)
 	uint64_t span = f->bitmap_bytes + (uint64_t)f->header.block_size;
 	for (uint32_t k = 1; k < n; k++) {
 		uint64_t pa = (offs[k - 1] >> 32) * 512, pb = (offs[k] >> 32) * 512;
-		if (pb < pa + span) {
-			/* which of the two entries is right cannot be known: both are unusable */
-			f->bad_block[offs[k] & 0xFFFFFFFF] = VHD_BAD_BAT;
-			f->bad_block[offs[k - 1] & 0xFFFFFFFF] = VHD_BAD_BAT;
-			f->cached_block = -1;
-			vhd_problem_add(f, VHD_ERROR, 1, "BLOCK_OVERLAP", (int64_t)(offs[k] & 0xFFFFFFFF),
-					"%s: block %u (byte %llu) overlaps block %u (byte %llu)", bn,
-					(unsigned)(offs[k] & 0xFFFFFFFF), (unsigned long long)pb,
-					(unsigned)(offs[k - 1] & 0xFFFFFFFF), (unsigned long long)pa);
-		}
+		if (pb >= pa + span)
+			continue;
+		f->bad_block[offs[k] & 0xFFFFFFFF] = VHD_BAD_BAT;
+		f->bad_block[offs[k - 1] & 0xFFFFFFFF] = VHD_BAD_BAT;
+		f->cached_block = -1;
+		vhd_problem_add(f, VHD_ERROR, 1, "BLOCK_OVERLAP", (int64_t)(offs[k] & 0xFFFFFFFF),
+				"%s: block %u (byte %llu) overlaps block %u (byte %llu)", bn, (unsigned)(offs[k] & 0xFFFFFFFF),
+				(unsigned long long)pb, (unsigned)(offs[k - 1] & 0xFFFFFFFF), (unsigned long long)pa);
 	}
 	free(offs);
-	/* XenServer puts block data on 4 KiB; others (qemu) need not: harmless, said once */
+}
+
+/* XenServer puts block data on 4 KiB; others (qemu) need not: harmless, said once. */
+static void check_alignment(vhd_file *f, const char *bn)
+{
 	uint32_t unaligned = 0, first_un = 0;
 	for (uint32_t i = 0; i < f->bat_entries; i++)
 		if (f->bat[i] != VHD_BAT_FREE && !f->bad_block[i] && ((uint64_t)f->bat[i] * 512 + f->bitmap_bytes) % 4096 != 0)
@@ -491,39 +490,44 @@ void vhd_validate(vhd_file *f)
 		vhd_problem_add(f, VHD_INFO, 0, "BLOCK_UNALIGNED", first_un,
 				"%s: data of %u block%s (first: block %u) not aligned on 4 KiB as XenServer writes it; "
 				"harmless for reading", bn, unaligned, unaligned > 1 ? "s" : "", first_un);
-	/* batmap: a set bit claims the block is fully written; content follows bitmaps regardless. */
-	if (f->batmap.present && f->batmap.map) {
-		uint32_t bad = 0, first = 0;
-		for (uint32_t i = 0; i < f->bat_entries; i++) {
-			if (!vhd_bit(f->batmap.map, i))
+}
+
+/* The batmap: a set bit claims block i is fully written; content follows the sector bitmaps
+ * regardless, and a claim the bitmap contradicts is a warning. */
+static void check_batmap(vhd_file *f, const char *bn)
+{
+	if (!f->batmap.present || !f->batmap.map)
+		return;
+	for (uint32_t i = 0; i < f->bat_entries; i++) {
+		if (!vhd_bit(f->batmap.map, i) || f->bat[i] == VHD_BAT_FREE || f->bad_block[i])
+			continue;
+		const uint8_t *bm = vhd_block_bitmap(f, i, NULL);
+		if (bm == NULL)
+			continue;
+		uint64_t secs = f->spb, vstart = (uint64_t)i * f->spb;
+		if (vstart + secs > f->footer.current_size / 512)
+			secs = f->footer.current_size / 512 - vstart;
+		for (uint64_t s = 0; s < secs; s++) {
+			if (vhd_bit(bm, s))
 				continue;
-			if (f->bat[i] == VHD_BAT_FREE) {
-				if (bad++ == 0)
-					first = i;
-				continue;
-			}
-			if (f->bad_block[i])
-				continue;
-			const uint8_t *bm = vhd_block_bitmap(f, i, NULL);
-			if (bm == NULL)
-				continue;
-			uint64_t secs = f->spb;
-			uint64_t vstart = (uint64_t)i * f->spb;
-			if (vstart + secs > f->footer.current_size / 512)
-				secs = f->footer.current_size / 512 - vstart;
-			for (uint64_t s = 0; s < secs; s++)
-				if (!vhd_bit(bm, s)) {
-					if (bad++ == 0)
-						first = i;
-					vhd_problem_add(f, VHD_WARNING, 0, "BATMAP_MISMATCH", i,
-							"%s: block %u: batmap says fully written but sector bitmap bit %llu "
-							"is clear; the bitmap is followed (coalescing by batmap would copy "
-							"never-written sectors)", bn, i, (unsigned long long)s);
-					break;
-				}
+			vhd_problem_add(f, VHD_WARNING, 0, "BATMAP_MISMATCH", i,
+					"%s: block %u: batmap says fully written but sector bitmap bit %llu is clear; the "
+					"bitmap is followed (coalescing by batmap would copy never-written sectors)",
+					bn, i, (unsigned long long)s);
+			break;
 		}
-		(void)first;
 	}
+}
+
+void vhd_validate(vhd_file *f)
+{
+	if (!f->has_header || f->validated)
+		return;
+	f->validated = 1;
+	const char *bn = base_name(f->path);
+	check_overlaps(f, bn);
+	check_alignment(f, bn);
+	check_batmap(f, bn);
 }
 
 
