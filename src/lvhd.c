@@ -762,6 +762,64 @@ static int flatten_qcow2(vhd_file *leaf, const char *out, const vhd_flatten_opts
 }
 
 /* vhd.flatten(leaf, out, {format, progress, force, search}) */
+/* flatten's options table (index 3): format ("vhd", "raw", "qcow2"), force, overwrite,
+ * drop_zero, progress (left on the stack for the callback). Raises on misuse. */
+static void read_flatten_opts(lua_State *L, vhd_flatten_opts *fo, int *qcow2, int *drop_zero, pcb *cb)
+{
+	if (!lua_istable(L, 3))
+		return;
+	lua_getfield(L, 3, "format");
+	const char *fmt = lua_isnil(L, -1) ? "vhd" : luaL_checkstring(L, -1);
+	if (strcmp(fmt, "raw") == 0)
+		fo->raw = 1;
+	else if (strcmp(fmt, "qcow2") == 0)
+		*qcow2 = 1;
+	else if (strcmp(fmt, "vhd") != 0)
+		luaL_error(L, "format must be \"vhd\", \"raw\" or \"qcow2\", got \"%s\"", fmt);
+	lua_pop(L, 1);
+	fo->force = opt_bool(L, 3, "force");
+	fo->overwrite = opt_bool(L, 3, "overwrite");
+	*drop_zero = opt_bool(L, 3, "drop_zero");
+	lua_getfield(L, 3, "progress");
+	if (lua_isnil(L, -1)) {
+		lua_pop(L, 1);
+		return;
+	}
+	luaL_checktype(L, -1, LUA_TFUNCTION);
+	cb->fn = lua_gettop(L);
+	fo->progress = progress_cb;
+	fo->progress_ctx = cb;
+}
+
+/* flatten's result table: what was written, zero-filled and assumed-unallocated ranges, and
+ * the chain's problems (the table at index wi). */
+static void push_flatten_result(lua_State *L, const char *out, const vhd_flatten_result *r, const char *format,
+				int wi)
+{
+	lua_createtable(L, 0, 8);
+	set_str(L, "path", out);
+	set_int(L, "virtual_size", (lua_Integer)r->virtual_size);
+	set_int(L, "bytes_written", (lua_Integer)r->bytes_written);
+	set_int(L, "blocks_written", (lua_Integer)r->blocks_written);
+	set_str(L, "format", format);
+	if (strcmp(format, "vhd") == 0)
+		set_str(L, "uuid", r->uuid);
+	lua_newtable(L);
+	lua_newtable(L);
+	int z = 0, u = 0;
+	for (size_t i = 0; i < r->nzero; i++) {
+		lua_createtable(L, 0, 3);
+		set_int(L, "sector", (lua_Integer)r->zero_filled[i].sector);
+		set_int(L, "count", (lua_Integer)r->zero_filled[i].count);
+		set_str(L, "reason", r->zero_filled[i].reason);
+		lua_rawseti(L, r->zero_filled[i].kind == 0 ? -3 : -2, r->zero_filled[i].kind == 0 ? ++z : ++u);
+	}
+	lua_setfield(L, -3, "assumed_unallocated");
+	lua_setfield(L, -2, "zero_filled");
+	lua_pushvalue(L, wi);
+	lua_setfield(L, -2, "problems");
+}
+
 static int l_flatten(lua_State *L)
 {
 	const char *leaf = luaL_checkstring(L, 1);
@@ -772,29 +830,7 @@ static int l_flatten(lua_State *L)
 	vhd_flatten_opts fo = { 0 };
 	int qcow2 = 0, drop_zero = 0;
 	pcb cb = { L, 0, 0, LUA_NOREF };
-	if (lua_istable(L, 3)) {
-		lua_getfield(L, 3, "format");
-		const char *fmt = lua_isnil(L, -1) ? "vhd" : luaL_checkstring(L, -1);
-		if (strcmp(fmt, "raw") == 0)
-			fo.raw = 1;
-		else if (strcmp(fmt, "qcow2") == 0)
-			qcow2 = 1;
-		else if (strcmp(fmt, "vhd") != 0)
-			return luaL_error(L, "format must be \"vhd\", \"raw\" or \"qcow2\", got \"%s\"", fmt);
-		lua_pop(L, 1);
-		fo.force = opt_bool(L, 3, "force");
-		fo.overwrite = opt_bool(L, 3, "overwrite");
-		drop_zero = opt_bool(L, 3, "drop_zero");
-		lua_getfield(L, 3, "progress");
-		if (!lua_isnil(L, -1)) {
-			luaL_checktype(L, -1, LUA_TFUNCTION);
-			cb.fn = lua_gettop(L);
-			fo.progress = progress_cb;
-			fo.progress_ctx = &cb;
-		} else {
-			lua_pop(L, 1);
-		}
-	}
+	read_flatten_opts(L, &fo, &qcow2, &drop_zero, &cb);
 	handle *h = new_handle(L);
 	read_search(L, 3, h);
 	vhd_open_opts o = opts_of(h);
@@ -824,28 +860,7 @@ static int l_flatten(lua_State *L)
 	}
 	if (rc != 0)
 		return fail(L, &e);
-	lua_createtable(L, 0, 8);
-	set_str(L, "path", out);
-	set_int(L, "virtual_size", (lua_Integer)r.virtual_size);
-	set_int(L, "bytes_written", (lua_Integer)r.bytes_written);
-	set_int(L, "blocks_written", (lua_Integer)r.blocks_written);
-	set_str(L, "format", qcow2 ? "qcow2" : fo.raw ? "raw" : "vhd");
-	if (!fo.raw && !qcow2)
-		set_str(L, "uuid", r.uuid);
-	lua_newtable(L);
-	lua_newtable(L);
-	int z = 0, u = 0;
-	for (size_t i = 0; i < r.nzero; i++) {
-		lua_createtable(L, 0, 3);
-		set_int(L, "sector", (lua_Integer)r.zero_filled[i].sector);
-		set_int(L, "count", (lua_Integer)r.zero_filled[i].count);
-		set_str(L, "reason", r.zero_filled[i].reason);
-		lua_rawseti(L, r.zero_filled[i].kind == 0 ? -3 : -2, r.zero_filled[i].kind == 0 ? ++z : ++u);
-	}
-	lua_setfield(L, -3, "assumed_unallocated");
-	lua_setfield(L, -2, "zero_filled");
-	lua_pushvalue(L, wi);
-	lua_setfield(L, -2, "problems");
+	push_flatten_result(L, out, &r, qcow2 ? "qcow2" : fo.raw ? "raw" : "vhd", wi);
 	vhd_flatten_result_free(&r);
 	return 1;
 }
