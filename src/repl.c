@@ -230,6 +230,61 @@ static char *history_path(void)
 	return p;
 }
 
+/* Statement mode, as lua.c's multiline: the line (pushed at index 1) grows by further lines
+ * while the chunk is incomplete. LUA_OK or an error status with the chunk or message on
+ * top; -1 when the continuation was cancelled (Ctrl-C) or ended (*eof set). */
+static int multiline(lua_State *L, int *eof)
+{
+	for (;;) {
+		size_t len;
+		const char *buf = lua_tolstring(L, 1, &len);
+		int status = luaL_loadbuffer(L, buf, len, "=stdin");
+		if (!incomplete(L, status))
+			return status;
+		char *more = NULL;
+		enum read_status rs = read_line(PROMPT2, &more);
+		if (rs != READ_OK) {
+			*eof = rs == READ_EOF;
+			return -1;
+		}
+		lua_pushliteral(L, "\n");
+		lua_pushstring(L, more);
+		lua_concat(L, 3);
+		free(more);
+	}
+}
+
+/* One entry: a line read, tried as an expression ("return LINE;") first, then as statements
+ * (more lines while incomplete). LUA_OK with the chunk on the stack, an error status with its
+ * message, -1 to read again (cancelled), -2 at the end of input. */
+static int load_entry(lua_State *L)
+{
+	char *line = NULL;
+	enum read_status rs = read_line(PROMPT, &line);
+	if (rs != READ_OK)
+		return rs == READ_EOF ? -2 : -1;
+	const char *retline = lua_pushfstring(L, "return %s;", line);
+	int status = luaL_loadbuffer(L, retline, strlen(retline), "=stdin");
+	lua_remove(L, -2);
+	if (status == LUA_OK) {
+		remember(line);
+		free(line);
+		return LUA_OK;
+	}
+	lua_pop(L, 1);
+	lua_pushstring(L, line);
+	free(line);
+	int eof = 0;
+	status = multiline(L, &eof);
+	if (status == -1) {
+		lua_settop(L, 0);
+		return eof ? -2 : -1;
+	}
+	remember(lua_tostring(L, 1));
+	lua_remove(L, 1);
+	return status;
+}
+
 int salvage_repl(lua_State *L)
 {
 	char *hist = history_path();
@@ -242,56 +297,13 @@ int salvage_repl(lua_State *L)
 	using_history();
 	if (hist)
 		read_history(hist);
-
 	lua_settop(L, 0);
 	setup_globals(L);
 	lua_settop(L, 0);
-	for (;;) {
-		char *line = NULL;
-		enum read_status rs = read_line(PROMPT, &line);
-		if (rs == READ_EOF)
-			break;
-		if (rs == READ_CANCEL)
+	int status;
+	while ((status = load_entry(L)) != -2) {
+		if (status == -1)
 			continue;
-
-		/* try as an expression first */
-		const char *retline = lua_pushfstring(L, "return %s;", line);
-		int status = luaL_loadbuffer(L, retline, strlen(retline), "=stdin");
-		lua_remove(L, -2);
-		if (status != LUA_OK) {
-			lua_pop(L, 1);
-			lua_pushstring(L, line);
-			free(line);
-			for (;;) {
-				size_t len;
-				const char *buf = lua_tolstring(L, 1, &len);
-				status = luaL_loadbuffer(L, buf, len, "=stdin");
-				if (!incomplete(L, status))
-					break;
-				char *more = NULL;
-				rs = read_line(PROMPT2, &more);
-				if (rs != READ_OK) {
-					status = -1;  /* cancelled or EOF: drop the statement */
-					break;
-				}
-				lua_pushliteral(L, "\n");
-				lua_pushstring(L, more);
-				lua_concat(L, 3);
-				free(more);
-			}
-			if (status == -1) {
-				lua_settop(L, 0);
-				if (rs == READ_EOF)
-					break;
-				continue;
-			}
-			remember(lua_tostring(L, 1));
-			lua_remove(L, 1);
-		} else {
-			remember(line);
-			free(line);
-		}
-
 		if (status == LUA_OK)
 			status = run_chunk(L);
 		if (status == LUA_OK) {
