@@ -809,17 +809,7 @@ LUAMOD_API int luaopen_salvage_http(lua_State *L)
 		curl_global_init(CURL_GLOBAL_DEFAULT);
 		initialized = 1;
 	}
-	if (luaL_newmetatable(L, HTTP_MT)) {
-		luaL_newlib(L, client_methods);
-		lua_setfield(L, -2, "__index");
-		lua_pushcfunction(L, client_close);
-		lua_setfield(L, -2, "__gc");
-		lua_pushcfunction(L, client_close);
-		lua_setfield(L, -2, "__close");
-		lua_pushcfunction(L, client_tostring);
-		lua_setfield(L, -2, "__tostring");
-	}
-	lua_pop(L, 1);
+	lu_new_class(L, HTTP_MT, client_methods, client_close, client_tostring);
 	luaL_newlib(L, http_funcs);
 	return 1;
 }

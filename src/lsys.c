@@ -531,17 +531,8 @@ static const luaL_Reg sys_funcs[] = {
 
 LUAMOD_API int luaopen_salvage_sys(lua_State *L)
 {
-	if (luaL_newmetatable(L, LOCK_MT)) {
-		lua_pushcfunction(L, lock_close);
-		lua_setfield(L, -2, "__gc");
-		lua_pushcfunction(L, lock_close);
-		lua_setfield(L, -2, "__close");
-		lua_newtable(L);
-		lua_pushcfunction(L, lock_close);
-		lua_setfield(L, -2, "close");
-		lua_setfield(L, -2, "__index");
-	}
-	lua_pop(L, 1);
+	static const luaL_Reg lock_methods[] = { {"close", lock_close}, {NULL, NULL} };
+	lu_new_class(L, LOCK_MT, lock_methods, lock_close, NULL);
 	luaL_newlib(L, sys_funcs);
 	return 1;
 }

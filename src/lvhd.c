@@ -1009,19 +1009,7 @@ static const luaL_Reg funcs[] = {
 
 LUAMOD_API int luaopen_salvage_vhd(lua_State *L)
 {
-	if (luaL_newmetatable(L, MT)) {
-		luaL_newlib(L, methods);
-		lua_setfield(L, -2, "__index");
-		lua_pushcfunction(L, h_close);
-		lua_setfield(L, -2, "__gc");
-		lua_pushcfunction(L, h_close);
-		lua_setfield(L, -2, "__close");
-		lua_pushcfunction(L, h_tostring);
-		lua_setfield(L, -2, "__tostring");
-		lua_pushstring(L, MT);
-		lua_setfield(L, -2, "__name");
-	}
-	lua_pop(L, 1);
+	lu_new_class(L, MT, methods, h_close, h_tostring);
 	luaL_newlib(L, funcs);
 	/* scan and coalesce are policy, written in Lua: salvage.vhd.lib adds them */
 	lua_getglobal(L, "require");

@@ -51,4 +51,15 @@ end
 
 function M.have(cmd) return (RUN("command -v " .. cmd)) == 0 end
 
+--- sha256 of a standalone VHD's content as qemu-img reads it (never used on a differencing
+-- chain: qemu-img is wrong there)
+function M.qemu_raw_sha(path)
+  local raw = path .. ".qemu.raw"
+  local code, _, err = RUN(("qemu-img convert -f vpc -O raw %s %s"):format(sh(path), sh(raw)))
+  assert(code == 0, err)
+  local h = M.sha256(raw)
+  os.remove(raw)
+  return h
+end
+
 return M

@@ -18,14 +18,7 @@ end
 
 local function exists(p) return sys.stat(p) ~= nil end
 
-local function qemu_raw_sha(path)
-  local raw = path .. ".qemu.raw"
-  local code, _, err = RUN(("qemu-img convert -f vpc -O raw %s %s"):format(sh(path), sh(raw)))
-  assert(code == 0, err)
-  local h = fx.sha256(raw)
-  os.remove(raw)
-  return h
-end
+local qemu_raw_sha = fx.qemu_raw_sha
 
 local function qemu_size(path)
   local code, out = RUN(("qemu-img info -f vpc --output=json %s"):format(sh(path)))

@@ -10,14 +10,7 @@ local sh = fx.sh
 local FX, OUT
 local EXPECTED = fx.expected()
 
-local function qemu_raw_sha(path)
-  local raw = path .. ".qemu.raw"
-  local code, _, err = RUN(("qemu-img convert -f vpc -O raw %s %s"):format(sh(path), sh(raw)))
-  assert(code == 0, err)
-  local h = fx.sha256(raw)
-  os.remove(raw)
-  return h
-end
+local qemu_raw_sha = fx.qemu_raw_sha
 
 local function slurp(p)
   local f = assert(io.open(p, "rb"))

@@ -39,14 +39,7 @@ local function random_bytes(n, zero)
   return table.concat(t)
 end
 
-local function qemu_raw_sha(path)
-  local raw = path .. ".qemu.raw"
-  local code, _, err = RUN(("qemu-img convert -f vpc -O raw %s %s"):format(sh(path), sh(raw)))
-  assert(code == 0, err)
-  local h = fx.sha256(raw)
-  os.remove(raw)
-  return h
-end
+local qemu_raw_sha = fx.qemu_raw_sha
 
 describe("vhd writer (randomized property)", function()
   for seed = 1, 8 do
