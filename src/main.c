@@ -245,6 +245,12 @@ static int is_command(const char *s)
 	return 1;
 }
 
+/* The exit status of a failure: 128 + the stop signal when one arrived, else 1. */
+static int failure_code(void)
+{
+	return salvage_interrupted() ? 128 + salvage_interrupted() : 1;
+}
+
 /* Hand over to salvage.cli: run_command(argv) or usage(). Returns an exit status. */
 static int call_cli(lua_State *L, const char *fn, char **argv, int argc)
 {
@@ -264,7 +270,7 @@ static int call_cli(lua_State *L, const char *fn, char **argv, int argc)
 	}
 	status = docall(L, 1, 1);
 	if (status != LUA_OK) {
-		int code = salvage_interrupted() ? 128 + salvage_interrupted() : 1;
+		int code = failure_code();
 		report(L, status);
 		return code;
 	}
@@ -320,37 +326,28 @@ struct pmain_result {
 	int code;
 };
 
-static int pmain(lua_State *L)
+/* Nothing left to run: the REPL on a terminal; piped stdin without one runs as a script. */
+static int rest_of_input(lua_State *L)
 {
-	int argc = (int)lua_tointeger(L, 1);
-	char **argv = (char **)lua_touserdata(L, 2);
-	struct pmain_result *res = (struct pmain_result *)lua_touserdata(L, 3);
-	int script = 0;
-
-	res->code = 1;
-	luaL_checkversion(L);
-	salvage_host_open(L);
-	preload_salvage_global(L);
-
-	int nglobal = leading_globals(argc, argv);
-	if (nglobal > 0 && 1 + nglobal < argc && is_command(argv[1 + nglobal]))
-		argv = command_first(L, argc, argv, nglobal);
-	if (argc >= 2 && is_command(argv[1])) {
-		createargtable(L, argv, argc, 1);
-		res->code = call_cli(L, "run_command", argv + 1, argc - 1);
-		return 0;
+	if (isatty(0)) {
+		printf("salvage %s (%s)  Ctrl-D exits, help() lists commands\n", SALVAGE_VERSION, LUA_RELEASE);
+		fflush(stdout);
+		return salvage_repl(L);
 	}
+	return dofile(L, NULL) == LUA_OK ? 0 : failure_code();
+}
 
+/* lua.c's way: options, LUA_INIT, -e and -l in order, the script, then -i or the REPL. */
+static int run_lua_style(lua_State *L, int argc, char **argv)
+{
+	int script = 0;
 	int args = collectargs(argv, &script);
 	if (args == has_error) {
 		print_usage(argv[script]);
-		res->code = 2;
-		return 0;
+		return 2;
 	}
-	if (args & has_help) {
-		res->code = call_cli(L, "usage", argv, 0);
-		return 0;
-	}
+	if (args & has_help)
+		return call_cli(L, "usage", argv, 0);
 	if (args & has_v) {
 		printf("salvage %s (%s)\n", SALVAGE_VERSION, LUA_RELEASE);
 		fflush(stdout);
@@ -361,35 +358,37 @@ static int pmain(lua_State *L)
 	}
 	createargtable(L, argv, argc, script);
 	if (!(args & has_E) && handle_init(L) != LUA_OK)
-		return 0;
-	if (!runargs(L, argv, script)) {
-		res->code = salvage_interrupted() ? 128 + salvage_interrupted() : 1;
-		return 0;
+		return 1;
+	if (!runargs(L, argv, script))
+		return failure_code();
+	if (script < argc && handle_script(L, argv + script) != LUA_OK)
+		return failure_code();
+	if (args & has_i)
+		return salvage_repl(L);
+	if (script == argc && !(args & (has_e | has_v)))
+		return rest_of_input(L);
+	return 0;
+}
+
+/* Run under lua_pcall: a built-in command (global options may come first), or lua.c's way. */
+static int pmain(lua_State *L)
+{
+	int argc = (int)lua_tointeger(L, 1);
+	char **argv = (char **)lua_touserdata(L, 2);
+	struct pmain_result *res = (struct pmain_result *)lua_touserdata(L, 3);
+	res->code = 1;
+	luaL_checkversion(L);
+	salvage_host_open(L);
+	preload_salvage_global(L);
+	int nglobal = leading_globals(argc, argv);
+	if (nglobal > 0 && 1 + nglobal < argc && is_command(argv[1 + nglobal]))
+		argv = command_first(L, argc, argv, nglobal);
+	if (argc >= 2 && is_command(argv[1])) {
+		createargtable(L, argv, argc, 1);
+		res->code = call_cli(L, "run_command", argv + 1, argc - 1);
+	} else {
+		res->code = run_lua_style(L, argc, argv);
 	}
-	if (script < argc) {
-		int status = handle_script(L, argv + script);
-		if (status != LUA_OK) {
-			res->code = salvage_interrupted() ? 128 + salvage_interrupted() : 1;
-			return 0;
-		}
-	}
-	if (args & has_i) {
-		res->code = salvage_repl(L);
-		return 0;
-	} else if (script == argc && !(args & (has_e | has_v))) {
-		if (isatty(0)) {
-			printf("salvage %s (%s)  Ctrl-D exits, help() lists commands\n", SALVAGE_VERSION, LUA_RELEASE);
-			fflush(stdout);
-			res->code = salvage_repl(L);
-			return 0;
-		}
-		/* piped stdin without a terminal runs as a script */
-		if (dofile(L, NULL) != LUA_OK) {
-			res->code = salvage_interrupted() ? 128 + salvage_interrupted() : 1;
-			return 0;
-		}
-	}
-	res->code = 0;
 	return 0;
 }
 
