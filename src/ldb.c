@@ -292,29 +292,72 @@ static int retype(Cstmt *s)
 
 /* Prepare (or find in the connection's cache) the statement for `sql`.
  * Returns NULL with the error pushed (4 values) in *nret. */
-static Cstmt *prepare(lua_State *L, Conn *c, int conn_idx, int sql_idx, int *nret)
+/* The statement prepared for this SQL text on this connection, or NULL. */
+static Cstmt *cached_stmt(lua_State *L, int conn_idx, int sql_idx)
 {
-	size_t len;
-	const char *sql = luaL_checklstring(L, sql_idx, &len);
-	drop_active(c);
 	lua_getiuservalue(L, conn_idx, 1);
 	lua_pushvalue(L, sql_idx);
 	int ty = lua_rawget(L, -2);
 	Cstmt *s = ty == LUA_TLIGHTUSERDATA ? lua_touserdata(L, -1) : NULL;
 	lua_pop(L, 2);
+	return s;
+}
+
+/* Simple and bounded: a full cache forgets everything (rare: scripts building SQL text). */
+static void forget_stmts(lua_State *L, Conn *c, int conn_idx)
+{
+	while (c->stmts) {
+		Cstmt *n = c->stmts->next;
+		stmt_free(c->stmts);
+		c->stmts = n;
+	}
+	c->nstmts = 0;
+	lua_newtable(L);
+	lua_setiuservalue(L, conn_idx, 1);
+}
+
+/* The result columns of a prepared statement, bound; a duplicate column name is refused
+ * (4 results pushed, *nret = 4). 0, or -1 with *nret set. */
+static int bind_columns(lua_State *L, Cstmt *s, int *nret)
+{
+	MYSQL_FIELD *f = mysql_fetch_fields(s->meta);
+	s->cols = calloc(s->ncols, sizeof *s->cols);
+	s->res = calloc(s->ncols, sizeof *s->res);
+	if (!s->cols || !s->res)
+		luaL_error(L, "out of memory");
+	for (unsigned i = 0; i < s->ncols; i++) {
+		for (unsigned j = 0; j < i; j++) {
+			if (strcmp(f[i].name, f[j].name) != 0)
+				continue;
+			/* not cached: the next call reports it again */
+			char what[300];
+			snprintf(what, sizeof what, "duplicate column name '%s' (alias one of them)", f[i].name);
+			push_error(L, "query", 0, what, "42S21");
+			lua_pushliteral(L, "EDUPCOLUMN");
+			lua_replace(L, -3);
+			*nret = 4;
+			return -1;
+		}
+		if (setup_col(s, i, &f[i]) != 0)
+			luaL_error(L, "out of memory");
+	}
+	if (mysql_stmt_bind_result(s->st, s->res) != 0) {
+		*nret = stmt_error(L, s, "query");
+		return -1;
+	}
+	return 0;
+}
+
+static Cstmt *prepare(lua_State *L, Conn *c, int conn_idx, int sql_idx, int *nret)
+{
+	size_t len;
+	const char *sql = luaL_checklstring(L, sql_idx, &len);
+	drop_active(c);
+	Cstmt *s = cached_stmt(L, conn_idx, sql_idx);
 	if (s)
 		return s;
-	if (c->nstmts >= STMT_CACHE_MAX) {
-		/* simple and bounded: forget everything (rare: scripts building SQL text) */
-		while (c->stmts) {
-			Cstmt *n = c->stmts->next;
-			stmt_free(c->stmts);
-			c->stmts = n;
-		}
-		c->nstmts = 0;
-		lua_newtable(L);
-		lua_setiuservalue(L, conn_idx, 1);
-	}
+	if (c->nstmts >= STMT_CACHE_MAX)
+		forget_stmts(L, c, conn_idx);
 	s = calloc(1, sizeof *s);
 	if (!s)
 		luaL_error(L, "out of memory");
@@ -336,32 +379,8 @@ static Cstmt *prepare(lua_State *L, Conn *c, int conn_idx, int sql_idx, int *nre
 	s->nparams = (unsigned)mysql_stmt_param_count(s->st);
 	s->meta = mysql_stmt_result_metadata(s->st);
 	s->ncols = s->meta ? mysql_num_fields(s->meta) : 0;
-	if (s->ncols) {
-		MYSQL_FIELD *f = mysql_fetch_fields(s->meta);
-		s->cols = calloc(s->ncols, sizeof *s->cols);
-		s->res = calloc(s->ncols, sizeof *s->res);
-		if (!s->cols || !s->res)
-			luaL_error(L, "out of memory");
-		for (unsigned i = 0; i < s->ncols; i++) {
-			for (unsigned j = 0; j < i; j++)
-				if (strcmp(f[i].name, f[j].name) == 0) {
-					/* not cached: the next call reports it again */
-					char what[300];
-					snprintf(what, sizeof what, "duplicate column name '%s' (alias one of them)", f[i].name);
-					push_error(L, "query", 0, what, "42S21");
-					lua_pushliteral(L, "EDUPCOLUMN");
-					lua_replace(L, -3);
-					*nret = 4;
-					return NULL;
-				}
-			if (setup_col(s, i, &f[i]) != 0)
-				luaL_error(L, "out of memory");
-		}
-		if (mysql_stmt_bind_result(s->st, s->res) != 0) {
-			*nret = stmt_error(L, s, "query");
-			return NULL;
-		}
-	}
+	if (s->ncols && bind_columns(L, s, nret) != 0)
+		return NULL;
 	lua_getiuservalue(L, conn_idx, 1);
 	lua_pushvalue(L, sql_idx);
 	lua_pushlightuserdata(L, s);
