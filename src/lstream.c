@@ -6,7 +6,8 @@
  *   s:length()  -> exact byte count, known before the first byte
  *   s:format()  -> "vhd", ...        s:id() -> the output's UUID or nil
  *   s:write_to(path | "-")  -> {bytes =, sha256 =} | nil, msg, code
- *       "-" is standard output; a path gets a temporary name, fsync and rename.
+ *       "-" is standard output; a path gets a temporary name, fsync and rename. Ctrl-C
+ *       (or SIGTERM) stops it within 1 MiB: nil, "PATH: interrupted", "EINTR".
  *   s:tee(path) -> s: a copy of every byte read also goes to path (temporary name, fsync and
  *       rename before the last bytes are handed out; removed if not read to the end) | nil, msg, code
  *   s:read(n)   -> up to n bytes | nil at the end | nil, msg, code   (tests, small consumers)
@@ -211,6 +212,11 @@ static void sink_free(sink *k)
 static int copy_all(out_stream *s, sink *k)
 {
 	for (;;) {
+		if (lu_interrupted()) {   /* Ctrl-C or SIGTERM: stop within a chunk (the hook raises next) */
+			snprintf(k->code, sizeof k->code, "EINTR");
+			snprintf(k->msg, sizeof k->msg, "%s: interrupted", k->path);
+			return -1;
+		}
 		ssize_t n = out_stream_read(s, k->buf, COPY_CHUNK);
 		if (n < 0) {
 			snprintf(k->code, sizeof k->code, "%s", s->err.code);

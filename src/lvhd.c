@@ -2,6 +2,8 @@
  * salvage.vhd: the VHD engine (src/vhd/) for Lua. Thin: types and errors in,
  * tables out. Hot loops (flatten, coalesce) stay in C; the progress callback
  * runs under lua_pcall and an error in it is re-raised after C has cleaned up.
+ * flatten and the zero-block pre-pass of stream stop at the next block on Ctrl-C
+ * (or SIGTERM), progress function or not (ECANCELED; nothing is left behind).
  *
  *   local vhd = require "salvage.vhd"
  *   local h <close> = assert(vhd.open("c1.vhd" [, {search = {DIR...}, write = bool}]))
@@ -685,14 +687,20 @@ static int l_check(lua_State *L)
 
 typedef struct pcb {
 	lua_State *L;
-	int fn;     /* stack index of the callback */
+	int fn;     /* stack index of the callback, 0 for none */
 	int error;  /* an error object was left at stack index err_ref */
 	int err_ref;
 } pcb;
 
+/* Called by the C loops every block: Ctrl-C (or SIGTERM) cancels them here, progress
+ * function or not; then the Lua function, if any (false cancels, an error is kept). */
 static int progress_cb(void *ctx, uint64_t done, uint64_t total)
 {
 	pcb *c = ctx;
+	if (lu_interrupted())
+		return 0;
+	if (!c->fn)
+		return 1;
 	lua_State *L = c->L;
 	lua_pushvalue(L, c->fn);
 	lua_pushinteger(L, (lua_Integer)done);
@@ -831,6 +839,8 @@ static int l_flatten(lua_State *L)
 	int qcow2 = 0, drop_zero = 0;
 	pcb cb = { L, 0, 0, LUA_NOREF };
 	read_flatten_opts(L, &fo, &qcow2, &drop_zero, &cb);
+	fo.progress = progress_cb;   /* with no function too: it watches for Ctrl-C */
+	fo.progress_ctx = &cb;
 	handle *h = new_handle(L);
 	read_search(L, 3, h);
 	vhd_open_opts o = opts_of(h);
@@ -908,6 +918,9 @@ static int l_stream(lua_State *L)
 	if ((qcow2 ? qcow2_source(b->ctx, h->f, 0, &e) : vhd_source_init(b->ctx, h->f, 0, &e)) != 0)
 		return fail(L, &e);
 	vhd_source *vs = b->ctx;
+	pcb cb = { L, 0, 0, LUA_NOREF };   /* no function: the zero-block pre-pass watches for Ctrl-C */
+	so.progress = progress_cb;
+	so.progress_ctx = &cb;
 	if (qcow2) {
 		stream_err se = { "", "" };
 		if ((b->s = qcow2_stream_open(&vs->src, &so, &se)) == NULL)

@@ -148,6 +148,18 @@ qemu-img reads it back, and the raw form has the fixtures' expected virtual hash
   1
   $ qemu-img convert -f vpc -O raw piped.vhd piped.raw && sha256sum piped.raw | grep -c "$(grep chain_d2/c2.vhd EXPECTED_VIRTUAL.sha256 | cut -c1-64)"
   1
+Ctrl-C stops a stream to standard output within a chunk (1 MiB), not after the whole disk:
+here the reader of the pipe waits 2 s, the writer is interrupted at 1 s, and fewer than the
+16814080 bytes arrive.
+
+  $ mkfifo slow
+  $ (exec 3<slow; sleep 2; wc -c <&3 > count) & R=$!
+  $ "$SALVAGE" vhd flatten -q chain_d2/c2.vhd -o - > slow 2> err & P=$!
+  $ sleep 1; kill -INT $P; wait $P; echo "exit $?"
+  exit 130
+  $ wait $R; cat err; test "$(cat count)" -lt 16814080 && echo "stopped early"
+  salvage: interrupted
+  stopped early
   $ "$SALVAGE" --log-json vhd flatten chain_d2/c2.vhd -o - --json 2>&1 >/dev/null | sed 's/"sha256":"[0-9a-f]*"/"sha256":"..."/'
   {"bytes_written":16814080,"format":"vhd","path":"-","sha256":"..."}
   $ "$SALVAGE" vhd flatten -q chain_d2/c2.vhd -o - --format raw | sha256sum | grep -c "$(grep chain_d2/c2.vhd EXPECTED_VIRTUAL.sha256 | cut -c1-64)"
