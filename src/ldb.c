@@ -461,6 +461,59 @@ static void push_bit(lua_State *L, const struct col *k)
 }
 
 /* Fetch the next row into a new table on the stack. 1 row, 0 end, -1 error (4 pushed). */
+/* A fetch reported truncation: each string or bit column longer than its buffer gets a bigger
+ * one and is fetched again. 1 when buffers were rebound, 0 when none needed it, -1 on error. */
+static int refetch_truncated(lua_State *L, Cstmt *s, int *nret)
+{
+	int rebind = 0;
+	for (unsigned i = 0; i < s->ncols; i++) {
+		struct col *k = &s->cols[i];
+		if (!((k->kind == K_STR || k->kind == K_BIT) && !k->is_null && k->len > k->cap))
+			continue;
+		unsigned long cap = k->len + 1;
+		char *nb = realloc(k->buf, cap);
+		if (!nb) {
+			mysql_stmt_free_result(s->st);
+			luaL_error(L, "out of memory (a value of %lu bytes)", k->len);
+		}
+		k->buf = nb;
+		k->cap = cap;
+		bind_col(s, i);
+		if (mysql_stmt_fetch_column(s->st, &s->res[i], i, 0) != 0) {
+			*nret = stmt_error(L, s, "fetch");
+			return -1;
+		}
+		rebind = 1;
+	}
+	return rebind;
+}
+
+/* One column's value as Lua's: an integer (an unsigned one past Lua's range as its decimal
+ * string), a float, a bit string, or bytes. */
+static void push_col(lua_State *L, const struct col *k)
+{
+	switch (k->kind) {
+	case K_INT:
+		if (k->is_unsigned && (unsigned long long)k->ival > (unsigned long long)LUA_MAXINTEGER) {
+			char num[32];
+			snprintf(num, sizeof num, "%llu", (unsigned long long)k->ival);
+			lua_pushstring(L, num);
+		} else {
+			lua_pushinteger(L, (lua_Integer)k->ival);
+		}
+		break;
+	case K_DBL:
+		lua_pushnumber(L, (lua_Number)k->dval);
+		break;
+	case K_BIT:
+		push_bit(L, k);
+		break;
+	default:
+		lua_pushlstring(L, k->buf, k->len < k->cap ? k->len : k->cap);
+		break;
+	}
+}
+
 static int fetch_row(lua_State *L, Cstmt *s, int *nret)
 {
 	int r = mysql_stmt_fetch(s->st);
@@ -470,54 +523,16 @@ static int fetch_row(lua_State *L, Cstmt *s, int *nret)
 		*nret = stmt_error(L, s, "fetch");
 		return -1;
 	}
-	int rebind = 0;
-	if (r == MYSQL_DATA_TRUNCATED) {
-		for (unsigned i = 0; i < s->ncols; i++) {
-			struct col *k = &s->cols[i];
-			if ((k->kind == K_STR || k->kind == K_BIT) && !k->is_null && k->len > k->cap) {
-				unsigned long cap = k->len + 1;
-				char *nb = realloc(k->buf, cap);
-				if (!nb) {
-					mysql_stmt_free_result(s->st);
-					luaL_error(L, "out of memory (a value of %lu bytes)", k->len);
-				}
-				k->buf = nb;
-				k->cap = cap;
-				bind_col(s, i);
-				if (mysql_stmt_fetch_column(s->st, &s->res[i], i, 0) != 0) {
-					*nret = stmt_error(L, s, "fetch");
-					return -1;
-				}
-				rebind = 1;
-			}
-		}
-	}
+	int rebind = r == MYSQL_DATA_TRUNCATED ? refetch_truncated(L, s, nret) : 0;
+	if (rebind < 0)
+		return -1;
 	MYSQL_FIELD *f = mysql_fetch_fields(s->meta);
 	lua_createtable(L, 0, (int)s->ncols);
 	for (unsigned i = 0; i < s->ncols; i++) {
-		struct col *k = &s->cols[i];
+		const struct col *k = &s->cols[i];
 		if (k->is_null || k->kind == K_NULL)
 			continue;
-		switch (k->kind) {
-		case K_INT:
-			if (k->is_unsigned && (unsigned long long)k->ival > (unsigned long long)LUA_MAXINTEGER) {
-				char num[32];
-				snprintf(num, sizeof num, "%llu", (unsigned long long)k->ival);
-				lua_pushstring(L, num);
-			} else {
-				lua_pushinteger(L, (lua_Integer)k->ival);
-			}
-			break;
-		case K_DBL:
-			lua_pushnumber(L, (lua_Number)k->dval);
-			break;
-		case K_BIT:
-			push_bit(L, k);
-			break;
-		default:
-			lua_pushlstring(L, k->buf, k->len < k->cap ? k->len : k->cap);
-			break;
-		}
+		push_col(L, k);
 		lua_setfield(L, -2, f[i].name);
 	}
 	if (rebind)

@@ -309,6 +309,39 @@ static int redirect(const char *path, int fd, int flags)
 	return 0;
 }
 
+/* Environment additions of spawn's env option, resolved before fork (strings anchored in it). */
+typedef struct {
+	int n;
+	const char *k[64], *v[64];
+} spawn_env;
+
+static void read_env(lua_State *L, spawn_env *env)
+{
+	env->n = 0;
+	if (lua_getfield(L, 1, "env") != LUA_TTABLE)
+		return;
+	lua_pushnil(L);
+	while (lua_next(L, -2) && env->n < 64) {
+		if (lua_type(L, -2) == LUA_TSTRING) {
+			env->k[env->n] = lua_tostring(L, -2);
+			env->v[env->n] = lua_tostring(L, -1);
+			env->n++;
+		}
+		lua_pop(L, 1);
+	}
+}
+
+/* In the child: set each, or unset it when its value is not a string (false). */
+static void apply_env(const spawn_env *env)
+{
+	for (int i = 0; i < env->n; i++) {
+		if (env->v[i])
+			setenv(env->k[i], env->v[i], 1);
+		else
+			unsetenv(env->k[i]);
+	}
+}
+
 /* spawn{argv..., stdin=, stdout=, stderr=, env={K=V}, cwd=, setsid=, track=} -> pid
  * track = a table: track[pid] = true is set before spawn returns, with no Lua instruction in
  * between, so a Ctrl-C that raises just after the call can never lose the child (the caller's
@@ -336,20 +369,8 @@ static int sys_spawn(lua_State *L)
 	int new_session = lu_opt_boolean(L, 1, "spawn", "setsid", 0);
 	int track = lu_opt_type(L, 1, "track");
 	luaL_argcheck(L, track == LUA_TNIL || track == LUA_TTABLE, 1, "spawn: option 'track' must be a table");
-	/* environment additions, resolved before fork */
-	int nenv = 0;
-	const char *envk[64], *envv[64];
-	if (lua_getfield(L, 1, "env") == LUA_TTABLE) {
-		lua_pushnil(L);
-		while (lua_next(L, -2) && nenv < 64) {
-			if (lua_type(L, -2) == LUA_TSTRING) {
-				envk[nenv] = lua_tostring(L, -2);
-				envv[nenv] = lua_tostring(L, -1);
-				nenv++;
-			}
-			lua_pop(L, 1);
-		}
-	}
+	spawn_env env;
+	read_env(L, &env);
 	fflush(NULL);
 	pid_t pid = fork();
 	if (pid < 0)
@@ -363,12 +384,7 @@ static int sys_spawn(lua_State *L)
 		if (in && redirect(in, 0, O_RDONLY) != 0) _exit(127);
 		if (out && redirect(out, 1, O_WRONLY | O_CREAT | O_APPEND) != 0) _exit(127);
 		if (err && redirect(err, 2, O_WRONLY | O_CREAT | O_APPEND) != 0) _exit(127);
-		for (int i = 0; i < nenv; i++) {
-			if (envv[i])
-				setenv(envk[i], envv[i], 1);
-			else
-				unsetenv(envk[i]);
-		}
+		apply_env(&env);
 		execvp(argv[0], (char *const *)argv);
 		_exit(127);
 	}

@@ -304,14 +304,11 @@ static vhd_file *new_file(const char *path, const vhd_open_opts *o, vhd_err *e)
 }
 
 /* Footers (end, then the copy at 0) and the dynamic metadata of an object of f->file_size bytes. */
-static int open_common(vhd_file *f, vhd_err *e)
+/* The footer to trust: the one at the end of the file, or its copy at offset 0 when the end
+ * one is bad (an error finding either way); refused when neither is valid. */
+static int choose_footer(vhd_file *f, vhd_err *e)
 {
-	const char *path = f->path;
-	if (f->file_size < 512) {
-		vhd_seterr(e, "EFORMAT", "%s: %llu bytes is too small for a VHD (no footer)", path,
-			   (unsigned long long)f->file_size);
-		return -1;
-	}
+	const char *path = f->path, *bn = base_name(path);
 	uint8_t eb[512], cb[512];
 	vhd_footer ef, cf;
 	if (e)
@@ -322,50 +319,61 @@ static int open_common(vhd_file *f, vhd_err *e)
 	int ccookie = vhd_footer_parse(cb, &cf) == 0;
 	f->footer_eof_ok = vhd_footer_valid(&ef);
 	f->footer_copy_ok = vhd_footer_valid(&cf) && cf.disk_type != VHD_FIXED;
-	const char *bn = base_name(path);
 	if (f->footer_eof_ok) {
 		f->footer = ef;
-		if (ef.disk_type != VHD_FIXED) {
-			if (!f->footer_copy_ok)
-				vhd_problem_add(f, VHD_ERROR, 0, "FOOTER_COPY_BAD", -1,
-						"%s: footer copy at offset 0 is %s; the footer at the end of the file is good "
-						"and is used",
-						bn, !ccookie ? "missing (bad cookie)" : "damaged (bad checksum or fields)");
-			else if (memcmp(eb, cb, 512) != 0)
-				vhd_problem_add(f, VHD_WARNING, 0, "FOOTER_MISMATCH", -1,
-						"%s: the footer copy at offset 0 differs from the footer at the end; "
-						"the end one is used", bn);
-		}
-	} else if (f->footer_copy_ok) {
-		f->footer = cf;
-		f->footer_from_copy = 1;
-		vhd_problem_add(f, VHD_ERROR, 0, "FOOTER_EOF_BAD", -1,
-				"%s: footer at the end of the file is %s; reading through the intact copy at offset 0",
-				bn, !ecookie ? "missing (bad cookie: truncated file or lost footer)"
-					     : "damaged (bad checksum or fields)");
-	} else {
+		if (ef.disk_type == VHD_FIXED)
+			return 0;
+		if (!f->footer_copy_ok)
+			vhd_problem_add(f, VHD_ERROR, 0, "FOOTER_COPY_BAD", -1,
+					"%s: footer copy at offset 0 is %s; the footer at the end of the file is good "
+					"and is used",
+					bn, !ccookie ? "missing (bad cookie)" : "damaged (bad checksum or fields)");
+		else if (memcmp(eb, cb, 512) != 0)
+			vhd_problem_add(f, VHD_WARNING, 0, "FOOTER_MISMATCH", -1,
+					"%s: the footer copy at offset 0 differs from the footer at the end; "
+					"the end one is used", bn);
+		return 0;
+	}
+	if (!f->footer_copy_ok) {
 		vhd_seterr(e, "ECHECKSUM", "%s: no valid footer: the end-of-file footer is %s and there is no "
 			   "valid copy at offset 0", path, !ecookie ? "missing" : "damaged (bad checksum)");
 		return -1;
 	}
+	f->footer = cf;
+	f->footer_from_copy = 1;
+	vhd_problem_add(f, VHD_ERROR, 0, "FOOTER_EOF_BAD", -1,
+			"%s: footer at the end of the file is %s; reading through the intact copy at offset 0",
+			bn, !ecookie ? "missing (bad cookie: truncated file or lost footer)"
+				     : "damaged (bad checksum or fields)");
+	return 0;
+}
+
+static int open_common(vhd_file *f, vhd_err *e)
+{
+	const char *path = f->path;
+	if (f->file_size < 512) {
+		vhd_seterr(e, "EFORMAT", "%s: %llu bytes is too small for a VHD (no footer)", path,
+			   (unsigned long long)f->file_size);
+		return -1;
+	}
+	if (choose_footer(f, e) != 0)
+		return -1;
 	if (f->footer.current_size % 512 != 0) {
 		vhd_seterr(e, "EFORMAT", "%s: virtual size %llu is not a whole number of sectors", path,
 			   (unsigned long long)f->footer.current_size);
 		return -1;
 	}
-	if (f->footer.disk_type == VHD_FIXED) {
-		f->data_limit = f->file_size - 512;
-		if (f->file_size - 512 < f->footer.current_size) {
-			uint64_t have = f->file_size - 512;
-			vhd_problem_add(f, VHD_ERROR, 1, "FIXED_TRUNCATED", -1,
-					"%s: fixed disk holds %llu of its %llu bytes: sectors %llu-%llu are missing", bn,
-					(unsigned long long)have, (unsigned long long)f->footer.current_size,
-					(unsigned long long)(have / 512),
-					(unsigned long long)(f->footer.current_size / 512 - 1));
-		}
-		return 0;
+	if (f->footer.disk_type != VHD_FIXED)
+		return open_dynamic(f, e);
+	f->data_limit = f->file_size - 512;
+	if (f->file_size - 512 < f->footer.current_size) {
+		uint64_t have = f->file_size - 512;
+		vhd_problem_add(f, VHD_ERROR, 1, "FIXED_TRUNCATED", -1,
+				"%s: fixed disk holds %llu of its %llu bytes: sectors %llu-%llu are missing", base_name(path),
+				(unsigned long long)have, (unsigned long long)f->footer.current_size,
+				(unsigned long long)(have / 512), (unsigned long long)(f->footer.current_size / 512 - 1));
 	}
-	return open_dynamic(f, e);
+	return 0;
 }
 
 vhd_file *vhd_open(const char *path, const vhd_open_opts *o, vhd_err *e)
