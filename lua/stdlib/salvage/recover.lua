@@ -659,10 +659,15 @@ local function attempt(default_step, fn)
   return false, err
 end
 
-function Engine:fail(vm, err)
+--- A VM's failure: logged and journaled; with the run's status and tick, recorded and counted too.
+function Engine:fail(vm, err, status, tick)
   if err.traceback then log.debug("unexpected error", { vm = vm.name, traceback = err.traceback }) end
   log.error("recovery failed", { vm = vm.name, step = err.step, error = err.message })
   if not self.dry and self.journal then self.journal:fail(vm.id, err.step, err.message) end
+  if status then
+    status[vm.id] = { step = err.step, error = err.message }
+    tick(vm, "FAILED at " .. err.step)
+  end
 end
 
 --- One VM inside a worker process: owners come from the journal (the parent
@@ -798,9 +803,7 @@ function Engine:ensure_all(vms, status, tick)
       if ok then
         todo[#todo + 1] = vm
       else
-        self:fail(vm, err)
-        status[vm.id] = { step = err.step, error = err.message }
-        tick(vm, "FAILED at " .. err.step)
+        self:fail(vm, err, status, tick)
       end
     end
   end
@@ -817,9 +820,7 @@ function Engine:run_here(todo, owners, status, tick)
     if ok then
       tick(vm, self.dry and "would be recovered" or "recovered")
     else
-      self:fail(vm, err)
-      status[vm.id] = { step = err.step, error = err.message }
-      tick(vm, "FAILED at " .. err.step)
+      self:fail(vm, err, status, tick)
     end
   end
 end
