@@ -60,34 +60,10 @@ with_api() {
 
 echo "stream bench: one VM, root disk a 3-level chain of ${GIB} GiB virtual, in $D"
 
-# The chain, as bench/vhd.sh makes it: base with full blocks spread over the disk;
-# c1 and the leaf overwrite some (full blocks) and write partial runs elsewhere.
-"$SALVAGE" - "$D/primary" "$GIB" <<'LUA'
-local vhd = require "salvage.vhd"
-local dir, gib = arg[1], math.tointeger(tonumber(arg[2]))
-local B = 2 << 20
-local size = gib << 30
-local nblocks = size // B
-local function chunk(seed, len)
-  local unit = string.char(seed % 251 + 1, (seed * 7) % 253 + 1, 0x55, seed % 13 + 1)
-  return unit:rep(len // 4 + 1):sub(1, len)
-end
-local base = assert(vhd.create(dir .. "/base-0.vhd", { size = size, hidden = true }))
-local full = chunk(17, B)
-for b = 0, nblocks - 1, math.max(1, nblocks // 800) do assert(base:write(b * B, full)) end
-base:close()
-local c1 = assert(vhd.create(dir .. "/mid-0001.vhd", { parent = dir .. "/base-0.vhd", hidden = true }))
-local f1 = chunk(29, B)
-for b = 1, nblocks - 1, math.max(1, nblocks // 500) do assert(c1:write(b * B, f1)) end
-for b = 3, nblocks - 1, math.max(1, nblocks // 200) do assert(c1:write(b * B + 4096 + 17, chunk(b, 300 * 1024 + 123))) end
-c1:close()
-local c2 = assert(vhd.create(dir .. "/root-0001.vhd", { parent = dir .. "/mid-0001.vhd" }))
-local f2 = chunk(41, B)
-for b = 2, nblocks - 1, math.max(1, nblocks // 300) do assert(c2:write(b * B, f2)) end
-for b = 0, nblocks - 1, math.max(1, nblocks // 150) do assert(c2:write(b * B + 512 * 9, chunk(b + 5, 700 * 1024))) end
-c2:close()
-LUA
-LEAF="$D/primary/root-0001.vhd"
+# The chain of bench/vhd.sh and bench/qcow2.sh (bench/chain.lua), without the zeroed blocks:
+# base.vhd <- c1.vhd <- c2.vhd, the VM's root volume path "c2".
+"$SALVAGE" bench/chain.lua "$D/primary" "$GIB" none >/dev/null
+LEAF="$D/primary/c2.vhd"
 echo "chain files: $(du -cb "$D"/primary/*.vhd | tail -1 | cut -f1) bytes"
 
 "$SALVAGE" -e "
@@ -97,7 +73,7 @@ local vm = { id = 1, uuid = 'vm-1', name = 'bigvm', display_name = 'bench big VM
   domain = { id = 2, name = 'dom', path = '/dom/' }, offering = { name = 'Small Instance', cpu = 1, speed = 500, ram = 512 },
   guest_os = 'Other Linux (64-bit)', template = { name = 'base', requires_hvm = true, password_enabled = false },
   problems = {}, volumes = { { id = 10, name = 'ROOT-1', type = 'ROOT', state = 'Ready', size = $GIB << 30,
-    device_id = 0, format = 'VHD', path = 'root-0001', problems = {} } } }
+    device_id = 0, format = 'VHD', path = 'c2', problems = {} } } }
 local f = assert(io.open('$D/inventory.json', 'w'))
 f:write(json.encode({ vm }))
 f:close()
